@@ -1,0 +1,7 @@
+"""``python -m optimizer_operator`` runs the operator, like ``llm-optimizer operator``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main(sys.argv[1:] or ["operator"]))

@@ -1,0 +1,105 @@
+"""The gateway's ConfigMap: built as a pure function, written with timeouts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ..api.common import GROUP
+from ..api.variants import VariantSet
+from .ownership import owner_reference
+
+MANAGED_BY = "llm-optimizer"
+LABEL_LLM_CONFIG = f"{GROUP}/llm-config"
+ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+REQUEST_TIMEOUT = (5, 15)  # connect, read (seconds)
+
+
+class ConfigMapConflict(RuntimeError):
+    """A ConfigMap of that name exists and belongs to someone else."""
+
+
+def default_configmap_name(llm_config: str) -> str:
+    return f"{llm_config}-llm-config"
+
+
+def render_document(variants: VariantSet) -> str:
+    """The JSON text the gateway reads; stable key order so unchanged input is unchanged text."""
+    return json.dumps(variants.to_wire(), indent=2, sort_keys=True) + "\n"
+
+
+def build_configmap(
+    *,
+    name: str,
+    key: str,
+    variants: VariantSet,
+    owner: dict[str, Any],
+) -> dict[str, Any]:
+    """The ConfigMap object for ``variants``, owned by the LLMConfig ``owner``."""
+    stable = variants.variants[0]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": variants.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+                LABEL_LLM_CONFIG: variants.llm_config,
+            },
+            "annotations": {ANNOTATION_CONFIG_HASH: stable.hash},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "data": {key: render_document(variants)},
+    }
+
+
+def apply_configmap(core: client.CoreV1Api, desired: dict[str, Any]) -> bool:
+    """Create or update ``desired``; returns True when something was written.
+
+    Refuses to take over a ConfigMap that another owner (or a person) created.
+    """
+    meta = desired["metadata"]
+    owner_uid = meta["ownerReferences"][0]["uid"]
+    try:
+        current = core.read_namespaced_config_map(
+            meta["name"], meta["namespace"], _request_timeout=REQUEST_TIMEOUT
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        core.create_namespaced_config_map(
+            meta["namespace"], desired, _request_timeout=REQUEST_TIMEOUT
+        )
+        return True
+    owners = current.metadata.owner_references or []
+    if not any(o.uid == owner_uid for o in owners):
+        raise ConfigMapConflict(
+            f"ConfigMap {meta['name']} exists and is not owned by this LLMConfig; "
+            "rename spec.target.configMap.name or delete that ConfigMap"
+        )
+    same = (
+        (current.data or {}) == desired["data"]
+        and (current.metadata.labels or {}) == {**(current.metadata.labels or {}), **meta["labels"]}
+        and (current.metadata.annotations or {}).get(ANNOTATION_CONFIG_HASH)
+        == meta["annotations"][ANNOTATION_CONFIG_HASH]
+    )
+    if same:
+        return False
+    patch = {
+        "metadata": {
+            "labels": meta["labels"],
+            "annotations": meta["annotations"],
+            "resourceVersion": current.metadata.resource_version,
+        },
+        "data": desired["data"],
+    }
+    # resourceVersion in the patch makes it conditional: a concurrent edit fails
+    # with 409 and the handler retries on fresh state instead of overwriting it.
+    core.patch_namespaced_config_map(
+        meta["name"], meta["namespace"], patch, _request_timeout=REQUEST_TIMEOUT
+    )
+    return True

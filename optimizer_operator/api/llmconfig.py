@@ -1,0 +1,190 @@
+"""LLMConfig: the configuration of one LLM workload and its version history."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from .common import (
+    CONDITIONS_LIST_EXTENSIONS,
+    ApiModel,
+    Condition,
+    DecimalString,
+    ObjectName,
+    SecretKeyReference,
+    parse_decimal,
+)
+
+ProviderName = Literal["openai", "anthropic", "simulator", "replay"]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^\S+$")]
+
+
+def _check_range(value: str | None, low: str, high: str, field: str) -> str | None:
+    if value is None:
+        return value
+    number = parse_decimal(value)
+    if not parse_decimal(low) <= number <= parse_decimal(high):
+        raise ValueError(f"{field} must be between {low} and {high}, got {value}")
+    return value
+
+
+class Parameters(ApiModel):
+    """Generation parameters. Fractions are decimal strings, e.g. temperature "0.7"."""
+
+    temperature: DecimalString | None = Field(
+        default=None, description='Sampling temperature, "0" to "2".'
+    )
+    top_p: DecimalString | None = Field(
+        default=None, description='Nucleus sampling mass, "0" to "1".'
+    )
+    top_k: int | None = Field(default=None, ge=1, le=1000, description="Top-k sampling.")
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Maximum output tokens."
+    )
+    presence_penalty: DecimalString | None = Field(
+        default=None, description='Presence penalty, "-2" to "2".'
+    )
+    frequency_penalty: DecimalString | None = Field(
+        default=None, description='Frequency penalty, "-2" to "2".'
+    )
+    stop: list[Annotated[str, StringConstraints(max_length=256)]] | None = Field(
+        default=None, max_length=8, description="Stop sequences."
+    )
+    seed: int | None = Field(default=None, ge=0, description="Sampling seed, where supported.")
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_range(cls, v: str | None) -> str | None:
+        return _check_range(v, "0", "2", "temperature")
+
+    @field_validator("top_p")
+    @classmethod
+    def _top_p_range(cls, v: str | None) -> str | None:
+        return _check_range(v, "0", "1", "topP")
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _penalty_range(cls, v: str | None) -> str | None:
+        return _check_range(v, "-2", "2", "penalty")
+
+
+class Endpoint(ApiModel):
+    """Where an OpenAI-compatible or Anthropic provider is reached, and its key."""
+
+    base_url: (
+        Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None
+    ) = Field(default=None, description="Base URL of the provider API.")
+    api_key_secret_ref: SecretKeyReference | None = Field(
+        default=None,
+        description="Secret key holding the API key; the key is mounted, never copied.",
+    )
+
+
+class ModelConfig(ApiModel):
+    """What one variant runs: provider, model, parameters. Hashed to identify it."""
+
+    provider: ProviderName = Field(description="Provider that serves the model.")
+    model: ModelName = Field(description="Model name as the provider knows it.")
+    parameters: Parameters = Field(default_factory=Parameters, description="Generation parameters.")
+    endpoint: Endpoint | None = Field(default=None, description="Provider endpoint and key.")
+
+    def config_hash(self) -> str:
+        """A short, stable hash of what the variant runs (key order does not matter)."""
+        canonical = json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+class ConfigMapTarget(ApiModel):
+    """The ConfigMap the operator renders for the gateway."""
+
+    name: ObjectName | None = Field(
+        default=None, description="ConfigMap name. Default: <llmconfig-name>-llm-config."
+    )
+    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = Field(
+        default="variants.json", description="Key of the JSON document in the ConfigMap."
+    )
+
+
+class DeploymentTarget(ApiModel):
+    """The app Deployment whose pods use this configuration."""
+
+    name: ObjectName = Field(description="Deployment name in the same namespace.")
+
+
+class Target(ApiModel):
+    """What the configuration drives."""
+
+    config_map: ConfigMapTarget = Field(
+        default_factory=ConfigMapTarget, description="ConfigMap the gateway reads."
+    )
+    deployment: DeploymentTarget | None = Field(
+        default=None,
+        description="Deployment annotated with the config hash so its pods roll on promotion.",
+    )
+
+
+class Delivery(ApiModel):
+    """How a change to this spec made by a person reaches traffic."""
+
+    strategy: Literal["immediate", "canary"] = Field(
+        default="immediate",
+        description="immediate: render at once; canary: deliver through a Rollout.",
+    )
+
+
+class LLMConfigSpec(ModelConfig):
+    """Desired configuration of one LLM workload."""
+
+    target: Target = Field(default_factory=Target, description="What the configuration drives.")
+    delivery: Delivery = Field(default_factory=Delivery, description="How spec changes ship.")
+    history_limit: int = Field(
+        default=20, ge=1, le=200, description="Versions kept in status.history. Default: 20."
+    )
+
+    def model_config_part(self) -> ModelConfig:
+        """The part of the spec that defines what a variant runs."""
+        return ModelConfig(
+            provider=self.provider,
+            model=self.model,
+            parameters=self.parameters,
+            endpoint=self.endpoint,
+        )
+
+    @model_validator(mode="after")
+    def _endpoint_needed(self) -> LLMConfigSpec:
+        if self.provider in ("openai", "anthropic") and self.endpoint is None:
+            # A default public endpoint would silently send traffic off-cluster; be explicit.
+            raise ValueError("endpoint is required for provider openai and anthropic")
+        return self
+
+
+class VersionRecord(ApiModel):
+    """One version of the configuration, as kept in status.history."""
+
+    version: int = Field(ge=1, description="Monotonic version number.")
+    hash: str = Field(description="Config hash of what the version runs.")
+    provider: ProviderName
+    model: ModelName
+    parameters: Parameters = Field(default_factory=Parameters)
+    source: Annotated[str, StringConstraints(max_length=512)] = Field(
+        description='Where the version came from: "spec" or "rollout/<name>".'
+    )
+    applied_at: str = Field(description="When it became stable (RFC 3339).")
+
+
+class LLMConfigStatus(ApiModel):
+    """Observed state of an LLMConfig."""
+
+    observed_generation: int | None = Field(default=None)
+    conditions: list[Condition] = Field(
+        default_factory=list, json_schema_extra=CONDITIONS_LIST_EXTENSIONS
+    )
+    current_version: int | None = Field(default=None, description="Stable version number.")
+    current_hash: str | None = Field(default=None, description="Stable config hash.")
+    config_map_name: str | None = Field(default=None, description="Rendered ConfigMap.")
+    active_rollout: str | None = Field(default=None, description="Rollout in progress, if any.")
+    history: list[VersionRecord] = Field(default_factory=list, description="Newest last.")
+    message: str | None = Field(default=None, description="Summary for people.")

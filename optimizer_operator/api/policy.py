@@ -1,0 +1,249 @@
+"""OptimizationPolicy: what "better" means for one LLMConfig, and how to search for it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from .common import (
+    CONDITIONS_LIST_EXTENSIONS,
+    ApiModel,
+    Condition,
+    DecimalString,
+    Duration,
+    LocalObjectReference,
+    parse_decimal,
+)
+from .llmconfig import ModelName, ProviderName
+from .rollout import Analysis, MetricName, PromQL, Step
+
+ParameterName = Literal[
+    "temperature", "topP", "topK", "maxTokens", "presencePenalty", "frequencyPenalty"
+]
+
+
+class Objective(ApiModel):
+    """One objective: a metric, a direction, and its weight in the scalarized choice."""
+
+    metric: MetricName = Field(
+        description="Built-in (cost_per_request_usd, latency_p95_seconds, quality_score, "
+        "error_rate) or a name from spec.metrics."
+    )
+    direction: Literal["minimize", "maximize"] = Field(description="Which way is better.")
+    weight: DecimalString = Field(default="1", description='Weight, e.g. "0.5". Default: "1".')
+
+
+class Constraints(ApiModel):
+    """Hard constraints: a configuration violating any is infeasible."""
+
+    max_latency_p95_seconds: DecimalString | None = Field(default=None, description="p95 SLA.")
+    max_error_rate: DecimalString | None = Field(default=None, description='e.g. "0.02".')
+    min_quality: DecimalString | None = Field(default=None, description="Quality floor, 0..1.")
+    max_cost_per_request_usd: DecimalString | None = Field(default=None)
+    max_daily_cost_usd: DecimalString | None = Field(
+        default=None, description="Projected daily cost ceiling."
+    )
+
+
+class ModelChoice(ApiModel):
+    """A model the search may choose."""
+
+    provider: ProviderName
+    model: ModelName
+
+
+class ModelCondition(ApiModel):
+    """Make a parameter active only when the model is one of these."""
+
+    models: list[ModelName] = Field(min_length=1, description="Models for which it applies.")
+
+
+class ParameterRange(ApiModel):
+    """The range of one parameter in the search space."""
+
+    name: ParameterName = Field(description="Which generation parameter.")
+    type: Literal["float", "int", "categorical"] = Field(description="Distribution kind.")
+    low: DecimalString | None = Field(default=None, description="Lower bound (float, int).")
+    high: DecimalString | None = Field(default=None, description="Upper bound (float, int).")
+    step: DecimalString | None = Field(default=None, description="Grid step, optional.")
+    log: bool = Field(default=False, description="Sample on a log scale.")
+    choices: list[DecimalString] | None = Field(default=None, description="For categorical.")
+    when: ModelCondition | None = Field(default=None, description="Conditional parameter.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ParameterRange:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError(f"parameter {self.name}: categorical needs choices")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"parameter {self.name}: {self.type} needs low and high")
+        if parse_decimal(self.low) >= parse_decimal(self.high):
+            raise ValueError(f"parameter {self.name}: low must be below high")
+        if self.log and parse_decimal(self.low) <= 0:
+            raise ValueError(f"parameter {self.name}: log scale needs low > 0")
+        return self
+
+
+class SearchSpace(ApiModel):
+    """Where the optimizer may look."""
+
+    models: list[ModelChoice] = Field(
+        default_factory=list, max_length=64, description="Candidate models (categorical)."
+    )
+    parameters: list[ParameterRange] = Field(default_factory=list, max_length=16)
+
+
+class MetricQuery(ApiModel):
+    """A named PromQL template the policy can use as objective, constraint or rule input."""
+
+    name: MetricName
+    query: PromQL = Field(
+        description="PromQL over {{llm_config}}, {{variant}}, {{namespace}}, {{window}}."
+    )
+
+
+class Sampler(ApiModel):
+    """The Optuna sampler, pinned by name."""
+
+    name: Literal["tpe", "gp", "nsga2", "random"] = Field(default="tpe")
+    seed: int | None = Field(default=None, ge=0, description="Seed for reproducible search.")
+
+
+class Trigger(ApiModel):
+    """When a cycle runs. Several triggers combine with spec.schedule.combine."""
+
+    type: Literal["interval", "cron", "threshold", "event"]
+    every: Duration | None = Field(default=None, description="For interval.")
+    cron: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description='For cron: five fields, e.g. "0 9-17 * * 1-5".'
+    )
+    metric: MetricName | None = Field(default=None, description="For threshold.")
+    operator: Literal["gt", "gte", "lt", "lte"] | None = Field(default=None)
+    value: DecimalString | None = Field(default=None)
+    for_: Duration | None = Field(default=None, alias="for", description="Held for this long.")
+    event: Literal["llmConfigChanged", "rolloutFinished"] | None = Field(default=None)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Trigger:
+        needed = {
+            "interval": ["every"],
+            "cron": ["cron"],
+            "threshold": ["metric", "operator", "value"],
+            "event": ["event"],
+        }[self.type]
+        missing = [n for n in needed if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"{self.type} trigger needs {', '.join(missing)}")
+        return self
+
+
+class Schedule(ApiModel):
+    """When the loop runs."""
+
+    triggers: list[Trigger] = Field(
+        default_factory=lambda: [Trigger(type="interval", every="15m")],
+        max_length=16,
+        description="Default: every 15m.",
+    )
+    combine: Literal["any", "all"] = Field(default="any", description="OR (any) or AND (all).")
+    cooldown: Duration = Field(
+        default="1h", description="Minimum time between two rollouts. Default: 1h."
+    )
+
+
+class Budgets(ApiModel):
+    """Limits on how much the optimizer may try."""
+
+    max_trials: int | None = Field(default=None, ge=1, description="Trials in the study.")
+    max_rollouts_per_day: int = Field(default=6, ge=0, description="Default: 6.")
+
+
+class RuleAction(ApiModel):
+    """What a rule does when it fires."""
+
+    type: Literal["configChange", "modelSwitch", "rollback", "alert", "experiment"]
+    parameters: dict[str, DecimalString] | None = Field(
+        default=None, description="For configChange: parameter values to set."
+    )
+    model: ModelChoice | None = Field(default=None, description="For modelSwitch.")
+
+
+class Rule(ApiModel):
+    """A condition on a metric and an action, with priority and limits."""
+
+    name: MetricName
+    metric: MetricName
+    operator: Literal["gt", "gte", "lt", "lte"]
+    value: DecimalString
+    for_: Duration | None = Field(default=None, alias="for")
+    action: RuleAction
+    priority: int = Field(default=100, ge=0, le=10000, description="Lower runs first.")
+    cooldown: Duration = Field(default="1h")
+    max_per_day: int = Field(default=3, ge=0)
+
+
+class RolloutTemplate(ApiModel):
+    """How the optimizer's candidates are rolled out."""
+
+    strategy: Literal["canary", "blueGreen", "abTest"] = Field(default="canary")
+    steps: list[Step] | None = Field(default=None, min_length=1, max_length=64)
+    analysis: Analysis = Field(default_factory=Analysis)
+
+
+class OptimizationPolicySpec(ApiModel):
+    """Desired optimization of one LLMConfig."""
+
+    target_ref: LocalObjectReference = Field(description="The LLMConfig optimized.")
+    mode: Literal["auto", "recommend"] = Field(
+        default="recommend",
+        description="auto: roll out candidates; recommend: only record them. Default: recommend.",
+    )
+    objectives: list[Objective] = Field(min_length=1, max_length=8)
+    constraints: Constraints = Field(default_factory=Constraints)
+    search_space: SearchSpace = Field(default_factory=SearchSpace)
+    metrics: list[MetricQuery] = Field(default_factory=list, max_length=32)
+    sampler: Sampler = Field(default_factory=Sampler)
+    schedule: Schedule = Field(default_factory=Schedule)
+    budgets: Budgets = Field(default_factory=Budgets)
+    rules: list[Rule] = Field(default_factory=list, max_length=64)
+    rollout_template: RolloutTemplate = Field(default_factory=RolloutTemplate)
+
+    @model_validator(mode="after")
+    def _objectives_known(self) -> OptimizationPolicySpec:
+        custom = {m.name for m in self.metrics}
+        builtin = {"cost_per_request_usd", "latency_p95_seconds", "quality_score", "error_rate"}
+        for i, obj in enumerate(self.objectives):
+            if obj.metric not in builtin | custom:
+                raise ValueError(
+                    f"objectives[{i}].metric {obj.metric!r} is neither built-in nor in spec.metrics"
+                )
+        return self
+
+
+LoopState = Literal[
+    "Idle",
+    "Collecting",
+    "Analyzing",
+    "Deciding",
+    "Validating",
+    "Deploying",
+    "Monitoring",
+    "RollingBack",
+]
+
+
+class OptimizationPolicyStatus(ApiModel):
+    """Observed state of an OptimizationPolicy."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list, json_schema_extra=CONDITIONS_LIST_EXTENSIONS
+    )
+    state: LoopState | None = Field(default=None, description="Where the control loop is.")
+    trials: int | None = Field(default=None, ge=0, description="Trials told to the study.")
+    best_hash: str | None = Field(default=None, description="Best feasible config hash so far.")
+    last_decision: str | None = Field(default=None, description="Last decision and why.")
+    last_cycle_time: str | None = Field(default=None)
+    message: str | None = None

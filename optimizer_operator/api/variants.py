@@ -1,0 +1,50 @@
+"""The ConfigMap contract between the operator and the gateway.
+
+One JSON document per LLMConfig: the live variants, stable first, each with an
+integer weight; weights sum to 10000 (basis points) so the gateway's
+per-request split is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .common import API_VERSION, ApiModel
+from .llmconfig import Endpoint, ModelName, Parameters, ProviderName
+
+TOTAL_WEIGHT = 10000
+
+
+class Variant(ApiModel):
+    """One live configuration and its share of traffic."""
+
+    id: str = Field(description='Config version id, e.g. "v3", or "candidate-<hash>".')
+    role: Literal["stable", "candidate"]
+    hash: str
+    weight: int = Field(ge=0, le=TOTAL_WEIGHT, description="Basis points of traffic.")
+    provider: ProviderName
+    model: ModelName
+    parameters: Parameters = Field(default_factory=Parameters)
+    endpoint: Endpoint | None = None
+
+
+class VariantSet(ApiModel):
+    """The document the gateway reads."""
+
+    api_version: Literal["optimizer.llmops.dev/v1alpha1"] = API_VERSION  # type: ignore[assignment]
+    kind: Literal["VariantSet"] = "VariantSet"
+    llm_config: str
+    namespace: str
+    rollout: str | None = Field(default=None, description="Rollout that set these weights.")
+    variants: list[Variant] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _weights(self) -> VariantSet:
+        total = sum(v.weight for v in self.variants)
+        if total != TOTAL_WEIGHT:
+            raise ValueError(f"variant weights sum to {total}, not {TOTAL_WEIGHT}")
+        if self.variants[0].role != "stable":
+            raise ValueError("the first variant must be the stable one")
+        return self

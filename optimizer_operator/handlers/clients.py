@@ -1,0 +1,32 @@
+"""Kubernetes API clients for handlers, configured once at startup."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from kubernetes import client, config
+
+
+def load_config() -> None:
+    """In-cluster credentials when running in a pod, else the kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+@lru_cache(maxsize=1)
+def api_client() -> client.ApiClient:
+    return client.ApiClient()
+
+
+def core() -> client.CoreV1Api:
+    return client.CoreV1Api(api_client())
+
+
+def apps() -> client.AppsV1Api:
+    return client.AppsV1Api(api_client())
+
+
+def custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client())
