@@ -50,6 +50,14 @@ def parse_decimal(text: str) -> Decimal:
         raise ValueError(f"not a decimal string: {text!r}") from exc
 
 
+class FieldProblem(ValueError):
+    """A cross-field check's error that names the field to fix, relative to the model."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class ApiModel(BaseModel):
     """Base of every API model: camelCase on the wire, unknown fields refused."""
 

@@ -13,6 +13,7 @@ from .common import (
     ApiModel,
     Condition,
     DecimalString,
+    FieldProblem,
     ObjectName,
     SecretKeyReference,
     parse_decimal,
@@ -157,7 +158,7 @@ class LLMConfigSpec(ModelConfig):
     def _endpoint_needed(self) -> LLMConfigSpec:
         if self.provider in ("openai", "anthropic") and self.endpoint is None:
             # A default public endpoint would silently send traffic off-cluster; be explicit.
-            raise ValueError("endpoint is required for provider openai and anthropic")
+            raise FieldProblem("endpoint", "required for provider openai and anthropic")
         return self
 
 

@@ -12,6 +12,7 @@ from .common import (
     Condition,
     DecimalString,
     Duration,
+    FieldProblem,
     LocalObjectReference,
     parse_decimal,
 )
@@ -75,14 +76,14 @@ class ParameterRange(ApiModel):
     def _bounds(self) -> ParameterRange:
         if self.type == "categorical":
             if not self.choices:
-                raise ValueError(f"parameter {self.name}: categorical needs choices")
+                raise FieldProblem("choices", f"{self.name}: categorical needs choices")
             return self
         if self.low is None or self.high is None:
-            raise ValueError(f"parameter {self.name}: {self.type} needs low and high")
+            raise FieldProblem("low", f"{self.name}: {self.type} needs low and high")
         if parse_decimal(self.low) >= parse_decimal(self.high):
-            raise ValueError(f"parameter {self.name}: low must be below high")
+            raise FieldProblem("low", f"{self.name}: low must be below high")
         if self.log and parse_decimal(self.low) <= 0:
-            raise ValueError(f"parameter {self.name}: log scale needs low > 0")
+            raise FieldProblem("low", f"{self.name}: log scale needs low > 0")
         return self
 
 
@@ -135,7 +136,7 @@ class Trigger(ApiModel):
         }[self.type]
         missing = [n for n in needed if getattr(self, n) is None]
         if missing:
-            raise ValueError(f"{self.type} trigger needs {', '.join(missing)}")
+            raise FieldProblem(missing[0], f"{self.type} trigger needs {', '.join(missing)}")
         return self
 
 
@@ -216,8 +217,9 @@ class OptimizationPolicySpec(ApiModel):
         builtin = {"cost_per_request_usd", "latency_p95_seconds", "quality_score", "error_rate"}
         for i, obj in enumerate(self.objectives):
             if obj.metric not in builtin | custom:
-                raise ValueError(
-                    f"objectives[{i}].metric {obj.metric!r} is neither built-in nor in spec.metrics"
+                raise FieldProblem(
+                    f"objectives[{i}].metric",
+                    f"{obj.metric!r} is neither built-in nor in spec.metrics",
                 )
         return self
 

@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from .common import ApiModel
+from .common import ApiModel, FieldProblem
 
 M = TypeVar("M", bound=ApiModel)
 
@@ -28,6 +28,15 @@ def _path(loc: tuple[int | str, ...], root: str) -> str:
     return out
 
 
+def _error_path(error: Any, root: str) -> str:
+    path = _path(tuple(error["loc"]), root)
+    problem = (error.get("ctx") or {}).get("error")
+    if isinstance(problem, FieldProblem) and problem.path:
+        sep = "" if problem.path.startswith("[") else "."
+        path = f"{path}{sep}{problem.path}"
+    return path
+
+
 def parse_spec(model: type[M], spec: Any, root: str = "spec") -> M:
     """Validate ``spec`` against ``model``; raise :class:`InvalidSpec` naming the field.
 
@@ -39,10 +48,9 @@ def parse_spec(model: type[M], spec: Any, root: str = "spec") -> M:
         return model.model_validate(spec)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        first = _path(tuple(errors[0]["loc"]), root)
+        first = _error_path(errors[0], root)
         parts = [
-            f"{_path(tuple(e['loc']), root)}: {e['msg'].removeprefix('Value error, ')}"
-            for e in errors[:5]
+            f"{_error_path(e, root)}: {e['msg'].removeprefix('Value error, ')}" for e in errors[:5]
         ]
         if len(errors) > 5:
             parts.append(f"and {len(errors) - 5} more")

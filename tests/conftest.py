@@ -1,0 +1,114 @@
+"""Shared fixtures. Cluster fixtures start the real local control plane once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client, config
+
+from optimizer_operator.localcluster import (
+    ControlPlane,
+    assert_local_context,
+    start_operator,
+    stop_pids,
+    tool_path,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Everything under tests/integration needs the local control plane.
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    plane = ControlPlane(workdir=tmp_path_factory.mktemp("cluster"))
+    plane.start()
+    assert_local_context(plane.kubeconfig)
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane) -> Path:
+    return control_plane.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def api(kubeconfig: Path) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+def kubectl(
+    kubeconfig: Path, *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the pinned kubectl against the local test cluster."""
+    assert_local_context(kubeconfig)
+    result = subprocess.run(
+        [str(tool_path("kubectl")), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kubeconfig: Path) -> None:
+    kubectl(kubeconfig, "apply", "-f", str(REPO / "crds"))
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def operator(
+    kubeconfig: Path, crds_installed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """The real operator process, cluster-wide; yields its log file."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    proc, _ = start_operator(kubeconfig, log)
+    yield log
+    stop_pids([proc.pid])
+    if os.environ.get("LLMOPT_SHOW_OPERATOR_LOG"):
+        print(log.read_text())
+
+
+@pytest.fixture()
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns a truthy value; fail with ``what`` after ``timeout``.
+
+    This waits for eventual consistency (the operator reacts to watch events);
+    it does not retry failures of the thing under test.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")

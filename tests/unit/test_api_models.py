@@ -1,0 +1,160 @@
+"""The pydantic models accept what users write and refuse what they must not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from optimizer_operator.api import (
+    LLMConfigSpec,
+    ModelConfig,
+    OptimizationPolicySpec,
+    RolloutSpec,
+)
+from optimizer_operator.api.common import parse_duration
+from optimizer_operator.api.validation import InvalidSpec, parse_spec
+
+SAMPLES = Path(__file__).resolve().parents[2] / "config" / "samples"
+
+
+def _sample(name: str) -> dict:
+    return yaml.safe_load((SAMPLES / name).read_text())["spec"]
+
+
+def test_samples_parse_into_the_models() -> None:
+    llmc = parse_spec(LLMConfigSpec, _sample("llmconfig.yaml"))
+    pol = parse_spec(OptimizationPolicySpec, _sample("optimizationpolicy.yaml"))
+    ro = parse_spec(RolloutSpec, _sample("rollout.yaml"))
+    assert llmc.parameters.temperature == "0.7"
+    assert pol.objectives[1].metric == "quality_score"
+    assert ro.steps[0].set_weight == 10
+
+
+def test_wire_form_round_trips_without_loss() -> None:
+    raw = _sample("rollout.yaml")
+    spec = parse_spec(RolloutSpec, raw)
+    again = parse_spec(RolloutSpec, spec.to_wire())
+    assert again == spec
+    assert spec.to_wire()["candidate"]["parameters"] == raw["candidate"]["parameters"]
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"parameters": {"temperature": "2.5"}}, "spec.parameters.temperature"),
+        ({"parameters": {"topP": "1.5"}}, "spec.parameters.topP"),
+        ({"parameters": {"maxTokens": 0}}, "spec.parameters.maxTokens"),
+        ({"provider": "google"}, "spec.provider"),
+        ({"historyLimit": 0}, "spec.historyLimit"),
+        ({"unknownField": 1}, "spec.unknownField"),
+    ],
+)
+def test_invalid_llmconfig_names_the_field(patch: dict, field: str) -> None:
+    spec = {**_sample("llmconfig.yaml"), **patch}
+    with pytest.raises(InvalidSpec) as err:
+        parse_spec(LLMConfigSpec, spec)
+    assert err.value.field == field
+    assert field in str(err.value)
+
+
+def test_openai_provider_requires_an_endpoint() -> None:
+    with pytest.raises(InvalidSpec, match=r"spec\.endpoint: required"):
+        parse_spec(LLMConfigSpec, {"provider": "openai", "model": "gpt-4o-mini"})
+    assert parse_spec(LLMConfigSpec, {"provider": "simulator", "model": "sim-small"})
+
+
+def test_a_step_sets_exactly_one_action() -> None:
+    spec = _sample("rollout.yaml")
+    spec["steps"] = [{"setWeight": 10, "pause": {"duration": "1m"}}]
+    with pytest.raises(InvalidSpec) as err:
+        parse_spec(RolloutSpec, spec)
+    assert err.value.field == "spec.steps[0]"
+    spec["steps"] = []
+    with pytest.raises(InvalidSpec, match=r"spec\.steps"):
+        parse_spec(RolloutSpec, spec)
+
+
+def test_weights_over_100_percent_are_refused() -> None:
+    spec = _sample("rollout.yaml")
+    spec["steps"] = [{"setWeight": 101}]
+    with pytest.raises(InvalidSpec, match=r"spec\.steps\[0\]\.setWeight"):
+        parse_spec(RolloutSpec, spec)
+
+
+def test_policy_objective_must_name_a_known_metric() -> None:
+    spec = _sample("optimizationpolicy.yaml")
+    spec["objectives"] = [{"metric": "happiness", "direction": "maximize"}]
+    with pytest.raises(InvalidSpec, match=r"spec\.objectives\[0\]\.metric: .happiness."):
+        parse_spec(OptimizationPolicySpec, spec)
+    spec["objectives"] = [{"metric": "csat", "direction": "maximize"}]  # from spec.metrics
+    assert parse_spec(OptimizationPolicySpec, spec)
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ({"name": "temperature", "type": "float", "low": "1", "high": "0.5"}, "low must be below"),
+        ({"name": "maxTokens", "type": "int", "low": "0", "high": "10", "log": True}, "log scale"),
+        ({"name": "topP", "type": "categorical"}, "needs choices"),
+        ({"name": "temperature", "type": "float"}, "needs low and high"),
+    ],
+)
+def test_search_space_ranges_are_checked(param: dict, message: str) -> None:
+    spec = _sample("optimizationpolicy.yaml")
+    spec["searchSpace"] = {"parameters": [param]}
+    with pytest.raises(InvalidSpec, match=message) as err:
+        parse_spec(OptimizationPolicySpec, spec)
+    assert err.value.field in (
+        "spec.searchSpace.parameters[0].low",
+        "spec.searchSpace.parameters[0].choices",
+    )
+
+
+def test_unknown_sampler_is_refused() -> None:
+    spec = _sample("optimizationpolicy.yaml")
+    spec["sampler"] = {"name": "cmaes-but-wrong"}
+    with pytest.raises(InvalidSpec, match=r"spec\.sampler\.name"):
+        parse_spec(OptimizationPolicySpec, spec)
+
+
+def test_trigger_needs_its_fields() -> None:
+    spec = _sample("optimizationpolicy.yaml")
+    spec["schedule"] = {"triggers": [{"type": "threshold", "metric": "error_rate"}]}
+    with pytest.raises(InvalidSpec, match="threshold trigger needs operator, value") as err:
+        parse_spec(OptimizationPolicySpec, spec)
+    assert err.value.field == "spec.schedule.triggers[0].operator"
+
+
+def test_config_hash_ignores_key_order_and_tracks_values() -> None:
+    a = ModelConfig.model_validate(
+        {"provider": "simulator", "model": "m", "parameters": {"temperature": "0.7", "topP": "1"}}
+    )
+    b = ModelConfig.model_validate(
+        {"provider": "simulator", "model": "m", "parameters": {"topP": "1", "temperature": "0.7"}}
+    )
+    c = ModelConfig.model_validate(
+        {"provider": "simulator", "model": "m", "parameters": {"topP": "1", "temperature": "0.3"}}
+    )
+    assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("2d", 172800), ("250ms", 0.25)],
+)
+def test_durations_parse(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "m5", "1.5h", "-1s"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_non_object_spec_is_refused() -> None:
+    with pytest.raises(InvalidSpec) as err:
+        parse_spec(LLMConfigSpec, None)
+    assert err.value.field == "spec"

@@ -1,0 +1,71 @@
+"""The CLI's offline commands and the harness's refusal of foreign clusters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from optimizer_operator.cli import main
+from optimizer_operator.localcluster import ControlPlaneError, assert_local_context
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_validate_accepts_the_samples(capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(str(p) for p in (REPO / "config" / "samples").glob("*.yaml"))
+    assert main(["validate", *files]) == 0
+    assert capsys.readouterr().out.count(": valid") == 3
+
+
+def test_validate_reports_one_line_per_bad_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = yaml.safe_load((REPO / "config" / "samples" / "llmconfig.yaml").read_text())
+    bad["spec"]["parameters"]["temperature"] = "9"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "LLMConfig/support-bot: spec.parameters.temperature" in err[0]
+
+
+def test_crds_check_detects_drift(tmp_path: Path) -> None:
+    assert main(["crds", "--out", str(tmp_path)]) == 0
+    assert main(["crds", "--out", str(tmp_path), "--check"]) == 0
+    first = sorted(tmp_path.iterdir())[0]
+    first.write_text(first.read_text() + "# edited by hand\n")
+    assert main(["crds", "--out", str(tmp_path), "--check"]) == 1
+
+
+def _kubeconfig(tmp_path: Path, context: str, server: str) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "contexts": [{"name": context, "context": {"cluster": "c"}}],
+                "current-context": context,
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("context", "server"),
+    [
+        ("prod", "https://127.0.0.1:6443"),
+        ("llm-optimizer-local", "https://10.0.0.1:6443"),
+        ("kind-llm-optimizer", "https://127.0.0.1:6443"),
+    ],
+)
+def test_harness_refuses_other_clusters(tmp_path: Path, context: str, server: str) -> None:
+    with pytest.raises(ControlPlaneError, match="refusing to run"):
+        assert_local_context(_kubeconfig(tmp_path, context, server))
+
+
+def test_harness_accepts_the_local_cluster(tmp_path: Path) -> None:
+    assert_local_context(_kubeconfig(tmp_path, "llm-optimizer-local", "https://127.0.0.1:41234"))
