@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if operator is not None:
             stop_pids([operator.pid])
         plane.stop()
+        shutil.rmtree(plane.workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
