@@ -85,6 +85,106 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    import logging
+
+    from .gateway.evaluators import build_evaluator, parse_specs
+    from .gateway.server import GatewaySettings, run
+
+    if not args.config and not args.configmap:
+        print(
+            "error: give --config FILE (the mounted ConfigMap key) or --configmap NS/NAME",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        for spec in parse_specs(args.evaluators):
+            build_evaluator(spec.name, spec.options)
+    except (ValueError, KeyError) as exc:
+        print(f"error: --evaluators: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    run(
+        GatewaySettings(
+            host=args.host,
+            port=args.port,
+            config_file=Path(args.config) if args.config else None,
+            configmap=args.configmap,
+            configmap_key=args.configmap_key,
+            sticky_header=args.sticky_header.lower(),
+            upstream_timeout=args.upstream_timeout,
+            max_attempts=args.max_attempts,
+            max_body_bytes=args.max_body_bytes,
+            client_body_timeout=args.client_body_timeout,
+            log_content=args.log_content,
+            evaluators=args.evaluators,
+            pricing=Path(args.pricing) if args.pricing else None,
+            rate_limit=args.rate_limit,
+            record=Path(args.record) if args.record else None,
+            record_redaction=args.record_redaction,
+            otlp_endpoint=args.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        )
+    )
+    return 0
+
+
+def _cmd_simulator(args: argparse.Namespace) -> int:
+    from .providers.replay import ReplayProvider, load_dataset
+    from .providers.serve import run
+    from .providers.simulator import SimulatorProvider, load_fleet
+
+    try:
+        provider: SimulatorProvider | ReplayProvider
+        if args.provider == "replay":
+            provider = ReplayProvider(load_dataset(args.dataset), time_scale=args.time_scale)
+        else:
+            provider = SimulatorProvider(load_fleet(args.fleet), time_scale=args.time_scale)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run(provider, args.host, args.port)
+    return 0
+
+
+def _cmd_loadgen(args: argparse.Namespace) -> int:
+    import json
+
+    from .loadgen import LoadGenerator, format_summary, load_prompts
+
+    if (args.rate is None) == (args.concurrency is None):
+        print("error: give exactly one of --rate or --concurrency", file=sys.stderr)
+        return 2
+    try:
+        prompts = load_prompts(args.prompts, args.prompt_limit)
+    except (OSError, ValueError) as exc:
+        print(f"error: --prompts: {exc}", file=sys.stderr)
+        return 2
+    gen = LoadGenerator(
+        args.url,
+        prompts,
+        model=args.model,
+        stream=args.stream,
+        timeout=args.timeout,
+        users=args.users,
+        seed=args.seed,
+        progress=sys.stderr.isatty() and not args.quiet,
+    )
+    summary = asyncio.run(
+        gen.run(
+            rate=args.rate,
+            concurrency=args.concurrency,
+            requests=args.requests,
+            duration=args.duration,
+            arrivals=args.arrivals,
+        )
+    ).as_dict()
+    print(json.dumps(summary, indent=2) if args.output == "json" else format_summary(summary))
+    return 0 if summary["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-optimizer",
@@ -115,6 +215,77 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--out", default="crds")
     crds.add_argument("--check", action="store_true", help="fail if crds/ is out of date")
     crds.set_defaults(func=_cmd_crds)
+
+    gw = sub.add_parser(
+        "gateway",
+        help="run the OpenAI-compatible gateway sidecar",
+        description="Split chat requests across the LLMConfig's variants by the ConfigMap's "
+        "weights, call providers, score quality, export Prometheus metrics.",
+    )
+    gw.add_argument("--config", help="path of the mounted ConfigMap key (reloaded on change)")
+    gw.add_argument("--configmap", help="NAMESPACE/NAME to watch through the Kubernetes API")
+    gw.add_argument("--configmap-key", default="variants.json")
+    gw.add_argument("--host", default="0.0.0.0")
+    gw.add_argument("--port", type=int, default=8080)
+    gw.add_argument(
+        "--sticky-header",
+        default="x-llmopt-sticky-key",
+        help="header whose value keeps a user on one variant (else the request id)",
+    )
+    gw.add_argument("--upstream-timeout", type=float, default=120.0, help="seconds per attempt")
+    gw.add_argument("--max-attempts", type=int, default=2, help="attempts on retryable errors")
+    gw.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    gw.add_argument("--client-body-timeout", type=float, default=30.0)
+    gw.add_argument(
+        "--evaluators",
+        default="ground_truth=1",
+        help='name=rate list, e.g. "ground_truth=1,refusal=0.2,length=1", or a JSON '
+        'list of {"name","rate","options"}',
+    )
+    gw.add_argument("--pricing", help="YAML pricing catalog to merge over the default")
+    gw.add_argument("--rate-limit", help="per-client limit RPS[:BURST] (client: X-Client-Id)")
+    gw.add_argument("--record", help="append traffic to this JSONL file (replay format)")
+    gw.add_argument("--record-redaction", default="pii", choices=["none", "pii", "hash"])
+    gw.add_argument("--otlp-endpoint", help="OTLP/HTTP endpoint for spans (default: off)")
+    gw.add_argument(
+        "--log-content",
+        action="store_true",
+        help="log prompts and responses at debug level (never API keys)",
+    )
+    gw.add_argument("-v", "--verbose", action="store_true")
+    gw.set_defaults(func=_cmd_gateway)
+
+    sim = sub.add_parser("simulator", help="serve the simulator or replay provider (OpenAI API)")
+    sim.add_argument("--provider", choices=["simulator", "replay"], default="simulator")
+    sim.add_argument("--fleet", help="simulator fleet YAML (default: the packaged fleet)")
+    sim.add_argument("--dataset", help="replay dataset (CSV or JSONL)")
+    sim.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="multiply simulated latencies (e.g. 0.1 for fast demos)",
+    )
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8090)
+    sim.set_defaults(func=_cmd_simulator)
+
+    lg = sub.add_parser("loadgen", help="drive a gateway and summarize latency, cost, quality")
+    lg.add_argument("--url", default="http://127.0.0.1:8080")
+    lg.add_argument("--rate", type=float, help="open loop: requests per second")
+    lg.add_argument("--concurrency", type=int, help="closed loop: requests in flight")
+    lg.add_argument("--requests", type=int, help="stop after this many")
+    lg.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    lg.add_argument("--arrivals", choices=["poisson", "uniform"], default="poisson")
+    lg.add_argument("--prompts", default="builtin", help="builtin, replay, or a file")
+    lg.add_argument("--prompt-limit", type=int, default=None)
+    lg.add_argument("--model", default="default", help="model field sent (the variant decides)")
+    lg.add_argument("--users", type=int, default=0, help="distinct sticky keys (0: none)")
+    lg.add_argument("--stream", action="store_true")
+    lg.add_argument("--timeout", type=float, default=120.0)
+    lg.add_argument("--seed", type=int, default=None)
+    lg.add_argument("--quiet", action="store_true", help="no progress bar")
+    lg.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    lg.set_defaults(func=_cmd_loadgen)
 
     val = sub.add_parser("validate", help="validate YAML files of our kinds offline (for CI)")
     val.add_argument("files", nargs="+")

@@ -1,0 +1,167 @@
+"""The gateway's Prometheus metrics.
+
+Duration and token usage follow the OpenTelemetry GenAI semantic conventions
+(``gen_ai_client_operation_duration_seconds``, ``gen_ai_client_token_usage``
+with ``gen_ai_operation_name``, ``gen_ai_provider_name``,
+``gen_ai_request_model``, ``gen_ai_token_type``); the rest is ours under
+``llmopt_``. Every per-request series carries ``llm_config`` and ``variant``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+# `_created` series double the series count and no query of ours uses them.
+disable_created_metrics()
+
+# OTel's advice for gen_ai.client.operation.duration, extended to minutes.
+DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+    163.84,
+    300.0,
+)
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 30.0, 60.0)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+QUALITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+
+VARIANT = ("llm_config", "variant")
+GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
+
+
+@dataclass
+class _VariantSeries:
+    duration_ok: Any
+    ttft: Any
+    input_tokens: Any
+    output_tokens: Any
+    cost: Any
+
+
+class GatewayMetrics:
+    """All gateway metrics in one registry (one per gateway, so tests can run several)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "GenAI operation duration (OTel GenAI semantic conventions).",
+            (*VARIANT, *GENAI, "error_type"),
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens used per operation (OTel GenAI).",
+            (*VARIANT, *GENAI, "gen_ai_token_type"),
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "llmopt_time_to_first_token_seconds",
+            "Time to the first output token.",
+            (*VARIANT, "gen_ai_request_model"),
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "llmopt_requests",
+            "Requests answered, by HTTP status.",
+            (*VARIANT, "status"),
+            registry=r,
+        )
+        self.errors = Counter(
+            "llmopt_errors", "Failed requests by error type.", (*VARIANT, "error_type"), registry=r
+        )
+        self.cost = Counter(
+            "llmopt_cost_usd",
+            "Cost in USD from the pricing catalog.",
+            (*VARIANT, "gen_ai_request_model"),
+            registry=r,
+        )
+        self.unpriced = Counter(
+            "llmopt_unpriced_requests",
+            "Requests whose model has no price in the catalog.",
+            (*VARIANT, "gen_ai_request_model"),
+            registry=r,
+        )
+        self.quality = Histogram(
+            "llmopt_quality_score",
+            "Quality scores on a 0-1 scale, by evaluator.",
+            (*VARIANT, "evaluator"),
+            buckets=QUALITY_BUCKETS,
+            registry=r,
+        )
+        self.evaluations = Counter(
+            "llmopt_evaluations",
+            "Evaluations by evaluator and outcome.",
+            ("evaluator", "outcome"),
+            registry=r,
+        )
+        self.eval_dropped = Counter(
+            "llmopt_evaluations_dropped",
+            "Evaluations dropped because the queue was full.",
+            ("evaluator",),
+            registry=r,
+        )
+        self.feedback = Counter("llmopt_feedback", "Human feedback received.", VARIANT, registry=r)
+        self.retries = Counter(
+            "llmopt_upstream_retries", "Upstream attempts retried.", (*VARIANT,), registry=r
+        )
+        self.weight = Gauge(
+            "llmopt_variant_weight",
+            "Live weight of each variant in basis points.",
+            (*VARIANT, "role", "config_hash"),
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "llmopt_gateway_config_reloads",
+            "Variant config reloads by result.",
+            ("result",),
+            registry=r,
+        )
+        self.rejected = Counter(
+            "llmopt_gateway_rejected",
+            "Requests refused before routing, by reason.",
+            ("reason",),
+            registry=r,
+        )
+        self._series: dict[tuple[str, str, str, str], _VariantSeries] = {}
+
+    def series(self, llm_config: str, variant: str, provider: str, model: str) -> _VariantSeries:
+        """Pre-resolved children for one variant (label lookups off the hot path)."""
+        key = (llm_config, variant, provider, model)
+        s = self._series.get(key)
+        if s is None:
+            genai = (llm_config, variant, "chat", provider, model)
+            s = _VariantSeries(
+                duration_ok=self.duration.labels(*genai, ""),
+                ttft=self.ttft.labels(llm_config, variant, model),
+                input_tokens=self.tokens.labels(*genai, "input"),
+                output_tokens=self.tokens.labels(*genai, "output"),
+                cost=self.cost.labels(llm_config, variant, model),
+            )
+            self._series[key] = s
+        return s
+
+    def set_weights(self, llm_config: str, variants: list[tuple[str, str, str, int]]) -> None:
+        """Publish live weights; variants no longer live are removed."""
+        self.weight.clear()
+        for variant_id, role, config_hash, weight in variants:
+            self.weight.labels(llm_config, variant_id, role, config_hash).set(weight)

@@ -1,0 +1,46 @@
+"""Per-request split: a stable hash of a sticky key picks a variant by weight."""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from dataclasses import dataclass
+
+from ..api.variants import TOTAL_WEIGHT, Variant, VariantSet
+
+
+def bucket(key: str) -> int:
+    """The key's bucket in [0, 10000): uniform, stable across processes and restarts."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % TOTAL_WEIGHT
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    """An immutable snapshot of the live variants, swapped whole on reload."""
+
+    variant_set: VariantSet
+    _bounds: tuple[int, ...]
+    _live: tuple[Variant, ...]
+
+    @classmethod
+    def build(cls, variant_set: VariantSet) -> RoutingTable:
+        bounds: list[int] = []
+        live: list[Variant] = []
+        total = 0
+        for variant in variant_set.variants:
+            if variant.weight == 0:
+                continue
+            total += variant.weight
+            bounds.append(total)
+            live.append(variant)
+        return cls(variant_set, tuple(bounds), tuple(live))
+
+    @property
+    def llm_config(self) -> str:
+        return self.variant_set.llm_config
+
+    def pick(self, key: str) -> Variant:
+        """The variant for ``key``: bucket b goes to the first variant whose cumulative
+        weight exceeds b, so a weight of w basis points gets exactly w of 10000 buckets."""
+        return self._live[bisect.bisect_right(self._bounds, bucket(key))]

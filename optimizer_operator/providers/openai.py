@@ -1,0 +1,111 @@
+"""The ``openai`` provider: any OpenAI-compatible chat-completions endpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from .base import ChatChunk, ChatRequest, ChatResult, ProviderError
+from .http import SessionHolder, api_key, base_url, connection_error, upstream_error
+from .openai_wire import EXTENSION, parameters_to_openai, parse_completion
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(self) -> None:
+        self._http = SessionHolder()
+
+    def _request(
+        self, request: ChatRequest, stream: bool
+    ) -> tuple[str, dict[str, Any], dict[str, str]]:
+        url = base_url(request.endpoint, None, self.name) + "/chat/completions"
+        body: dict[str, Any] = {
+            **request.passthrough,
+            "model": request.model,
+            "messages": request.messages,
+            **parameters_to_openai(request.parameters),
+        }
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        headers = {
+            **request.headers,
+            "Content-Type": "application/json",
+            "X-Request-Id": request.request_id,
+        }
+        key = api_key(request.endpoint, "OPENAI_API_KEY")
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return url, body, headers
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        url, body, headers = self._request(request, stream=False)
+        started = time.perf_counter()
+        try:
+            async with self._http.session().post(url, json=body, headers=headers) as resp:
+                if resp.status != 200:
+                    raise await upstream_error(resp, self.name)
+                payload = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise connection_error(exc, self.name) from None
+        try:
+            result = parse_completion(payload, request.model)
+        except ValueError as exc:
+            raise ProviderError(502, "upstream_malformed", f"openai: {exc}") from None
+        result.time_to_first_token = time.perf_counter() - started
+        return result
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        url, body, headers = self._request(request, stream=True)
+        started = time.perf_counter()
+        parts: list[str] = []
+        usage: dict[str, Any] = {}
+        finish, truth, model = "stop", None, request.model
+        ttft: float | None = None
+        try:
+            async with self._http.session().post(url, json=body, headers=headers) as resp:
+                if resp.status != 200:
+                    raise await upstream_error(resp, self.name)
+                async for raw in resp.content:
+                    line = raw.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        break
+                    event = json.loads(data)
+                    model = event.get("model") or model
+                    usage = event.get("usage") or usage
+                    truth = (event.get(EXTENSION) or {}).get("ground_truth", truth)
+                    for choice in event.get("choices") or []:
+                        delta = (choice.get("delta") or {}).get("content")
+                        finish = choice.get("finish_reason") or finish
+                        if delta:
+                            if ttft is None:
+                                ttft = time.perf_counter() - started
+                            parts.append(delta)
+                            yield ChatChunk(delta=delta)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise connection_error(exc, self.name) from None
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise ProviderError(502, "upstream_malformed", f"openai stream: {exc!r}") from None
+        yield ChatChunk(
+            delta="",
+            result=ChatResult(
+                text="".join(parts),
+                finish_reason=finish,
+                input_tokens=int(usage.get("prompt_tokens", 0)),
+                output_tokens=int(usage.get("completion_tokens", 0)),
+                model=model,
+                ground_truth=None if truth is None else float(truth),
+                time_to_first_token=ttft,
+            ),
+        )
+
+    async def close(self) -> None:
+        await self._http.close()
