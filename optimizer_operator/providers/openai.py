@@ -37,6 +37,7 @@ class OpenAIProvider:
             **request.headers,
             "Content-Type": "application/json",
             "X-Request-Id": request.request_id,
+            "X-LLMOpt-Attempt": str(request.attempt),
         }
         key = api_key(request.endpoint, "OPENAI_API_KEY")
         if key:

@@ -42,6 +42,7 @@ def build_app(provider: SimulatorProvider | ReplayProvider) -> web.Application:
                 messages=list(body["messages"]),
                 parameters=_params(body),
                 request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+                attempt=int(request.headers.get("x-llmopt-attempt", "1")),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as exc:
             return web.json_response(

@@ -1,0 +1,102 @@
+"""A local Prometheus (Debian's ``prometheus``) for tests and the demo.
+
+Started on a free loopback port with a scrape config for the given targets,
+data in a temp folder, dying with the process that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .localcluster import ControlPlaneError, _die_with_parent, free_port, stop_pids
+
+
+@dataclass
+class LocalPrometheus:
+    """Prometheus scraping ``targets`` (``host:port`` strings) every ``interval``."""
+
+    workdir: Path
+    targets: list[str]
+    interval: str = "1s"
+    port: int = 0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+        if not Path(binary).exists():
+            raise ControlPlaneError("prometheus not found; run `make deps` (Debian prometheus)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        config = {
+            "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
+            "scrape_configs": [{
+                "job_name": "llm-gateway",
+                "scrape_interval": self.interval,
+                "scrape_timeout": self.interval,
+                "static_configs": [{"targets": self.targets}],
+            }],
+        }
+        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - owned by the child
+        self._proc = subprocess.Popen(
+            [binary, f"--config.file={self.workdir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}",
+             "--storage.tsdb.retention.time=1d", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                tail = (self.workdir / "prometheus.log").read_text(errors="replace")[-2000:]
+                raise ControlPlaneError(f"prometheus exited with {self._proc.returncode}:\n{tail}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise ControlPlaneError(f"prometheus not ready after {timeout:.0f}s")
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """Instant query; the result vector (each with ``metric`` and ``value``)."""
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.load(resp)
+        if body.get("status") != "success":
+            raise RuntimeError(f"query failed: {body}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def targets_up(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=10) as resp:
+            active = json.load(resp)["data"]["activeTargets"]
+        return bool(active) and all(t["health"] == "up" for t in active)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop_pids([self._proc.pid])
+            try:
+                self._proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+            self._proc = None
