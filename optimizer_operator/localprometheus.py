@@ -6,6 +6,7 @@ data in a temp folder, dying with the process that started it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -95,8 +96,6 @@ class LocalPrometheus:
     def stop(self) -> None:
         if self._proc is not None:
             stop_pids([self._proc.pid])
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                pass
             self._proc = None

@@ -56,7 +56,7 @@ async def simulator_url() -> AsyncIterator[str]:
 @pytest.fixture()
 async def flaky_simulator_url(tmp_path: Path) -> AsyncIterator[str]:
     """A simulator fleet whose `flaky` model fails half its calls and `hang` never answers."""
-    doc = {"seed": 3, "hangSeconds": 30, "models": {
+    doc = {"seed": 3, "hangSeconds": 2, "models": {
         "flaky": {"price": {"input": "1", "output": "1"},
                   "ttftSeconds": {"median": "0.01", "sigma": "0"},
                   "tokensPerSecond": {"mean": "0", "stddev": "0"},

@@ -104,7 +104,7 @@ async def test_malformed_requests_get_400_with_an_openai_error(
 
 
 async def test_oversize_body_gets_413(start_gateway: GatewayFactory) -> None:
-    gateway, url = await start_gateway([STABLE], max_body_bytes=4096)
+    _gateway, url = await start_gateway([STABLE], max_body_bytes=4096)
     big = json.dumps({"messages": [{"role": "user", "content": "x" * 10000}]}).encode()
     async with aiohttp.ClientSession() as s:
         status, body, _ = await post_chat(s, url, raw=big)
