@@ -216,7 +216,7 @@ async def test_logs_never_contain_api_keys_or_prompts(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as s:
             statuses = Counter()
             for i in range(20):
-                status, body, _ = await post_chat(
+                status, _body, _ = await post_chat(
                     s, url, {"messages": [{"role": "user", "content": prompt}]},
                     headers={"X-Request-Id": f"log-{i}"})
                 statuses[status] += 1

@@ -75,7 +75,7 @@ def test_simulator_unknown_model_is_a_clear_404() -> None:
 
 
 def test_bad_fleet_names_the_model() -> None:
-    with pytest.raises(ValueError, match="models.broken"):
+    with pytest.raises(ValueError, match=r"models\.broken"):
         parse_fleet({"models": {"broken": {"price": {}}}})
 
 
@@ -142,5 +142,5 @@ def test_pricing_catalog_default_and_override(tmp_path: Path) -> None:
     assert catalog.cost("gpt-4o", 1_000_000, 0) == pytest.approx(2.5)  # kept from default
     assert catalog.cost("unknown", 1, 1) is None
     override.write_text("models:\n  bad: {input: 1}\n")
-    with pytest.raises(ValueError, match="models.bad"):
+    with pytest.raises(ValueError, match=r"models\.bad"):
         load_catalog(override)
