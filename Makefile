@@ -9,7 +9,7 @@ CLUSTER_DIR := out/cluster
 PYTEST_ARGS ?=
 
 .PHONY: help deps venv system-deps kube-tools kube-build crds crds-check lint test \
-        test-unit cluster-up cluster-down demo kind-up kind-down clean
+        test-unit cluster-up cluster-down demo kind-up kind-down clean bench-gateway
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -57,6 +57,16 @@ cluster-down: ## stop the local control plane
 
 demo: deps ## control plane + CRDs + operator + samples, then `kubectl get llmopt`
 	$(BIN)/python -m optimizer_operator.demo
+
+LITELLM_VERSION := 1.108.7
+bench/.venv-litellm/.installed:
+	test -x bench/.venv-litellm/bin/python || $(PYTHON) -m venv bench/.venv-litellm
+	bench/.venv-litellm/bin/pip install --quiet --upgrade pip
+	bench/.venv-litellm/bin/pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
+
+bench-gateway: venv bench/.venv-litellm/.installed ## gateway overhead vs direct vs LiteLLM proxy -> bench/results/gateway.{md,json}
+	$(BIN)/python bench/gateway_bench.py
 
 # For users with Docker: a real kind cluster (not usable on machines without a Docker engine).
 kind-up:

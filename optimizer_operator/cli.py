@@ -118,6 +118,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
             upstream_timeout=args.upstream_timeout,
             max_attempts=args.max_attempts,
             max_body_bytes=args.max_body_bytes,
+            max_in_flight=args.max_in_flight,
             client_body_timeout=args.client_body_timeout,
             log_content=args.log_content,
             evaluators=args.evaluators,
@@ -235,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--upstream-timeout", type=float, default=120.0, help="seconds per attempt")
     gw.add_argument("--max-attempts", type=int, default=2, help="attempts on retryable errors")
     gw.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    gw.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=2048,
+        help="requests in progress before new ones get 503 overloaded",
+    )
     gw.add_argument("--client-body-timeout", type=float, default=30.0)
     gw.add_argument(
         "--evaluators",

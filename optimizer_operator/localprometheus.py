@@ -45,21 +45,29 @@ class LocalPrometheus:
         self.port = free_port()
         config = {
             "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
-            "scrape_configs": [{
-                "job_name": "llm-gateway",
-                "scrape_interval": self.interval,
-                "scrape_timeout": self.interval,
-                "static_configs": [{"targets": self.targets}],
-            }],
+            "scrape_configs": [
+                {
+                    "job_name": "llm-gateway",
+                    "scrape_interval": self.interval,
+                    "scrape_timeout": self.interval,
+                    "static_configs": [{"targets": self.targets}],
+                }
+            ],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - owned by the child
         self._proc = subprocess.Popen(
-            [binary, f"--config.file={self.workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}",
-             "--storage.tsdb.retention.time=1d", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                binary,
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1d",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )
         log.close()

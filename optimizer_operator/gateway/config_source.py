@@ -38,12 +38,17 @@ def parse_document(text: str) -> VariantSet:
 class ConfigHolder:
     """The current routing table plus reload bookkeeping."""
 
-    def __init__(self, on_change: Callable[[RoutingTable], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_change: Callable[[RoutingTable], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.table: RoutingTable | None = None
         self.last_error: str | None = None
         self.reloads_ok = 0
         self.reloads_failed = 0
         self._on_change = on_change
+        self._on_error = on_error
         self._last_text: str | None = None
 
     def offer(self, text: str, source: str) -> bool:
@@ -56,6 +61,8 @@ class ConfigHolder:
             self.last_error = f"{source}: {exc}"
             self.reloads_failed += 1
             self._last_text = text
+            if self._on_error is not None:
+                self._on_error(self.last_error)
             log.warning(
                 "refusing new variant config from %s (keeping the last good one): %s", source, exc
             )

@@ -87,7 +87,8 @@ class GatewaySettings:
     record: Path | None = None
     record_redaction: str = "pii"
     otlp_endpoint: str | None = None
-    feedback_capacity: int = 100_000
+    feedback_capacity: int = 50_000
+    max_in_flight: int = 2048  # beyond this, shed load with 503 instead of queueing
     config_poll_interval: float = 1.0
     providers: dict[str, Provider] = field(default_factory=dict)  # tests may inject
 
@@ -160,7 +161,10 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.s = settings
         self.metrics = GatewayMetrics()
-        self.config = ConfigHolder(on_change=self._on_config)
+        self.config = ConfigHolder(
+            on_change=self._on_config,
+            on_error=lambda _: self.metrics.config_reloads.labels("failed").inc(),
+        )
         self.pricing: PricingCatalog = load_catalog(settings.pricing).with_prices(
             fleet_prices(load_fleet())
         )
@@ -174,6 +178,8 @@ class Gateway:
         self.recorder: Recorder | None = None
         self.tracer: Tracer | None = None
         self._served: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._served_keys: dict[tuple[str, str], tuple[str, str]] = {}  # one tuple per variant
+        self.in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_watch = threading.Event()
         self._rng = random.Random()
@@ -263,11 +269,6 @@ class Gateway:
         )
 
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
-        # The failed-reload count lives in the holder; publish its running total.
-        failed = self.metrics.config_reloads.labels("failed")
-        delta = self.config.reloads_failed - failed._value.get()
-        if delta > 0:
-            failed.inc(delta)
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -336,6 +337,21 @@ class Gateway:
         return _error(status, message, error_type, param=param, headers=headers)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        if self.in_flight >= self.s.max_in_flight:
+            # Shed load early: a fast 503 keeps memory and latency bounded under overload.
+            return self._fail(
+                503,
+                "overloaded",
+                "gateway at its in-flight limit; retry later",
+                headers={"Retry-After": "1"},
+            )
+        self.in_flight += 1
+        try:
+            return await self._chat(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         headers = request.headers
         if self.limiter is not None:
@@ -596,7 +612,8 @@ class Gateway:
         else:
             series.cost.inc(cost)
         self.metrics.requests.labels(llm_config, variant.id, "200").inc()
-        self._served[response_id] = (llm_config, variant.id)
+        key = (llm_config, variant.id)
+        self._served[response_id] = self._served_keys.setdefault(key, key)
         if len(self._served) > self.s.feedback_capacity:
             self._served.popitem(last=False)
         prompt = prompt_text(creq.messages)

@@ -28,21 +28,42 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
-def variant(vid: str, weight: int, *, role: str = "candidate", provider: str = "simulator",
-            model: str = "sim-medium", parameters: dict[str, Any] | None = None,
-            base_url: str | None = None) -> dict[str, Any]:
-    v: dict[str, Any] = {"id": vid, "role": role, "hash": f"h-{vid}", "weight": weight,
-                         "provider": provider, "model": model,
-                         "parameters": parameters or {}}
+def variant(
+    vid: str,
+    weight: int,
+    *,
+    role: str = "candidate",
+    provider: str = "simulator",
+    model: str = "sim-medium",
+    parameters: dict[str, Any] | None = None,
+    base_url: str | None = None,
+) -> dict[str, Any]:
+    v: dict[str, Any] = {
+        "id": vid,
+        "role": role,
+        "hash": f"h-{vid}",
+        "weight": weight,
+        "provider": provider,
+        "model": model,
+        "parameters": parameters or {},
+    }
     if base_url:
         v["endpoint"] = {"baseUrl": base_url}
     return v
 
 
 def write_variants(path: Path, variants: list[dict[str, Any]], llm_config: str = "bot") -> None:
-    path.write_text(json.dumps({
-        "apiVersion": "optimizer.llmops.dev/v1alpha1", "kind": "VariantSet",
-        "llmConfig": llm_config, "namespace": "default", "variants": variants}))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "optimizer.llmops.dev/v1alpha1",
+                "kind": "VariantSet",
+                "llmConfig": llm_config,
+                "namespace": "default",
+                "variants": variants,
+            }
+        )
+    )
 
 
 @pytest.fixture()
@@ -56,24 +77,44 @@ async def simulator_url() -> AsyncIterator[str]:
 @pytest.fixture()
 async def flaky_simulator_url(tmp_path: Path) -> AsyncIterator[str]:
     """A simulator fleet whose `flaky` model fails half its calls and `hang` never answers."""
-    doc = {"seed": 3, "hangSeconds": 2, "models": {
-        "flaky": {"price": {"input": "1", "output": "1"},
-                  "ttftSeconds": {"median": "0.01", "sigma": "0"},
-                  "tokensPerSecond": {"mean": "0", "stddev": "0"},
-                  "answerTokens": {"median": 20, "sigma": "0"},
-                  "errorRate": "0.5", "timeoutRate": "0",
-                  "quality": {"base": "0.5", "bestTemperature": "0", "tempSensitivity": "0",
-                              "bestTopP": "1", "topPSensitivity": "0",
-                              "truncationPenalty": "0"}},
-        "hang": {"price": {"input": "1", "output": "1"},
-                 "ttftSeconds": {"median": "0.01", "sigma": "0"},
-                 "tokensPerSecond": {"mean": "0", "stddev": "0"},
-                 "answerTokens": {"median": 20, "sigma": "0"},
-                 "errorRate": "0", "timeoutRate": "1",
-                 "quality": {"base": "0.5", "bestTemperature": "0", "tempSensitivity": "0",
-                             "bestTopP": "1", "topPSensitivity": "0",
-                             "truncationPenalty": "0"}},
-    }}
+    doc = {
+        "seed": 3,
+        "hangSeconds": 2,
+        "models": {
+            "flaky": {
+                "price": {"input": "1", "output": "1"},
+                "ttftSeconds": {"median": "0.01", "sigma": "0"},
+                "tokensPerSecond": {"mean": "0", "stddev": "0"},
+                "answerTokens": {"median": 20, "sigma": "0"},
+                "errorRate": "0.5",
+                "timeoutRate": "0",
+                "quality": {
+                    "base": "0.5",
+                    "bestTemperature": "0",
+                    "tempSensitivity": "0",
+                    "bestTopP": "1",
+                    "topPSensitivity": "0",
+                    "truncationPenalty": "0",
+                },
+            },
+            "hang": {
+                "price": {"input": "1", "output": "1"},
+                "ttftSeconds": {"median": "0.01", "sigma": "0"},
+                "tokensPerSecond": {"mean": "0", "stddev": "0"},
+                "answerTokens": {"median": 20, "sigma": "0"},
+                "errorRate": "0",
+                "timeoutRate": "1",
+                "quality": {
+                    "base": "0.5",
+                    "bestTemperature": "0",
+                    "tempSensitivity": "0",
+                    "bestTopP": "1",
+                    "topPSensitivity": "0",
+                    "truncationPenalty": "0",
+                },
+            },
+        },
+    }
     runner, url = await serve(build_app(SimulatorProvider(parse_fleet(doc), time_scale=1.0)))
     yield url + "/v1"
     await runner.cleanup()
@@ -87,14 +128,14 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     """Start real gateways (in this process, on loopback ports) with a variants file."""
     runners: list[web.AppRunner] = []
 
-    async def start(variants: list[dict[str, Any]] | None, **settings: Any
-                    ) -> tuple[Gateway, str]:
+    async def start(variants: list[dict[str, Any]] | None, **settings: Any) -> tuple[Gateway, str]:
         config = tmp_path / f"variants-{len(runners)}.json"
         if variants is not None:
             write_variants(config, variants)
         settings.setdefault("config_poll_interval", 0.05)
-        settings.setdefault("providers", {
-            "simulator": SimulatorProvider(load_fleet(), time_scale=TIME_SCALE)})
+        settings.setdefault(
+            "providers", {"simulator": SimulatorProvider(load_fleet(), time_scale=TIME_SCALE)}
+        )
         gateway = Gateway(GatewaySettings(config_file=config, **settings))
         runner, url = await serve(gateway.app())
         runners.append(runner)
@@ -105,15 +146,24 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
         await runner.cleanup()
 
 
-async def post_chat(session: aiohttp.ClientSession, url: str, body: dict[str, Any] | None = None,
-                    headers: dict[str, str] | None = None, raw: bytes | None = None
-                    ) -> tuple[int, Any, Any]:
+async def post_chat(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, Any, Any]:
     """POST a chat completion; returns status, parsed JSON (or text), headers."""
-    payload = body if body is not None else {
-        "model": "any", "messages": [{"role": "user", "content": "What is 2+2?"}]}
-    kwargs: dict[str, Any] = {"data": raw, "headers": {"Content-Type": "application/json",
-                                                       **(headers or {})}} if raw is not None \
+    payload = (
+        body
+        if body is not None
+        else {"model": "any", "messages": [{"role": "user", "content": "What is 2+2?"}]}
+    )
+    kwargs: dict[str, Any] = (
+        {"data": raw, "headers": {"Content-Type": "application/json", **(headers or {})}}
+        if raw is not None
         else {"json": payload, "headers": headers or {}}
+    )
     async with session.post(url + "/v1/chat/completions", **kwargs) as resp:
         text = await resp.text()
         try:

@@ -21,8 +21,13 @@ from tests.gateway.conftest import (
     write_variants,
 )
 
-STABLE = variant("v1", 10000, role="stable", model="sim-medium",
-                 parameters={"temperature": "0.3", "maxTokens": 512})
+STABLE = variant(
+    "v1",
+    10000,
+    role="stable",
+    model="sim-medium",
+    parameters={"temperature": "0.3", "maxTokens": 512},
+)
 
 
 async def test_chat_completion_has_the_openai_shape(start_gateway: GatewayFactory) -> None:
@@ -34,8 +39,9 @@ async def test_chat_completion_has_the_openai_shape(start_gateway: GatewayFactor
     assert body["model"] == "sim-medium"
     assert body["choices"][0]["message"]["role"] == "assistant"
     assert body["choices"][0]["message"]["content"]
-    assert body["usage"]["total_tokens"] == (body["usage"]["prompt_tokens"]
-                                             + body["usage"]["completion_tokens"])
+    assert body["usage"]["total_tokens"] == (
+        body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+    )
     assert headers["X-Request-Id"] == "req-1" and headers["X-LLMOpt-Variant"] == "v1"
     assert metric_value(gateway, "llmopt_requests_total", variant="v1", status="200") == 1
 
@@ -45,8 +51,11 @@ async def test_variant_parameters_override_the_client(start_gateway: GatewayFact
     short = variant("v1", 10000, role="stable", parameters={"maxTokens": 8})
     _, url = await start_gateway([short])
     async with aiohttp.ClientSession() as s:
-        status, body, _ = await post_chat(s, url, {
-            "model": "x", "max_tokens": 4000, "messages": [{"role": "user", "content": "hi"}]})
+        status, body, _ = await post_chat(
+            s,
+            url,
+            {"model": "x", "max_tokens": 4000, "messages": [{"role": "user", "content": "hi"}]},
+        )
     assert status == 200
     assert body["usage"]["completion_tokens"] == 8
     assert body["choices"][0]["finish_reason"] == "length"
@@ -54,18 +63,23 @@ async def test_variant_parameters_override_the_client(start_gateway: GatewayFact
 
 async def test_streaming_sends_sse_chunks_and_done(start_gateway: GatewayFactory) -> None:
     gateway, url = await start_gateway([STABLE])
-    request = {"model": "x", "stream": True, "stream_options": {"include_usage": True},
-               "messages": [{"role": "user", "content": "Tell me a story"}]}
+    request = {
+        "model": "x",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "Tell me a story"}],
+    }
     async with aiohttp.ClientSession() as s:
-        async with s.post(url + "/v1/chat/completions", json=request,
-                          headers={"X-Request-Id": "stream-1"}) as resp:
+        async with s.post(
+            url + "/v1/chat/completions", json=request, headers={"X-Request-Id": "stream-1"}
+        ) as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"].startswith("text/event-stream")
-            events = [line[6:] async for line in resp.content
-                      if line.startswith(b"data: ")]
+            events = [line[6:] async for line in resp.content if line.startswith(b"data: ")]
         # The same request id without streaming: the simulator gives the same answer.
-        _, plain, _ = await post_chat(s, url, {**request, "stream": False},
-                                      headers={"X-Request-Id": "stream-1"})
+        _, plain, _ = await post_chat(
+            s, url, {**request, "stream": False}, headers={"X-Request-Id": "stream-1"}
+        )
     assert events[-1].strip() == b"[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
@@ -84,8 +98,7 @@ async def test_streaming_sends_sse_chunks_and_done(start_gateway: GatewayFactory
         (b'{"messages": []}', "messages"),
         (b'{"messages": [{"role": "wizard", "content": "hi"}]}', "messages[0].role"),
         (b'{"messages": [{"role": "user", "content": 5}]}', "messages[0].content"),
-        (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}',
-         "temperature"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}', "temperature"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": 7}', "temperature"),
     ],
 )
@@ -99,8 +112,9 @@ async def test_malformed_requests_get_400_with_an_openai_error(
     assert body["error"]["type"] == "invalid_request_error"
     assert body["error"]["message"]
     assert body["error"]["param"] == param
-    assert metric_value(gateway, "llmopt_gateway_rejected_total",
-                        reason="invalid_request_error") == 1
+    assert (
+        metric_value(gateway, "llmopt_gateway_rejected_total", reason="invalid_request_error") == 1
+    )
 
 
 async def test_oversize_body_gets_413(start_gateway: GatewayFactory) -> None:
@@ -109,9 +123,11 @@ async def test_oversize_body_gets_413(start_gateway: GatewayFactory) -> None:
     async with aiohttp.ClientSession() as s:
         status, body, _ = await post_chat(s, url, raw=big)
         assert status == 413 and body["error"]["type"] == "request_too_large"
+
         # Chunked upload (no Content-Length) is cut off while reading.
         async def gen():  # type: ignore[no-untyped-def]
             yield big
+
         async with s.post(url + "/v1/chat/completions", data=gen()) as resp:
             assert resp.status == 413
             assert (await resp.json())["error"]["type"] == "request_too_large"
@@ -121,29 +137,35 @@ async def test_slow_client_times_out_with_408(start_gateway: GatewayFactory) -> 
     _, url = await start_gateway([STABLE], client_body_timeout=0.3)
     port = int(url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                 b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mess")
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"mess'
+    )
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
     assert head.startswith(b"HTTP/1.1 408")
     writer.close()
 
 
-async def test_upstream_unreachable_is_a_counted_502(
-    start_gateway: GatewayFactory
-) -> None:
+async def test_upstream_unreachable_is_a_counted_502(start_gateway: GatewayFactory) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     gateway, url = await start_gateway(
-        [variant("v1", 10000, role="stable", provider="openai", model="sim-small",
-                 base_url=dead)], max_attempts=2, retry_backoff=0.01)
+        [variant("v1", 10000, role="stable", provider="openai", model="sim-small", base_url=dead)],
+        max_attempts=2,
+        retry_backoff=0.01,
+    )
     async with aiohttp.ClientSession() as s:
         status, body, _ = await post_chat(s, url)
     assert status == 502 and body["error"]["type"] == "upstream_unreachable"
     assert "unreachable" in body["error"]["message"]
-    assert metric_value(gateway, "llmopt_errors_total", variant="v1",
-                        error_type="upstream_unreachable") == 1
+    assert (
+        metric_value(
+            gateway, "llmopt_errors_total", variant="v1", error_type="upstream_unreachable"
+        )
+        == 1
+    )
     assert metric_value(gateway, "llmopt_upstream_retries_total", variant="v1") == 1
 
 
@@ -151,16 +173,30 @@ async def test_upstream_timeout_is_a_counted_504(
     start_gateway: GatewayFactory, flaky_simulator_url: str
 ) -> None:
     gateway, url = await start_gateway(
-        [variant("v1", 10000, role="stable", provider="openai", model="hang",
-                 base_url=flaky_simulator_url)],
-        upstream_timeout=0.3, max_attempts=1)
+        [
+            variant(
+                "v1",
+                10000,
+                role="stable",
+                provider="openai",
+                model="hang",
+                base_url=flaky_simulator_url,
+            )
+        ],
+        upstream_timeout=0.3,
+        max_attempts=1,
+    )
     async with aiohttp.ClientSession() as s:
         status, body, _ = await post_chat(s, url)
     assert status == 504 and body["error"]["type"] == "upstream_timeout"
     assert "0.3s" in body["error"]["message"]
     assert metric_value(gateway, "llmopt_errors_total", error_type="upstream_timeout") == 1
-    assert metric_value(gateway, "gen_ai_client_operation_duration_seconds_count",
-                        error_type="upstream_timeout") == 1
+    assert (
+        metric_value(
+            gateway, "gen_ai_client_operation_duration_seconds_count", error_type="upstream_timeout"
+        )
+        == 1
+    )
 
 
 async def test_retries_turn_transient_upstream_errors_into_answers(
@@ -168,15 +204,31 @@ async def test_retries_turn_transient_upstream_errors_into_answers(
 ) -> None:
     """`flaky` fails half its calls, independently per attempt: with 4 attempts about
     1/16 of requests still fail; with 1 attempt about half do."""
-    flaky = [variant("v1", 10000, role="stable", provider="openai", model="flaky",
-                     base_url=flaky_simulator_url)]
+    flaky = [
+        variant(
+            "v1",
+            10000,
+            role="stable",
+            provider="openai",
+            model="flaky",
+            base_url=flaky_simulator_url,
+        )
+    ]
     retrying, url_retry = await start_gateway(flaky, max_attempts=4, retry_backoff=0.001)
     single, url_single = await start_gateway(flaky, max_attempts=1)
     async with aiohttp.ClientSession() as s:
-        retry_fail = sum([(await post_chat(s, url_retry, headers={"X-Request-Id": f"r{i}"}))[0]
-                          != 200 for i in range(200)])
-        single_fail = sum([(await post_chat(s, url_single, headers={"X-Request-Id": f"r{i}"}))[0]
-                           != 200 for i in range(200)])
+        retry_fail = sum(
+            [
+                (await post_chat(s, url_retry, headers={"X-Request-Id": f"r{i}"}))[0] != 200
+                for i in range(200)
+            ]
+        )
+        single_fail = sum(
+            [
+                (await post_chat(s, url_single, headers={"X-Request-Id": f"r{i}"}))[0] != 200
+                for i in range(200)
+            ]
+        )
     # Binomial(200, 1/16): mean 12.5, sd 3.4; Binomial(200, 1/2): mean 100, sd 7.1.
     assert retry_fail < 30 and 70 < single_fail < 130
     assert metric_value(retrying, "llmopt_upstream_retries_total") > 100
@@ -184,24 +236,32 @@ async def test_retries_turn_transient_upstream_errors_into_answers(
 
 
 async def test_weights_are_honoured_and_sticky_keys_stay(start_gateway: GatewayFactory) -> None:
-    variants = [variant("v1", 7000, role="stable"), variant("c1", 2000, model="sim-small"),
-                variant("c2", 1000, model="sim-large")]
+    variants = [
+        variant("v1", 7000, role="stable"),
+        variant("c1", 2000, model="sim-small"),
+        variant("c2", 1000, model="sim-large"),
+    ]
     # No simulated latency: this test is about the split, not timing.
-    _, url = await start_gateway(variants, providers={"simulator": SimulatorProvider(
-        time_scale=0)})
+    _, url = await start_gateway(variants, providers={"simulator": SimulatorProvider(time_scale=0)})
     n = 1500
     seen: dict[str, int] = {"v1": 0, "c1": 0, "c2": 0}
     async with aiohttp.ClientSession() as s:
         for start in range(0, n, 100):
-            answers = await asyncio.gather(*(
-                post_chat(s, url, headers={"X-Request-Id": f"w-{i}"})
-                for i in range(start, start + 100)))
+            answers = await asyncio.gather(
+                *(
+                    post_chat(s, url, headers={"X-Request-Id": f"w-{i}"})
+                    for i in range(start, start + 100)
+                )
+            )
             for status, _, headers in answers:
                 assert status == 200
                 seen[headers["X-LLMOpt-Variant"]] += 1
         sticky = {
-            (await post_chat(s, url, headers={"x-llmopt-sticky-key": "user-42",
-                                              "X-Request-Id": f"s-{i}"}))[2]["X-LLMOpt-Variant"]
+            (
+                await post_chat(
+                    s, url, headers={"x-llmopt-sticky-key": "user-42", "X-Request-Id": f"s-{i}"}
+                )
+            )[2]["X-LLMOpt-Variant"]
             for i in range(30)
         }
     # Chi-square goodness of fit at 99.9%: fails only if the split is biased.
@@ -215,12 +275,22 @@ def test_bucket_assignment_is_exact_over_all_buckets() -> None:
     from optimizer_operator.api.variants import VariantSet
     from optimizer_operator.gateway.routing import RoutingTable
 
-    table = RoutingTable.build(VariantSet.model_validate({
-        "llmConfig": "b", "namespace": "n",
-        "variants": [variant("v1", 9500, role="stable"), variant("c1", 0),
-                     variant("c2", 500)]}))
-    owners = [table._live[__import__("bisect").bisect_right(table._bounds, b)].id
-              for b in range(10000)]
+    table = RoutingTable.build(
+        VariantSet.model_validate(
+            {
+                "llmConfig": "b",
+                "namespace": "n",
+                "variants": [
+                    variant("v1", 9500, role="stable"),
+                    variant("c1", 0),
+                    variant("c2", 500),
+                ],
+            }
+        )
+    )
+    owners = [
+        table._live[__import__("bisect").bisect_right(table._bounds, b)].id for b in range(10000)
+    ]
     assert owners.count("v1") == 9500 and owners.count("c2") == 500
     assert "c1" not in owners
     assert bucket("user-1") == bucket("user-1")
@@ -234,8 +304,9 @@ async def test_config_change_is_picked_up_without_restart(
     assert config is not None
     async with aiohttp.ClientSession() as s:
         assert (await post_chat(s, url))[2]["X-LLMOpt-Variant"] == "v1"
-        write_variants(config, [variant("v1", 0, role="stable"),
-                                variant("c9", 10000, model="sim-small")])
+        write_variants(
+            config, [variant("v1", 0, role="stable"), variant("c9", 10000, model="sim-small")]
+        )
         for _ in range(100):
             await asyncio.sleep(0.05)
             if gateway.config.table and gateway.config.table.variant_set.variants[1].id == "c9":
@@ -251,8 +322,10 @@ async def test_config_change_is_picked_up_without_restart(
         async with s.get(url + "/metrics") as resp:
             text = await resp.text()
     assert 'llmopt_gateway_config_reloads_total{result="failed"} 1.0' in text
-    assert 'llmopt_variant_weight{config_hash="h-c9",llm_config="bot",role="candidate"' \
-           ',variant="c9"} 10000.0' in text
+    assert (
+        'llmopt_variant_weight{config_hash="h-c9",llm_config="bot",role="candidate"'
+        ',variant="c9"} 10000.0' in text
+    )
 
 
 async def test_without_config_the_gateway_is_not_ready(start_gateway: GatewayFactory) -> None:
@@ -267,33 +340,36 @@ async def test_without_config_the_gateway_is_not_ready(start_gateway: GatewayFac
 
 
 async def test_models_lists_the_live_variants(start_gateway: GatewayFactory) -> None:
-    _, url = await start_gateway([variant("v1", 5000, role="stable"),
-                                  variant("c1", 5000, model="sim-small")])
+    _, url = await start_gateway(
+        [variant("v1", 5000, role="stable"), variant("c1", 5000, model="sim-small")]
+    )
     async with aiohttp.ClientSession() as s, s.get(url + "/v1/models") as resp:
         body = await resp.json()
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == ["sim-medium", "sim-small"]
 
 
-async def test_feedback_is_attributed_to_the_serving_variant(
-    start_gateway: GatewayFactory
-) -> None:
+async def test_feedback_is_attributed_to_the_serving_variant(start_gateway: GatewayFactory) -> None:
     gateway, url = await start_gateway([STABLE])
     async with aiohttp.ClientSession() as s:
         _, body, _ = await post_chat(s, url)
-        async with s.post(url + "/v1/feedback",
-                          json={"response_id": body["id"], "score": 0.25}) as resp:
+        async with s.post(
+            url + "/v1/feedback", json={"response_id": body["id"], "score": 0.25}
+        ) as resp:
             assert resp.status == 200 and (await resp.json())["variant"] == "v1"
-        async with s.post(url + "/v1/feedback",
-                          json={"response_id": "chatcmpl-nope", "score": 1}) as resp:
+        async with s.post(
+            url + "/v1/feedback", json={"response_id": "chatcmpl-nope", "score": 1}
+        ) as resp:
             assert resp.status == 404
             assert (await resp.json())["error"]["param"] == "response_id"
-        async with s.post(url + "/v1/feedback",
-                          json={"response_id": body["id"], "score": 3}) as resp:
+        async with s.post(
+            url + "/v1/feedback", json={"response_id": body["id"], "score": 3}
+        ) as resp:
             assert resp.status == 400
             assert (await resp.json())["error"]["param"] == "score"
-    assert metric_value(gateway, "llmopt_quality_score_sum", variant="v1",
-                        evaluator="human") == 0.25
+    assert (
+        metric_value(gateway, "llmopt_quality_score_sum", variant="v1", evaluator="human") == 0.25
+    )
     assert metric_value(gateway, "llmopt_feedback_total", variant="v1") == 1
 
 
@@ -309,3 +385,31 @@ async def test_rate_limit_answers_429_with_retry_after(start_gateway: GatewayFac
     assert int(headers["Retry-After"]) >= 1 and body["error"]["type"] == "rate_limited"
     assert other == 200
     assert metric_value(gateway, "llmopt_gateway_rejected_total", reason="rate_limited") == 2
+
+
+async def test_over_the_in_flight_limit_requests_are_shed_with_503(
+    start_gateway: GatewayFactory, flaky_simulator_url: str
+) -> None:
+    gateway, url = await start_gateway(
+        [
+            variant(
+                "v1",
+                10000,
+                role="stable",
+                provider="openai",
+                model="hang",
+                base_url=flaky_simulator_url,
+            )
+        ],
+        max_in_flight=2,
+        upstream_timeout=1.0,
+        max_attempts=1,
+    )
+    async with aiohttp.ClientSession() as s:
+        answers = await asyncio.gather(*(post_chat(s, url) for _ in range(5)))
+    statuses = sorted(a[0] for a in answers)
+    assert statuses == [503, 503, 503, 504, 504]
+    shed = [a for a in answers if a[0] == 503]
+    assert all(a[1]["error"]["type"] == "overloaded" and a[2]["Retry-After"] == "1" for a in shed)
+    assert gateway.in_flight == 0
+    assert metric_value(gateway, "llmopt_gateway_rejected_total", reason="overloaded") == 3

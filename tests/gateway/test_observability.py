@@ -27,15 +27,31 @@ from optimizer_operator.providers.simulator import SimulatorProvider, parse_flee
 from optimizer_operator.providers.tokens import count_messages
 from tests.gateway.conftest import post_chat, serve, variant, write_variants
 
-FLEET = {"seed": 11, "models": {
-    name: {"price": price, "ttftSeconds": {"median": "0.05", "sigma": "0.2"},
-           "tokensPerSecond": {"mean": "400", "stddev": "20"},
-           "answerTokens": {"median": 60, "sigma": "0.3"}, "errorRate": "0",
-           "timeoutRate": "0",
-           "quality": {"base": base, "bestTemperature": "0.3", "tempSensitivity": "0.1",
-                       "bestTopP": "1", "topPSensitivity": "0", "truncationPenalty": "0.5"}}
-    for name, price, base in [("sim-a", {"input": "2", "output": "6"}, "0.9"),
-                              ("sim-b", {"input": "0.2", "output": "0.6"}, "0.7")]}}
+FLEET = {
+    "seed": 11,
+    "models": {
+        name: {
+            "price": price,
+            "ttftSeconds": {"median": "0.05", "sigma": "0.2"},
+            "tokensPerSecond": {"mean": "400", "stddev": "20"},
+            "answerTokens": {"median": 60, "sigma": "0.3"},
+            "errorRate": "0",
+            "timeoutRate": "0",
+            "quality": {
+                "base": base,
+                "bestTemperature": "0.3",
+                "tempSensitivity": "0.1",
+                "bestTopP": "1",
+                "topPSensitivity": "0",
+                "truncationPenalty": "0.5",
+            },
+        }
+        for name, price, base in [
+            ("sim-a", {"input": "2", "output": "6"}, "0.9"),
+            ("sim-b", {"input": "0.2", "output": "0.6"}, "0.7"),
+        ]
+    },
+}
 
 
 class Process:
@@ -43,9 +59,13 @@ class Process:
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "optimizer_operator", *args], stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent)
+                [sys.executable, "-m", "optimizer_operator", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                preexec_fn=_die_with_parent,
+            )
 
     def wait_http(self, url: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -74,20 +94,26 @@ def fleet_file(tmp_path: Path) -> Path:
 @pytest.fixture()
 def simulator_process(tmp_path: Path, fleet_file: Path) -> Iterator[str]:
     port = free_port()
-    proc = Process(["simulator", "--fleet", str(fleet_file), "--time-scale", "0.1",
-                    "--port", str(port)], tmp_path / "simulator.log")
+    proc = Process(
+        ["simulator", "--fleet", str(fleet_file), "--time-scale", "0.1", "--port", str(port)],
+        tmp_path / "simulator.log",
+    )
     proc.wait_http(f"http://127.0.0.1:{port}/healthz")
     yield f"http://127.0.0.1:{port}/v1"
     proc.stop()
 
 
-def _gateway(tmp_path: Path, variants: list[dict[str, Any]], *extra: str,
-             env: dict[str, str] | None = None) -> tuple[Process, str]:
+def _gateway(
+    tmp_path: Path, variants: list[dict[str, Any]], *extra: str, env: dict[str, str] | None = None
+) -> tuple[Process, str]:
     config = tmp_path / "variants.json"
     write_variants(config, variants)
     port = free_port()
-    proc = Process(["gateway", "--config", str(config), "--host", "127.0.0.1", "--port",
-                    str(port), *extra], tmp_path / "gateway.log", env)
+    proc = Process(
+        ["gateway", "--config", str(config), "--host", "127.0.0.1", "--port", str(port), *extra],
+        tmp_path / "gateway.log",
+        env,
+    )
     proc.wait_http(f"http://127.0.0.1:{port}/readyz")
     return proc, f"http://127.0.0.1:{port}"
 
@@ -96,10 +122,23 @@ async def test_prometheus_sees_per_variant_series_with_exact_values(
     tmp_path: Path, simulator_process: str, fleet_file: Path
 ) -> None:
     variants = [
-        variant("v1", 7000, role="stable", provider="openai", model="sim-a",
-                base_url=simulator_process, parameters={"temperature": "0.3"}),
-        variant("c1", 3000, provider="openai", model="sim-b", base_url=simulator_process,
-                parameters={"temperature": "0.8", "maxTokens": 50}),
+        variant(
+            "v1",
+            7000,
+            role="stable",
+            provider="openai",
+            model="sim-a",
+            base_url=simulator_process,
+            parameters={"temperature": "0.3"},
+        ),
+        variant(
+            "c1",
+            3000,
+            provider="openai",
+            model="sim-b",
+            base_url=simulator_process,
+            parameters={"temperature": "0.8", "maxTokens": 50},
+        ),
     ]
     # The gateway prices simulator models from the same fleet file the simulator serves.
     gateway, url = _gateway(tmp_path, variants, env={"LLMOPT_SIMULATOR_FLEET": str(fleet_file)})
@@ -115,9 +154,17 @@ async def test_prometheus_sees_per_variant_series_with_exact_values(
             for i in range(0, 300, 50):
                 import asyncio
 
-                answers = await asyncio.gather(*(
-                    post_chat(s, url, {"model": "x", "messages": messages},
-                              headers={"X-Request-Id": f"p-{j}"}) for j in range(i, i + 50)))
+                answers = await asyncio.gather(
+                    *(
+                        post_chat(
+                            s,
+                            url,
+                            {"model": "x", "messages": messages},
+                            headers={"X-Request-Id": f"p-{j}"},
+                        )
+                        for j in range(i, i + 50)
+                    )
+                )
                 for j, (status, body, headers) in zip(range(i, i + 50), answers, strict=True):
                     assert status == 200, body
                     vid = headers["X-LLMOpt-Variant"]
@@ -131,15 +178,20 @@ async def test_prometheus_sees_per_variant_series_with_exact_values(
                     price = sim.fleet.models[v["model"]].price
                     e["cost"] += price.cost(use["prompt_tokens"], use["completion_tokens"])
                     # The oracle: the simulator's own draw for this request id.
-                    e["quality"] += sim.draw(ChatRequest(
-                        model=v["model"], messages=messages,
-                        parameters=Parameters.model_validate(v["parameters"]),
-                        request_id=f"p-{j}")).quality
+                    e["quality"] += sim.draw(
+                        ChatRequest(
+                            model=v["model"],
+                            messages=messages,
+                            parameters=Parameters.model_validate(v["parameters"]),
+                            request_id=f"p-{j}",
+                        )
+                    ).quality
         assert catalog.price("sim-a") is None  # priced from the fleet, not the catalog
 
         def scraped() -> bool:
             got = prom.query('sum(llmopt_requests_total{status="200"})')
             return bool(got) and float(got[0]["value"][1]) == 300
+
         deadline = time.monotonic() + 30
         while not scraped():
             assert time.monotonic() < deadline, "Prometheus never saw all 300 requests"
@@ -149,23 +201,30 @@ async def test_prometheus_sees_per_variant_series_with_exact_values(
             return {r["metric"]["variant"]: float(r["value"][1]) for r in prom.query(q)}
 
         assert by_variant('sum by (variant) (llmopt_requests_total{llm_config="bot"})') == {
-            k: float(v) for k, v in counts.items()}
-        tokens_in = by_variant('sum by (variant) (gen_ai_client_token_usage_sum'
-                               '{gen_ai_token_type="input"})')
-        tokens_out = by_variant('sum by (variant) (gen_ai_client_token_usage_sum'
-                                '{gen_ai_token_type="output"})')
+            k: float(v) for k, v in counts.items()
+        }
+        tokens_in = by_variant(
+            'sum by (variant) (gen_ai_client_token_usage_sum{gen_ai_token_type="input"})'
+        )
+        tokens_out = by_variant(
+            'sum by (variant) (gen_ai_client_token_usage_sum{gen_ai_token_type="output"})'
+        )
         cost = by_variant("sum by (variant) (llmopt_cost_usd_total)")
-        quality = by_variant('sum by (variant) (llmopt_quality_score_sum'
-                             '{evaluator="ground_truth"})')
-        qcount = by_variant('sum by (variant) (llmopt_quality_score_count'
-                            '{evaluator="ground_truth"})')
+        quality = by_variant(
+            'sum by (variant) (llmopt_quality_score_sum{evaluator="ground_truth"})'
+        )
+        qcount = by_variant(
+            'sum by (variant) (llmopt_quality_score_count{evaluator="ground_truth"})'
+        )
         for vid, e in expected.items():
             assert tokens_in[vid] == e["in"] and tokens_out[vid] == e["out"]
             assert cost[vid] == pytest.approx(e["cost"], rel=1e-9)
             assert qcount[vid] == counts[vid]
             assert quality[vid] == pytest.approx(e["quality"], rel=1e-9)
-        assert prom.query("sum(llmopt_unpriced_requests_total)") in ([], [{"metric": {},
-                                                                           "value": [0, "0"]}])
+        assert prom.query("sum(llmopt_unpriced_requests_total)") in (
+            [],
+            [{"metric": {}, "value": [0, "0"]}],
+        )
         # sim-b with maxTokens 50 and a 60-token median truncates often: lower quality.
         assert quality["c1"] / counts["c1"] < quality["v1"] / counts["v1"]
 
@@ -175,8 +234,10 @@ async def test_prometheus_sees_per_variant_series_with_exact_values(
         assert labels["gen_ai_request_model"] == "sim-b"
         assert labels["gen_ai_operation_name"] == "chat"
         # Over all observations (the load lasted about one scrape, too short for rate()).
-        p95 = by_variant("histogram_quantile(0.95, sum by (le, variant) ("
-                         "gen_ai_client_operation_duration_seconds_bucket))")
+        p95 = by_variant(
+            "histogram_quantile(0.95, sum by (le, variant) ("
+            "gen_ai_client_operation_duration_seconds_bucket))"
+        )
         assert set(p95) == {"v1", "c1"} and all(v > 0 for v in p95.values())
     finally:
         prom.stop()
@@ -201,24 +262,42 @@ async def test_logs_never_contain_api_keys_or_prompts(tmp_path: Path) -> None:
     (secrets / "openai").write_text("sk-FILE-KEY-7f3a9\n")
     dead_port = free_port()
     variants = [
-        variant("v1", 5000, role="stable", provider="openai", model="sim-small",
-                base_url=upstream_url + "/v1"),
-        variant("c1", 5000, provider="openai", model="sim-small",
-                base_url=f"http://127.0.0.1:{dead_port}/v1"),
+        variant(
+            "v1",
+            5000,
+            role="stable",
+            provider="openai",
+            model="sim-small",
+            base_url=upstream_url + "/v1",
+        ),
+        variant(
+            "c1",
+            5000,
+            provider="openai",
+            model="sim-small",
+            base_url=f"http://127.0.0.1:{dead_port}/v1",
+        ),
     ]
     variants[0]["endpoint"]["apiKeySecretRef"] = {"name": "llm-keys", "key": "openai"}
     gateway, url = _gateway(
-        tmp_path, variants, "--verbose", "--max-attempts", "1",
-        env={"OPENAI_API_KEY": "sk-ENV-KEY-41c2e", "LLMOPT_SECRETS_DIR": str(tmp_path /
-                                                                            "secrets")})
+        tmp_path,
+        variants,
+        "--verbose",
+        "--max-attempts",
+        "1",
+        env={"OPENAI_API_KEY": "sk-ENV-KEY-41c2e", "LLMOPT_SECRETS_DIR": str(tmp_path / "secrets")},
+    )
     try:
         prompt = "PROMPT-CANARY-8812 what is my password?"
         async with aiohttp.ClientSession() as s:
             statuses = Counter()
             for i in range(20):
                 status, _body, _ = await post_chat(
-                    s, url, {"messages": [{"role": "user", "content": prompt}]},
-                    headers={"X-Request-Id": f"log-{i}"})
+                    s,
+                    url,
+                    {"messages": [{"role": "user", "content": prompt}]},
+                    headers={"X-Request-Id": f"log-{i}"},
+                )
                 statuses[status] += 1
             await post_chat(s, url, raw=b'{"messages": "' + prompt.encode() + b'"}')
             await post_chat(s, url, raw=prompt.encode())

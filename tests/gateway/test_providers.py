@@ -16,8 +16,12 @@ from optimizer_operator.providers.simulator import SimulatorProvider, load_fleet
 
 
 def _req(model: str, rid: str, prompt: str = "hi", **params: object) -> ChatRequest:
-    return ChatRequest(model=model, messages=[{"role": "user", "content": prompt}],
-                       parameters=Parameters.model_validate(params), request_id=rid)
+    return ChatRequest(
+        model=model,
+        messages=[{"role": "user", "content": prompt}],
+        parameters=Parameters.model_validate(params),
+        request_id=rid,
+    )
 
 
 def test_simulator_is_deterministic_under_a_seed() -> None:
@@ -26,30 +30,41 @@ def test_simulator_is_deterministic_under_a_seed() -> None:
     draws_b = [b.draw(_req("sim-large", f"r{i}")) for i in range(50)]
     assert draws_a == draws_b
     fleet = load_fleet()
-    other = SimulatorProvider(parse_fleet({"seed": 99, "models": {
-        n: _model_doc(fleet, n) for n in fleet.models}}), time_scale=0)
+    other = SimulatorProvider(
+        parse_fleet({"seed": 99, "models": {n: _model_doc(fleet, n) for n in fleet.models}}),
+        time_scale=0,
+    )
     assert [other.draw(_req("sim-large", f"r{i}")) for i in range(50)] != draws_a
 
 
 def _model_doc(fleet, name):  # type: ignore[no-untyped-def]
     m = fleet.models[name]
     q = m.quality
-    return {"price": {"input": str(m.price.input_per_mtok), "output": str(m.price.output_per_mtok)},
-            "ttftSeconds": {"median": m.ttft_median, "sigma": m.ttft_sigma},
-            "tokensPerSecond": {"mean": m.tps_mean, "stddev": m.tps_stddev},
-            "answerTokens": {"median": m.answer_median, "sigma": m.answer_sigma},
-            "errorRate": m.error_rate, "timeoutRate": m.timeout_rate,
-            "quality": {"base": q.base, "bestTemperature": q.best_temperature,
-                        "tempSensitivity": q.temp_sensitivity, "bestTopP": q.best_top_p,
-                        "topPSensitivity": q.top_p_sensitivity,
-                        "truncationPenalty": q.truncation_penalty}}
+    return {
+        "price": {"input": str(m.price.input_per_mtok), "output": str(m.price.output_per_mtok)},
+        "ttftSeconds": {"median": m.ttft_median, "sigma": m.ttft_sigma},
+        "tokensPerSecond": {"mean": m.tps_mean, "stddev": m.tps_stddev},
+        "answerTokens": {"median": m.answer_median, "sigma": m.answer_sigma},
+        "errorRate": m.error_rate,
+        "timeoutRate": m.timeout_rate,
+        "quality": {
+            "base": q.base,
+            "bestTemperature": q.best_temperature,
+            "tempSensitivity": q.temp_sensitivity,
+            "bestTopP": q.best_top_p,
+            "topPSensitivity": q.top_p_sensitivity,
+            "truncationPenalty": q.truncation_penalty,
+        },
+    }
 
 
-@pytest.mark.parametrize(("model", "temperature", "max_tokens"),
-                         [("sim-large", "0.2", None), ("sim-medium", "0.9", 256),
-                          ("sim-small", "0.4", 128)])
-def test_simulator_quality_matches_its_oracle(model: str, temperature: str,
-                                              max_tokens: int | None) -> None:
+@pytest.mark.parametrize(
+    ("model", "temperature", "max_tokens"),
+    [("sim-large", "0.2", None), ("sim-medium", "0.9", 256), ("sim-small", "0.4", 128)],
+)
+def test_simulator_quality_matches_its_oracle(
+    model: str, temperature: str, max_tokens: int | None
+) -> None:
     sim = SimulatorProvider(time_scale=0)
     params = {"temperature": temperature}
     if max_tokens:
@@ -81,7 +96,8 @@ def test_bad_fleet_names_the_model() -> None:
 
 needs_dataset = pytest.mark.skipif(
     not DEFAULT_DATASET.exists(),
-    reason=f"replay dataset not found at {DEFAULT_DATASET} (shared/ is not beside the checkout)")
+    reason=f"replay dataset not found at {DEFAULT_DATASET} (shared/ is not beside the checkout)",
+)
 
 
 @needs_dataset
@@ -103,8 +119,7 @@ def test_replay_truncation_makes_the_answer_wrong() -> None:
     provider = ReplayProvider(time_scale=0)
     dataset = provider.dataset
     prompt = next(p for p, by in dataset.records.items() if by["gpt-4-1106-preview"].correct)
-    result = asyncio.run(provider.complete(_req("gpt-4-1106-preview", "r", prompt,
-                                                max_tokens=5)))
+    result = asyncio.run(provider.complete(_req("gpt-4-1106-preview", "r", prompt, max_tokens=5)))
     assert result.finish_reason == "length" and result.output_tokens == 5
     assert result.ground_truth == 0.0
 
@@ -112,8 +127,10 @@ def test_replay_truncation_makes_the_answer_wrong() -> None:
 @needs_dataset
 def test_replay_accuracy_matches_the_dataset_facts() -> None:
     dataset = ReplayProvider(time_scale=0).dataset
-    acc = {m: statistics.mean(bool(r[m].correct) for r in dataset.records.values())
-           for m in dataset.models}
+    acc = {
+        m: statistics.mean(bool(r[m].correct) for r in dataset.records.values())
+        for m in dataset.models
+    }
     assert round(acc["gpt-4-1106-preview"], 3) == 0.857
     assert round(acc["mistralai/Mixtral-8x7B-Instruct-v0.1"], 3) == 0.638
 
@@ -134,8 +151,9 @@ def test_pricing_catalog_default_and_override(tmp_path: Path) -> None:
     default = load_catalog()
     assert default.cost("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
     override = tmp_path / "prices.yaml"
-    override.write_text('models:\n  gpt-4o-mini: {input: "1", output: "2"}\n'
-                        '  my-model: {input: "3", output: "4"}\n')
+    override.write_text(
+        'models:\n  gpt-4o-mini: {input: "1", output: "2"}\n  my-model: {input: "3", output: "4"}\n'
+    )
     catalog = load_catalog(override)
     assert catalog.cost("gpt-4o-mini", 1_000_000, 0) == pytest.approx(1.0)
     assert catalog.cost("my-model", 0, 500_000) == pytest.approx(2.0)

@@ -39,7 +39,7 @@ def test_heuristics() -> None:
     assert scoring.refusal_score("I'm sorry, I can't help with that.") == 0.0
     assert scoring.refusal_score("Sure: 42.") == 1.0
     assert scoring.json_score('{"a": 1}') == 1.0
-    assert scoring.json_score("```json\n{\"a\": 1}\n```") == 1.0
+    assert scoring.json_score('```json\n{"a": 1}\n```') == 1.0
     assert scoring.json_score("{a: 1}") == 0.0
     schema = {"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}}
     assert scoring.json_score('{"a": 1}', schema) == 1.0
@@ -51,8 +51,10 @@ def test_heuristics() -> None:
 
 def test_evaluator_specs_parse_and_unknown_names_are_refused() -> None:
     assert parse_specs("ground_truth=1,refusal=0.2,length") == [
-        EvaluatorSpec("ground_truth", 1.0), EvaluatorSpec("refusal", 0.2),
-        EvaluatorSpec("length", 1.0)]
+        EvaluatorSpec("ground_truth", 1.0),
+        EvaluatorSpec("refusal", 0.2),
+        EvaluatorSpec("length", 1.0),
+    ]
     with pytest.raises(ValueError, match="rate must be within"):
         parse_specs("refusal=2")
     with pytest.raises(ValueError, match="unknown evaluator 'vibes'"):
@@ -62,14 +64,25 @@ def test_evaluator_specs_parse_and_unknown_names_are_refused() -> None:
 
 
 def _sample(i: int = 0, reference: str | None = None) -> Sample:
-    return Sample(response_id=f"r{i}", llm_config="bot", variant="v1", prompt="q",
-                  response="#### 12", finish_reason="stop", reference=reference,
-                  ground_truth=0.5)
+    return Sample(
+        response_id=f"r{i}",
+        llm_config="bot",
+        variant="v1",
+        prompt="q",
+        response="#### 12",
+        finish_reason="stop",
+        reference=reference,
+        ground_truth=0.5,
+    )
 
 
 def _count(metrics: GatewayMetrics, name: str, **labels: str) -> float:
-    return sum(s.value for f in metrics.registry.collect() for s in f.samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+    return sum(
+        s.value
+        for f in metrics.registry.collect()
+        for s in f.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 async def test_queue_scores_off_path_and_skips_inapplicable() -> None:
@@ -82,8 +95,15 @@ async def test_queue_scores_off_path_and_skips_inapplicable() -> None:
     await queue.stop()
     assert _count(metrics, "llmopt_quality_score_count", evaluator="ground_truth") == 2
     assert _count(metrics, "llmopt_quality_score_sum", evaluator="numeric_answer") == 1.0
-    assert _count(metrics, "llmopt_evaluations_total", evaluator="numeric_answer",
-                  outcome="not_applicable") == 1
+    assert (
+        _count(
+            metrics,
+            "llmopt_evaluations_total",
+            evaluator="numeric_answer",
+            outcome="not_applicable",
+        )
+        == 1
+    )
 
 
 async def test_full_queue_drops_and_counts() -> None:
