@@ -1,0 +1,241 @@
+"""Canary statistics: compare a candidate with stable, metric by metric.
+
+Two tests, for two kinds of evidence:
+
+* **Mann-Whitney U with an effect-size gate** on per-interval samples of a
+  metric (latency percentiles, cost, quality), classified as Kayenta does:
+  ``High`` or ``Low`` when the difference is significant *and* larger than the
+  gate, ``Pass`` otherwise, ``NoData`` below the minimum sample.
+* **An anytime-valid sequential test** (the normal-mixture mSPRT of Johari et
+  al., "Always Valid Inference", 2017) on cumulative event counts for
+  guardrails such as the error rate. Its likelihood ratio is a martingale
+  under the null, so checking it at every interval does not inflate false
+  rollbacks (a fixed-sample test checked repeatedly would).
+
+Verdicts: ``Pass``, ``Marginal`` (worse, but within tolerance or not
+significant), ``Fail``, and ``NoData`` per metric; a measurement's verdict is
+``Fail`` if any acting metric fails, ``Inconclusive`` if any lacks data, else
+``Marginal`` or ``Pass``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+Direction = Literal["lowerIsBetter", "higherIsBetter"]
+Classification = Literal["High", "Low", "Pass", "NoData"]
+MetricVerdict = Literal["Pass", "Marginal", "Fail", "NoData"]
+Verdict = Literal["Pass", "Marginal", "Fail", "Inconclusive"]
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric's comparison, as written into a Rollout's status."""
+
+    metric: str
+    canary: float | None
+    stable: float | None
+    effect: float | None  # relative change of canary vs stable (0.1 = +10%)
+    p_value: float | None
+    classification: Classification
+    verdict: MetricVerdict
+    reason: str
+    dry_run: bool = False
+
+
+def relative_effect(canary: float, stable: float) -> float:
+    """(canary - stable) / |stable|; the absolute difference when stable is 0."""
+    if stable == 0:
+        return canary - stable
+    return (canary - stable) / abs(stable)
+
+
+def _bad(direction: Direction, effect: float) -> bool:
+    return effect > 0 if direction == "lowerIsBetter" else effect < 0
+
+
+def mann_whitney(
+    metric: str,
+    canary: Sequence[float],
+    stable: Sequence[float],
+    *,
+    direction: Direction = "lowerIsBetter",
+    tolerance: float = 0.1,
+    alpha: float = 0.01,
+    min_samples: int = 5,
+    dry_run: bool = False,
+) -> MetricResult:
+    """Compare per-interval samples; fail when worse by more than ``tolerance`` (relative,
+    on medians) with a two-sided Mann-Whitney p-value below ``alpha``."""
+    c = np.asarray([x for x in canary if math.isfinite(x)], dtype=float)
+    s = np.asarray([x for x in stable if math.isfinite(x)], dtype=float)
+    if len(c) < min_samples or len(s) < min_samples:
+        return MetricResult(
+            metric,
+            _median(c),
+            _median(s),
+            None,
+            None,
+            "NoData",
+            "NoData",
+            f"{len(c)} canary / {len(s)} stable samples, need {min_samples}",
+            dry_run,
+        )
+    c_med, s_med = float(np.median(c)), float(np.median(s))
+    effect = relative_effect(c_med, s_med)
+    if np.all(c == c[0]) and np.all(s == c[0]):
+        p = 1.0  # identical constant samples: no difference (scipy would warn)
+    else:
+        p = float(stats.mannwhitneyu(c, s, alternative="two-sided").pvalue)
+    significant = p < alpha
+    if significant and effect > tolerance:
+        classification: Classification = "High"
+    elif significant and effect < -tolerance:
+        classification = "Low"
+    else:
+        classification = "Pass"
+    bad = _bad(direction, effect)
+    if bad and classification in ("High", "Low"):
+        verdict: MetricVerdict = "Fail"
+        limit = _pct(tolerance, sign=False)
+        reason = f"{_pct(effect)} vs stable (p={p:.2g}), beyond the {limit} tolerance"
+    elif bad and (significant or abs(effect) > tolerance):
+        verdict = "Marginal"
+        reason = f"{_pct(effect)} vs stable (p={p:.2g}): worse, but " + (
+            "within tolerance" if significant else "not significant"
+        )
+    else:
+        verdict = "Pass"
+        reason = f"{_pct(effect)} vs stable (p={p:.2g})"
+    return MetricResult(metric, c_med, s_med, effect, p, classification, verdict, reason, dry_run)
+
+
+def msprt_log_lambda(diff: float, variance: float, tau: float) -> float:
+    """log of the normal-mixture mSPRT statistic for an observed difference ``diff`` (over
+    the null value) whose estimator has ``variance``, with mixing scale ``tau``."""
+    v, t2 = variance, tau * tau
+    return 0.5 * math.log(v / (v + t2)) + (t2 * diff * diff) / (2.0 * v * (v + t2))
+
+
+def sequential_rate(
+    metric: str,
+    canary_events: float,
+    canary_total: float,
+    stable_events: float,
+    stable_total: float,
+    *,
+    margin: float = 0.0,
+    alpha: float = 0.01,
+    tau: float = 0.02,
+    min_total: int = 50,
+    max_rate: float | None = None,
+    dry_run: bool = False,
+) -> MetricResult:
+    """Anytime-valid one-sided test that the canary's event rate exceeds stable's by more
+    than ``margin`` (absolute), from cumulative counts since the rollout began."""
+    if canary_total < min_total or stable_total < min_total:
+        return MetricResult(
+            metric,
+            None,
+            None,
+            None,
+            None,
+            "NoData",
+            "NoData",
+            f"{canary_total:.0f} canary / {stable_total:.0f} stable requests, need {min_total}",
+            dry_run,
+        )
+    pc, ps = canary_events / canary_total, stable_events / stable_total
+    pooled = (canary_events + stable_events) / (canary_total + stable_total)
+    # Keep the variance away from 0 when no events were seen yet (one pseudo-event).
+    pooled = min(max(pooled, 1.0 / (canary_total + stable_total)), 1 - 1e-9)
+    variance = pooled * (1 - pooled) * (1 / canary_total + 1 / stable_total)
+    diff = pc - ps - margin
+    log_lambda = msprt_log_lambda(diff, variance, tau) if diff > 0 else float("-inf")
+    p_value = min(1.0, math.exp(-log_lambda)) if diff > 0 else 1.0
+    effect = pc - ps
+    if max_rate is not None and pc > max_rate and p_value < alpha:
+        verdict: MetricVerdict = "Fail"
+        reason = f"canary rate {pc:.2%} above the {max_rate:.2%} limit and stable's {ps:.2%}"
+    elif p_value < alpha:
+        verdict = "Fail"
+        reason = (
+            f"canary rate {pc:.2%} vs stable {ps:.2%}: higher by more than "
+            f"{margin:.2%} (always-valid p={p_value:.2g})"
+        )
+    elif effect > margin:
+        verdict = "Marginal"
+        reason = f"canary rate {pc:.2%} vs stable {ps:.2%}: higher, not yet significant"
+    else:
+        verdict = "Pass"
+        reason = f"canary rate {pc:.2%} vs stable {ps:.2%}"
+    classification: Classification = "High" if verdict == "Fail" else "Pass"
+    return MetricResult(metric, pc, ps, effect, p_value, classification, verdict, reason, dry_run)
+
+
+def threshold_check(
+    metric: str,
+    value: float | None,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    dry_run: bool = False,
+) -> MetricResult:
+    """An absolute bound on the canary's value."""
+    if value is None or not math.isfinite(value):
+        return MetricResult(
+            metric, None, None, None, None, "NoData", "NoData", "no value for the canary", dry_run
+        )
+    if maximum is not None and value > maximum:
+        return MetricResult(
+            metric,
+            value,
+            None,
+            None,
+            None,
+            "High",
+            "Fail",
+            f"{value:.4g} above the maximum {maximum:.4g}",
+            dry_run,
+        )
+    if minimum is not None and value < minimum:
+        return MetricResult(
+            metric,
+            value,
+            None,
+            None,
+            None,
+            "Low",
+            "Fail",
+            f"{value:.4g} below the minimum {minimum:.4g}",
+            dry_run,
+        )
+    return MetricResult(
+        metric, value, None, None, None, "Pass", "Pass", f"{value:.4g} within bounds", dry_run
+    )
+
+
+def combine(results: Sequence[MetricResult]) -> Verdict:
+    """One measurement's verdict; dry-run metrics are reported but never decide."""
+    acting = [r for r in results if not r.dry_run]
+    if any(r.verdict == "Fail" for r in acting):
+        return "Fail"
+    if not acting or any(r.verdict == "NoData" for r in acting):
+        return "Inconclusive"
+    if any(r.verdict == "Marginal" for r in acting):
+        return "Marginal"
+    return "Pass"
+
+
+def _median(x: np.ndarray) -> float | None:
+    return float(np.median(x)) if len(x) else None
+
+
+def _pct(x: float, sign: bool = True) -> str:
+    return f"{x:+.1%}" if sign else f"{x:.1%}"
