@@ -114,7 +114,8 @@ def watch_configmap(
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        # The client reads $KUBECONFIG at import time; read it now instead.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     core = client.CoreV1Api()
 
     def offer(obj: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from kubernetes import client, config
@@ -12,7 +13,8 @@ def load_config() -> None:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        # The client reads $KUBECONFIG at import time; read it now instead.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
 
 
 @lru_cache(maxsize=1)
