@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +9,15 @@ from typing import Any
 import aiohttp
 
 from .base import ChatChunk, ChatRequest, ChatResult, ProviderError
-from .http import SessionHolder, api_key, base_url, connection_error, upstream_error
+from .http import (
+    SessionHolder,
+    api_key,
+    base_url,
+    connection_error,
+    sse_events,
+    stream_errors,
+    upstream_error,
+)
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024  # the Messages API requires max_tokens
@@ -103,7 +110,7 @@ class AnthropicProvider:
         parts: list[str] = []
         input_tokens = output_tokens = 0
         finish, model, ttft = "stop", request.model, None
-        try:
+        with stream_errors(self.name):
             async with self._http.session().post(
                 self._url(request),
                 json=to_messages_body(request, True),
@@ -111,11 +118,7 @@ class AnthropicProvider:
             ) as resp:
                 if resp.status != 200:
                     raise await upstream_error(resp, self.name)
-                async for raw in resp.content:
-                    line = raw.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    event = json.loads(line[5:].strip())
+                async for event in sse_events(resp):
                     kind = event.get("type")
                     if kind == "message_start":
                         msg = event.get("message") or {}
@@ -141,10 +144,6 @@ class AnthropicProvider:
                         )
                     elif kind == "message_stop":
                         break
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise connection_error(exc, self.name) from None
-        except (json.JSONDecodeError, AttributeError) as exc:
-            raise ProviderError(502, "upstream_malformed", f"anthropic stream: {exc!r}") from None
         yield ChatChunk(
             delta="",
             result=ChatResult(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -99,3 +103,28 @@ class SessionHolder:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent-events body's ``data:`` lines, until ``[DONE]``."""
+    async for raw in resp.content:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return
+        event = json.loads(data)
+        if isinstance(event, dict):
+            yield event
+
+
+@contextmanager
+def stream_errors(provider: str) -> Iterator[None]:
+    """Map transport and parse failures while streaming to ProviderErrors."""
+    try:
+        yield
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise connection_error(exc, provider) from None
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise ProviderError(502, "upstream_malformed", f"{provider} stream: {exc!r}") from None

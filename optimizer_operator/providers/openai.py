@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +9,15 @@ from typing import Any
 import aiohttp
 
 from .base import ChatChunk, ChatRequest, ChatResult, ProviderError
-from .http import SessionHolder, api_key, base_url, connection_error, upstream_error
+from .http import (
+    SessionHolder,
+    api_key,
+    base_url,
+    connection_error,
+    sse_events,
+    stream_errors,
+    upstream_error,
+)
 from .openai_wire import EXTENSION, parameters_to_openai, parse_completion
 
 
@@ -68,18 +75,11 @@ class OpenAIProvider:
         usage: dict[str, Any] = {}
         finish, truth, model = "stop", None, request.model
         ttft: float | None = None
-        try:
+        with stream_errors(self.name):
             async with self._http.session().post(url, json=body, headers=headers) as resp:
                 if resp.status != 200:
                     raise await upstream_error(resp, self.name)
-                async for raw in resp.content:
-                    line = raw.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        break
-                    event = json.loads(data)
+                async for event in sse_events(resp):
                     model = event.get("model") or model
                     usage = event.get("usage") or usage
                     truth = (event.get(EXTENSION) or {}).get("ground_truth", truth)
@@ -91,10 +91,6 @@ class OpenAIProvider:
                                 ttft = time.perf_counter() - started
                             parts.append(delta)
                             yield ChatChunk(delta=delta)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise connection_error(exc, self.name) from None
-        except (json.JSONDecodeError, AttributeError) as exc:
-            raise ProviderError(502, "upstream_malformed", f"openai stream: {exc!r}") from None
         yield ChatChunk(
             delta="",
             result=ChatResult(
