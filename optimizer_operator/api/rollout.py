@@ -146,6 +146,16 @@ class RolloutSpec(ApiModel):
     progress_deadline: Duration = Field(
         default="1h", description="Abort when no step completes within this. Default: 1h."
     )
+    hold_deadline: Duration = Field(
+        default="30m",
+        description="Abort (back to stable) after holding this long for missing metrics. "
+        "Missing data never promotes or rolls back. Default: 30m.",
+    )
+    paused: bool = Field(default=False, description="Manual pause: freeze at the current step.")
+    abort: bool = Field(default=False, description="Manual abort: restore stable weights now.")
+    promote: bool = Field(
+        default=False, description="Manual full promotion: make the candidate stable now."
+    )
     trial: TrialLink | None = Field(default=None, description="Optimization trial, if any.")
 
 
@@ -153,6 +163,20 @@ RolloutPhase = Literal[
     "Pending", "Progressing", "Paused", "Holding", "Promoted", "RolledBack", "Aborted", "Failed"
 ]
 Verdict = Literal["Pass", "Marginal", "Fail", "Inconclusive"]
+
+
+class MetricResultStatus(ApiModel):
+    """One metric of the latest measurement."""
+
+    metric: str
+    canary: str | None = Field(default=None, description="Canary value.")
+    stable: str | None = Field(default=None, description="Stable value.")
+    effect: str | None = Field(default=None, description="Relative change vs stable.")
+    p_value: str | None = Field(default=None, description="p-value (always-valid for sequential).")
+    classification: Literal["High", "Low", "Pass", "NoData"]
+    verdict: Literal["Pass", "Marginal", "Fail", "NoData"]
+    reason: str = ""
+    dry_run: bool = False
 
 
 class RolloutStatus(ApiModel):
@@ -168,4 +192,16 @@ class RolloutStatus(ApiModel):
     verdict: Verdict | None = Field(default=None, description="Latest analysis verdict.")
     stable_hash: str | None = Field(default=None, description="Stable config hash at start.")
     candidate_hash: str | None = Field(default=None, description="Candidate config hash.")
+    stable_variant: str | None = Field(default=None, description="Stable variant id.")
+    canary_variant: str | None = Field(default=None, description="Candidate variant id.")
     message: str | None = Field(default=None, description="Summary for people.")
+    started_at: str | None = None
+    step_started_at: str | None = None
+    last_measured_at: str | None = None
+    holding_since: str | None = None
+    measurements: int = Field(default=0, ge=0, description="Decisive measurements this step.")
+    failures: int = Field(default=0, ge=0, description="Failed measurements this rollout.")
+    inconclusives: int = Field(default=0, ge=0, description="Inconclusive, this step.")
+    results: list[MetricResultStatus] = Field(
+        default_factory=list, description="Latest measurement, per metric."
+    )

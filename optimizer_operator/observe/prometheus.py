@@ -1,0 +1,124 @@
+"""Metrics per variant from Prometheus, through templated PromQL.
+
+Templates use ``{{llm_config}}``, ``{{variant}}``, ``{{namespace}}`` and
+``{{window}}``. Every failure to get a number (unreachable, timeout, error
+answer, no series, NaN) raises :class:`MetricsUnavailable`, which callers turn
+into a Hold: no decision is ever made on missing data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.exceptions import RequestException
+
+SELECTOR = 'llm_config="{{llm_config}}",variant="{{variant}}"'
+
+# Built-in metrics: name -> (rate-style PromQL over {{window}}, direction).
+BUILTIN: dict[str, tuple[str, str]] = {
+    "latency_p95_seconds": (
+        "histogram_quantile(0.95, sum by (le) (rate("
+        "gen_ai_client_operation_duration_seconds_bucket{" + SELECTOR + "}[{{window}}])))",
+        "lowerIsBetter",
+    ),
+    "error_rate": (
+        "sum(rate(llmopt_errors_total{" + SELECTOR + "}[{{window}}])) / "
+        "sum(rate(llmopt_requests_total{" + SELECTOR + "}[{{window}}]))",
+        "lowerIsBetter",
+    ),
+    "cost_per_request_usd": (
+        "sum(rate(llmopt_cost_usd_total{" + SELECTOR + "}[{{window}}])) / "
+        "sum(rate(llmopt_requests_total{" + SELECTOR + ',status="200"}[{{window}}]))',
+        "lowerIsBetter",
+    ),
+    "quality_score": (
+        "sum(rate(llmopt_quality_score_sum{" + SELECTOR + "}[{{window}}])) / "
+        "sum(rate(llmopt_quality_score_count{" + SELECTOR + "}[{{window}}]))",
+        "higherIsBetter",
+    ),
+}
+# Cumulative counts for the sequential guardrail test: (events, total).
+COUNTS: dict[str, tuple[str, str]] = {
+    "error_rate": (
+        "sum(increase(llmopt_errors_total{" + SELECTOR + "}[{{window}}]))",
+        "sum(increase(llmopt_requests_total{" + SELECTOR + "}[{{window}}]))",
+    ),
+}
+
+
+class MetricsUnavailable(RuntimeError):
+    """No trustworthy number could be had; the caller must hold, not decide."""
+
+
+def render(template: str, *, llm_config: str, variant: str, namespace: str, window: str) -> str:
+    """Fill a query template."""
+    return (
+        template.replace("{{llm_config}}", llm_config)
+        .replace("{{variant}}", variant)
+        .replace("{{namespace}}", namespace)
+        .replace("{{window}}", window)
+    )
+
+
+class MetricSource(Protocol):
+    """Where analysis gets numbers (Prometheus in production; tests may use another)."""
+
+    def value(self, query: str) -> float: ...
+
+    def series(self, query: str, seconds: float, step_seconds: float) -> list[float]: ...
+
+
+@dataclass
+class PrometheusSource:
+    """A Prometheus server, every call bounded by ``timeout`` seconds."""
+
+    url: str
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        self._client = PrometheusConnect(
+            url=self.url, disable_ssl=True, timeout=math.ceil(self.timeout)
+        )
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RequestException, PrometheusApiClientException, ValueError) as exc:
+            raise MetricsUnavailable(f"Prometheus at {self.url}: {exc}") from None
+
+    def value(self, query: str) -> float:
+        """The single value of an instant query."""
+        result = self._call(
+            self._client.custom_query, query, params={"timeout": f"{self.timeout:g}s"}
+        )
+        if not result:
+            raise MetricsUnavailable(f"no data for {query}")
+        if len(result) > 1:
+            raise MetricsUnavailable(f"{len(result)} series for {query}; expected one")
+        value = float(result[0]["value"][1])
+        if not math.isfinite(value):
+            raise MetricsUnavailable(f"no finite value for {query} (got {value})")
+        return value
+
+    def series(self, query: str, seconds: float, step_seconds: float) -> list[float]:
+        """Finite values of a range query over the last ``seconds``; NaN points dropped."""
+        end = datetime.now(UTC)
+        result = self._call(
+            self._client.custom_query_range,
+            query,
+            start_time=end - timedelta(seconds=seconds),
+            end_time=end,
+            step=f"{step_seconds:g}s",
+            params={"timeout": f"{self.timeout:g}s"},
+        )
+        if not result:
+            return []
+        if len(result) > 1:
+            raise MetricsUnavailable(f"{len(result)} series for {query}; expected one")
+        values = [float(v) for _, v in result[0]["values"]]
+        return [v for v in values if math.isfinite(v)]
