@@ -1,4 +1,10 @@
-"""Reconcile one LLMConfig: record its version, render its ConfigMap, roll its pods."""
+"""Reconcile one LLMConfig: record spec changes as versions, render its ConfigMap, roll pods.
+
+The stable version is the newest history entry: a spec change made by a person
+becomes one (when the spec's config hash changes), and so does a promoted
+Rollout. This handler writes only the status fields it owns, so it never
+overwrites a promotion or a rollout's claim (``activeRollout``) made meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
+from ..api.common import GROUP, VERSION
 from ..api.conditions import now_rfc3339, set_condition
-from ..api.llmconfig import LLMConfigSpec
+from ..api.llmconfig import LLMConfigSpec, VersionRecord
 from ..api.validation import InvalidSpec, parse_spec
-from ..api.variants import TOTAL_WEIGHT, Variant, VariantSet
 from ..store.history import record_version
-from .configmap import ConfigMapConflict, apply_configmap, build_configmap, default_configmap_name
+from .configmap import REQUEST_TIMEOUT, ConfigMapConflict
 from .deployment import DeploymentMissing, annotate_config_hash
+from .variants import canary_of, render
 
 
 @dataclass
 class Outcome:
-    """What a reconcile decided: the status to write and the Events to post."""
+    """What a reconcile decided: the status fields to write and the Events to post."""
 
     status: dict[str, Any]
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     retry_after: float | None = None  # seconds, when the world must change first
+
+
+def _read_rollout(custom: client.CustomObjectsApi, namespace: str, name: str
+                  ) -> dict[str, Any] | None:
+    try:
+        obj: dict[str, Any] = custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "rollouts", name, _request_timeout=REQUEST_TIMEOUT)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
 
 
 def reconcile_llmconfig(
@@ -30,6 +50,7 @@ def reconcile_llmconfig(
     *,
     core: client.CoreV1Api,
     apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi | None = None,
     now: str | None = None,
 ) -> Outcome:
     """Bring the cluster in line with the LLMConfig ``body``; level-based and idempotent."""
@@ -40,126 +61,69 @@ def reconcile_llmconfig(
     try:
         spec = parse_spec(LLMConfigSpec, body.get("spec"))
     except InvalidSpec as exc:
-        return _not_ready(status, conditions, generation, "InvalidSpec", str(exc), now)
+        return _not_ready(conditions, generation, "InvalidSpec", str(exc), now)
 
-    config = spec.model_config_part()
-    history, version, is_new = record_version(
-        status.get("history"), config, source="spec", now=now, limit=spec.history_limit
-    )
-    cm_name = spec.target.config_map.name or default_configmap_name(meta["name"])
-    variants = VariantSet(
-        llm_config=meta["name"],
-        namespace=meta["namespace"],
-        rollout=None,
-        variants=[
-            Variant(
-                id=f"v{version}",
-                role="stable",
-                hash=config.config_hash(),
-                weight=TOTAL_WEIGHT,
-                provider=config.provider,
-                model=config.model,
-                parameters=config.parameters,
-                endpoint=config.endpoint,
-            )
-        ],
-    )
+    owned: dict[str, Any] = {}
     events: list[tuple[str, str, str]] = []
+    config = spec.model_config_part()
+    spec_hash = config.config_hash()
+    history = status.get("history") or []
+    if not history or status.get("specHash") != spec_hash:
+        history, version, is_new = record_version(
+            history, config, source="spec", now=now, limit=spec.history_limit)
+        owned.update(history=history, currentVersion=version,
+                     currentHash=history[-1]["hash"], specHash=spec_hash)
+        if is_new and version > 1:
+            events.append(("Normal", "NewVersion", f"v{version} ({config.model}) from spec"))
+    elif len(history) > spec.history_limit:
+        history = history[-spec.history_limit:]
+        owned["history"] = history
+    stable = VersionRecord.model_validate(history[-1])
+
+    rollout = None
+    active = status.get("activeRollout")
+    if active and custom is not None:
+        rollout = _read_rollout(custom, meta["namespace"], active)
     try:
-        written = apply_configmap(
-            core,
-            build_configmap(
-                name=cm_name, key=spec.target.config_map.key, variants=variants, owner=body
-            ),
-        )
+        cm_name, written = render(core, {**body, "status": {**status, **owned}}, stable,
+                                  canary_of(rollout))
     except ConfigMapConflict as exc:
-        return _not_ready(
-            status,
-            conditions,
-            generation,
-            "ConfigMapConflict",
-            f"spec.target.configMap.name: {exc}",
-            now,
-        )
+        return _not_ready(conditions, generation, "ConfigMapConflict",
+                          f"spec.target.configMap.name: {exc}", now, owned)
+    owned["configMapName"] = cm_name
     if written:
-        events.append(("Normal", "ConfigMapUpdated", f"ConfigMap {cm_name} renders v{version}"))
+        events.append(("Normal", "ConfigMapUpdated",
+                       f"ConfigMap {cm_name} renders v{stable.version}"))
     if spec.target.deployment is not None:
         try:
-            if annotate_config_hash(
-                apps, meta["namespace"], spec.target.deployment.name, config.config_hash()
-            ):
-                events.append(
-                    (
-                        "Normal",
-                        "DeploymentAnnotated",
-                        f"Deployment {spec.target.deployment.name} rolls to v{version}",
-                    )
-                )
+            if annotate_config_hash(apps, meta["namespace"], spec.target.deployment.name,
+                                    stable.hash):
+                events.append(("Normal", "DeploymentAnnotated",
+                               f"Deployment {spec.target.deployment.name} rolls to "
+                               f"v{stable.version}"))
         except DeploymentMissing as exc:
-            outcome = _not_ready(
-                status,
-                conditions,
-                generation,
-                "DeploymentNotFound",
-                f"spec.target.deployment.name: {exc}",
-                now,
-            )
-            outcome.status.update(
-                {
-                    "history": history,
-                    "currentVersion": version,
-                    "currentHash": config.config_hash(),
-                    "configMapName": cm_name,
-                }
-            )
+            outcome = _not_ready(conditions, generation, "DeploymentNotFound",
+                                 f"spec.target.deployment.name: {exc}", now, owned)
             outcome.retry_after = 30
             return outcome
-    if is_new and version > 1:
-        events.append(("Normal", "NewVersion", f"v{version} ({config.model}) is stable"))
-    message = f"v{version} ({config.provider}/{config.model}) rendered to ConfigMap {cm_name}"
-    status.update(
-        {
-            "observedGeneration": generation,
-            "conditions": set_condition(
-                conditions,
-                type="Ready",
-                status="True",
-                reason="Rendered",
-                message=message,
-                generation=generation,
-                now=now,
-            ),
-            "history": history,
-            "currentVersion": version,
-            "currentHash": config.config_hash(),
-            "configMapName": cm_name,
-            "message": message,
-        }
-    )
-    return Outcome(status=status, events=events)
+    message = (f"v{stable.version} ({stable.provider}/{stable.model}) rendered to ConfigMap "
+               f"{cm_name}" + (f"; rollout {active} active" if active else ""))
+    owned.update({
+        "observedGeneration": generation,
+        "conditions": set_condition(conditions, type="Ready", status="True", reason="Rendered",
+                                    message=message, generation=generation, now=now),
+        "message": message,
+    })
+    return Outcome(status=owned, events=events)
 
 
-def _not_ready(
-    status: dict[str, Any],
-    conditions: list[dict[str, Any]] | None,
-    generation: int | None,
-    reason: str,
-    message: str,
-    now: str,
-) -> Outcome:
-    status.update(
-        {
-            "observedGeneration": generation,
-            "conditions": set_condition(
-                conditions,
-                type="Ready",
-                status="False",
-                reason=reason,
-                message=message,
-                generation=generation,
-                now=now,
-            ),
-            "message": message,
-        }
-    )
+def _not_ready(conditions: list[dict[str, Any]] | None, generation: int | None, reason: str,
+               message: str, now: str, owned: dict[str, Any] | None = None) -> Outcome:
+    status = dict(owned or {})
+    status.update({
+        "observedGeneration": generation,
+        "conditions": set_condition(conditions, type="Ready", status="False", reason=reason,
+                                    message=message, generation=generation, now=now),
+        "message": message,
+    })
     return Outcome(status=status, events=[("Warning", reason, message)])

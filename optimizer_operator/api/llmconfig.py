@@ -170,10 +170,16 @@ class VersionRecord(ApiModel):
     provider: ProviderName
     model: ModelName
     parameters: Parameters = Field(default_factory=Parameters)
+    endpoint: Endpoint | None = None
     source: Annotated[str, StringConstraints(max_length=512)] = Field(
         description='Where the version came from: "spec" or "rollout/<name>".'
     )
     applied_at: str = Field(description="When it became stable (RFC 3339).")
+
+    def model_config_part(self) -> ModelConfig:
+        """What this version runs."""
+        return ModelConfig(provider=self.provider, model=self.model,
+                           parameters=self.parameters, endpoint=self.endpoint)
 
 
 class LLMConfigStatus(ApiModel):
@@ -185,6 +191,9 @@ class LLMConfigStatus(ApiModel):
     )
     current_version: int | None = Field(default=None, description="Stable version number.")
     current_hash: str | None = Field(default=None, description="Stable config hash.")
+    spec_hash: str | None = Field(
+        default=None, description="Config hash of the spec last recorded as a version."
+    )
     config_map_name: str | None = Field(default=None, description="Rendered ConfigMap.")
     active_rollout: str | None = Field(default=None, description="Rollout in progress, if any.")
     history: list[VersionRecord] = Field(default_factory=list, description="Newest last.")

@@ -17,5 +17,7 @@ from .status import apply_outcome, body_dict
 @kopf.on.update(GROUP, VERSION, LLMCONFIG.plural)
 def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Render the ConfigMap and record the version for any state of the spec."""
-    outcome = reconcile_llmconfig(body_dict(body), core=clients.core(), apps=clients.apps())
+    outcome = reconcile_llmconfig(
+        body_dict(body), core=clients.core(), apps=clients.apps(), custom=clients.custom()
+    )
     apply_outcome(outcome, body, patch)

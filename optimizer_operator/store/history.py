@@ -34,6 +34,7 @@ def record_version(
             provider=config.provider,
             model=config.model,
             parameters=config.parameters,
+            endpoint=config.endpoint,
             source=source,
             applied_at=now,
         )

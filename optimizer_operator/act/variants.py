@@ -1,0 +1,86 @@
+"""What the gateway should serve for an LLMConfig: its stable version plus any canary.
+
+Both the LLMConfig handler and the rollout controller render the ConfigMap
+through here, from the same state, so they never fight over weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+
+from ..api.llmconfig import LLMConfigSpec, ModelConfig, VersionRecord
+from ..api.variants import TOTAL_WEIGHT, Variant, VariantSet
+from .configmap import apply_configmap, build_configmap, default_configmap_name
+
+ACTIVE_PHASES = {"Progressing", "Paused", "Holding"}
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A candidate taking ``weight`` percent of traffic for ``rollout``."""
+
+    rollout: str
+    config: ModelConfig
+    weight: int
+
+    @property
+    def variant_id(self) -> str:
+        return canary_variant_id(self.config.config_hash())
+
+
+def canary_variant_id(config_hash: str) -> str:
+    return f"canary-{config_hash[:8]}"
+
+
+def stable_variant_id(version: int) -> str:
+    return f"v{version}"
+
+
+def stable_record(llmconfig: dict[str, Any]) -> VersionRecord | None:
+    """The LLMConfig's current stable version (the newest history entry)."""
+    history = (llmconfig.get("status") or {}).get("history") or []
+    return VersionRecord.model_validate(history[-1]) if history else None
+
+
+def canary_of(rollout: dict[str, Any] | None) -> Canary | None:
+    """The canary an active Rollout currently asks for, if any."""
+    if rollout is None:
+        return None
+    status = rollout.get("status") or {}
+    weight = int(status.get("canaryWeight") or 0)
+    if status.get("phase") not in ACTIVE_PHASES or weight <= 0:
+        return None
+    candidate = ModelConfig.model_validate((rollout.get("spec") or {}).get("candidate"))
+    return Canary(rollout["metadata"]["name"], candidate, weight)
+
+
+def build_variant_set(llm_config: str, namespace: str, stable: VersionRecord,
+                      canary: Canary | None) -> VariantSet:
+    config = stable.model_config_part()
+    canary_bp = canary.weight * TOTAL_WEIGHT // 100 if canary else 0
+    variants = [Variant(id=stable_variant_id(stable.version), role="stable", hash=stable.hash,
+                        weight=TOTAL_WEIGHT - canary_bp, provider=config.provider,
+                        model=config.model, parameters=config.parameters,
+                        endpoint=config.endpoint)]
+    if canary is not None:
+        c = canary.config
+        variants.append(Variant(id=canary.variant_id, role="candidate", hash=c.config_hash(),
+                                weight=canary_bp, provider=c.provider, model=c.model,
+                                parameters=c.parameters, endpoint=c.endpoint))
+    return VariantSet(llm_config=llm_config, namespace=namespace,
+                      rollout=canary.rollout if canary else None, variants=variants)
+
+
+def render(core: client.CoreV1Api, llmconfig: dict[str, Any], stable: VersionRecord,
+           canary: Canary | None) -> tuple[str, bool]:
+    """Write the LLMConfig's ConfigMap; returns its name and whether it changed."""
+    meta = llmconfig["metadata"]
+    spec = LLMConfigSpec.model_validate(llmconfig.get("spec"))
+    name = spec.target.config_map.name or default_configmap_name(meta["name"])
+    variant_set = build_variant_set(meta["name"], meta["namespace"], stable, canary)
+    changed = apply_configmap(core, build_configmap(
+        name=name, key=spec.target.config_map.key, variants=variant_set, owner=llmconfig))
+    return name, changed
