@@ -19,6 +19,8 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
     from . import handlers  # noqa: F401  (importing registers the handlers)
 
+    if args.prometheus_url:
+        os.environ["LLMOPT_PROMETHEUS_URL"] = args.prometheus_url
     if args.peering:
         os.environ["LLMOPT_PEERING_NAME"] = args.peering
         os.environ["LLMOPT_PEERING_PRIORITY"] = str(args.priority)
@@ -204,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--liveness",
         default="http://0.0.0.0:8080/healthz",
         help="liveness endpoint URL; empty to disable",
+    )
+    op.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("LLMOPT_PROMETHEUS_URL", ""),
+        help="Prometheus for rollout analysis (without it, analysis steps hold)",
     )
     op.add_argument(
         "--peering", default="", help="kopf peering name for HA (off by default: one replica)"

@@ -37,6 +37,17 @@ class LocalPrometheus:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def targets_file(self) -> Path:
+        return self.workdir / "targets.json"
+
+    def set_targets(self, targets: list[str]) -> None:
+        """Replace the scrape targets (file discovery: Prometheus picks them up in ~1 s)."""
+        self.targets = list(targets)
+        tmp = self.targets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": self.targets}]))
+        tmp.replace(self.targets_file)
+
     def start(self, timeout: float = 30.0) -> None:
         binary = shutil.which("prometheus") or "/usr/bin/prometheus"
         if not Path(binary).exists():
@@ -50,11 +61,13 @@ class LocalPrometheus:
                     "job_name": "llm-gateway",
                     "scrape_interval": self.interval,
                     "scrape_timeout": self.interval,
-                    "static_configs": [{"targets": self.targets}],
+                    "file_sd_configs": [{"files": [str(self.targets_file)],
+                                     "refresh_interval": "1s"}],
                 }
             ],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.set_targets(self.targets)
         log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - owned by the child
         self._proc = subprocess.Popen(
             [

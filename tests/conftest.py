@@ -20,6 +20,7 @@ from optimizer_operator.localcluster import (
     stop_pids,
     tool_path,
 )
+from optimizer_operator.localprometheus import LocalPrometheus
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -76,12 +77,29 @@ def crds_installed(kubeconfig: Path) -> None:
 
 
 @pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrometheus]:
+    """A real Prometheus for the session; tests add their gateways with ``set_targets``."""
+    prom = LocalPrometheus(tmp_path_factory.mktemp("prometheus"), [], interval="1s")
+    prom.start()
+    yield prom
+    prom.stop()
+
+
+@pytest.fixture(scope="session")
 def operator(
-    kubeconfig: Path, crds_installed: None, tmp_path_factory: pytest.TempPathFactory
+    kubeconfig: Path,
+    crds_installed: None,
+    prometheus: LocalPrometheus,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Path]:
-    """The real operator process, cluster-wide; yields its log file."""
+    """The real operator process, cluster-wide, analysing rollouts with the session's
+    Prometheus and ticking every second; yields its log file."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc, _ = start_operator(kubeconfig, log)
+    proc, _ = start_operator(
+        kubeconfig,
+        log,
+        env={"LLMOPT_PROMETHEUS_URL": prometheus.url, "LLMOPT_ROLLOUT_TICK": "1"},
+    )
     yield log
     stop_pids([proc.pid])
     if os.environ.get("LLMOPT_SHOW_OPERATOR_LOG"):

@@ -33,11 +33,13 @@ class Outcome:
     retry_after: float | None = None  # seconds, when the world must change first
 
 
-def _read_rollout(custom: client.CustomObjectsApi, namespace: str, name: str
-                  ) -> dict[str, Any] | None:
+def _read_rollout(
+    custom: client.CustomObjectsApi, namespace: str, name: str
+) -> dict[str, Any] | None:
     try:
         obj: dict[str, Any] = custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "rollouts", name, _request_timeout=REQUEST_TIMEOUT)
+            GROUP, VERSION, namespace, "rollouts", name, _request_timeout=REQUEST_TIMEOUT
+        )
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -70,13 +72,18 @@ def reconcile_llmconfig(
     history = status.get("history") or []
     if not history or status.get("specHash") != spec_hash:
         history, version, is_new = record_version(
-            history, config, source="spec", now=now, limit=spec.history_limit)
-        owned.update(history=history, currentVersion=version,
-                     currentHash=history[-1]["hash"], specHash=spec_hash)
+            history, config, source="spec", now=now, limit=spec.history_limit
+        )
+        owned.update(
+            history=history,
+            currentVersion=version,
+            currentHash=history[-1]["hash"],
+            specHash=spec_hash,
+        )
         if is_new and version > 1:
             events.append(("Normal", "NewVersion", f"v{version} ({config.model}) from spec"))
     elif len(history) > spec.history_limit:
-        history = history[-spec.history_limit:]
+        history = history[-spec.history_limit :]
         owned["history"] = history
     stable = VersionRecord.model_validate(history[-1])
 
@@ -85,45 +92,90 @@ def reconcile_llmconfig(
     if active and custom is not None:
         rollout = _read_rollout(custom, meta["namespace"], active)
     try:
-        cm_name, written = render(core, {**body, "status": {**status, **owned}}, stable,
-                                  canary_of(rollout))
+        cm_name, written = render(
+            core, {**body, "status": {**status, **owned}}, stable, canary_of(rollout)
+        )
     except ConfigMapConflict as exc:
-        return _not_ready(conditions, generation, "ConfigMapConflict",
-                          f"spec.target.configMap.name: {exc}", now, owned)
+        return _not_ready(
+            conditions,
+            generation,
+            "ConfigMapConflict",
+            f"spec.target.configMap.name: {exc}",
+            now,
+            owned,
+        )
     owned["configMapName"] = cm_name
     if written:
-        events.append(("Normal", "ConfigMapUpdated",
-                       f"ConfigMap {cm_name} renders v{stable.version}"))
+        events.append(
+            ("Normal", "ConfigMapUpdated", f"ConfigMap {cm_name} renders v{stable.version}")
+        )
     if spec.target.deployment is not None:
         try:
-            if annotate_config_hash(apps, meta["namespace"], spec.target.deployment.name,
-                                    stable.hash):
-                events.append(("Normal", "DeploymentAnnotated",
-                               f"Deployment {spec.target.deployment.name} rolls to "
-                               f"v{stable.version}"))
+            if annotate_config_hash(
+                apps, meta["namespace"], spec.target.deployment.name, stable.hash
+            ):
+                events.append(
+                    (
+                        "Normal",
+                        "DeploymentAnnotated",
+                        f"Deployment {spec.target.deployment.name} rolls to v{stable.version}",
+                    )
+                )
         except DeploymentMissing as exc:
-            outcome = _not_ready(conditions, generation, "DeploymentNotFound",
-                                 f"spec.target.deployment.name: {exc}", now, owned)
-            outcome.retry_after = 30
+            outcome = _not_ready(
+                conditions,
+                generation,
+                "DeploymentNotFound",
+                f"spec.target.deployment.name: {exc}",
+                now,
+                owned,
+            )
+            outcome.retry_after = 10
             return outcome
-    message = (f"v{stable.version} ({stable.provider}/{stable.model}) rendered to ConfigMap "
-               f"{cm_name}" + (f"; rollout {active} active" if active else ""))
-    owned.update({
-        "observedGeneration": generation,
-        "conditions": set_condition(conditions, type="Ready", status="True", reason="Rendered",
-                                    message=message, generation=generation, now=now),
-        "message": message,
-    })
+    message = (
+        f"v{stable.version} ({stable.provider}/{stable.model}) rendered to ConfigMap "
+        f"{cm_name}" + (f"; rollout {active} active" if active else "")
+    )
+    owned.update(
+        {
+            "observedGeneration": generation,
+            "conditions": set_condition(
+                conditions,
+                type="Ready",
+                status="True",
+                reason="Rendered",
+                message=message,
+                generation=generation,
+                now=now,
+            ),
+            "message": message,
+        }
+    )
     return Outcome(status=owned, events=events)
 
 
-def _not_ready(conditions: list[dict[str, Any]] | None, generation: int | None, reason: str,
-               message: str, now: str, owned: dict[str, Any] | None = None) -> Outcome:
+def _not_ready(
+    conditions: list[dict[str, Any]] | None,
+    generation: int | None,
+    reason: str,
+    message: str,
+    now: str,
+    owned: dict[str, Any] | None = None,
+) -> Outcome:
     status = dict(owned or {})
-    status.update({
-        "observedGeneration": generation,
-        "conditions": set_condition(conditions, type="Ready", status="False", reason=reason,
-                                    message=message, generation=generation, now=now),
-        "message": message,
-    })
+    status.update(
+        {
+            "observedGeneration": generation,
+            "conditions": set_condition(
+                conditions,
+                type="Ready",
+                status="False",
+                reason=reason,
+                message=message,
+                generation=generation,
+                now=now,
+            ),
+            "message": message,
+        }
+    )
     return Outcome(status=status, events=[("Warning", reason, message)])

@@ -57,30 +57,57 @@ def canary_of(rollout: dict[str, Any] | None) -> Canary | None:
     return Canary(rollout["metadata"]["name"], candidate, weight)
 
 
-def build_variant_set(llm_config: str, namespace: str, stable: VersionRecord,
-                      canary: Canary | None) -> VariantSet:
+def build_variant_set(
+    llm_config: str, namespace: str, stable: VersionRecord, canary: Canary | None
+) -> VariantSet:
     config = stable.model_config_part()
     canary_bp = canary.weight * TOTAL_WEIGHT // 100 if canary else 0
-    variants = [Variant(id=stable_variant_id(stable.version), role="stable", hash=stable.hash,
-                        weight=TOTAL_WEIGHT - canary_bp, provider=config.provider,
-                        model=config.model, parameters=config.parameters,
-                        endpoint=config.endpoint)]
+    variants = [
+        Variant(
+            id=stable_variant_id(stable.version),
+            role="stable",
+            hash=stable.hash,
+            weight=TOTAL_WEIGHT - canary_bp,
+            provider=config.provider,
+            model=config.model,
+            parameters=config.parameters,
+            endpoint=config.endpoint,
+        )
+    ]
     if canary is not None:
         c = canary.config
-        variants.append(Variant(id=canary.variant_id, role="candidate", hash=c.config_hash(),
-                                weight=canary_bp, provider=c.provider, model=c.model,
-                                parameters=c.parameters, endpoint=c.endpoint))
-    return VariantSet(llm_config=llm_config, namespace=namespace,
-                      rollout=canary.rollout if canary else None, variants=variants)
+        variants.append(
+            Variant(
+                id=canary.variant_id,
+                role="candidate",
+                hash=c.config_hash(),
+                weight=canary_bp,
+                provider=c.provider,
+                model=c.model,
+                parameters=c.parameters,
+                endpoint=c.endpoint,
+            )
+        )
+    return VariantSet(
+        llm_config=llm_config,
+        namespace=namespace,
+        rollout=canary.rollout if canary else None,
+        variants=variants,
+    )
 
 
-def render(core: client.CoreV1Api, llmconfig: dict[str, Any], stable: VersionRecord,
-           canary: Canary | None) -> tuple[str, bool]:
+def render(
+    core: client.CoreV1Api, llmconfig: dict[str, Any], stable: VersionRecord, canary: Canary | None
+) -> tuple[str, bool]:
     """Write the LLMConfig's ConfigMap; returns its name and whether it changed."""
     meta = llmconfig["metadata"]
     spec = LLMConfigSpec.model_validate(llmconfig.get("spec"))
     name = spec.target.config_map.name or default_configmap_name(meta["name"])
     variant_set = build_variant_set(meta["name"], meta["namespace"], stable, canary)
-    changed = apply_configmap(core, build_configmap(
-        name=name, key=spec.target.config_map.key, variants=variant_set, owner=llmconfig))
+    changed = apply_configmap(
+        core,
+        build_configmap(
+            name=name, key=spec.target.config_map.key, variants=variant_set, owner=llmconfig
+        ),
+    )
     return name, changed

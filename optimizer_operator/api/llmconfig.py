@@ -178,8 +178,12 @@ class VersionRecord(ApiModel):
 
     def model_config_part(self) -> ModelConfig:
         """What this version runs."""
-        return ModelConfig(provider=self.provider, model=self.model,
-                           parameters=self.parameters, endpoint=self.endpoint)
+        return ModelConfig(
+            provider=self.provider,
+            model=self.model,
+            parameters=self.parameters,
+            endpoint=self.endpoint,
+        )
 
 
 class LLMConfigStatus(ApiModel):

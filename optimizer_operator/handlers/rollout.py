@@ -1,29 +1,41 @@
-"""Rollout handlers (validation and status; step execution comes with its issue)."""
+"""Rollout handler: a timer per Rollout that runs one tick of its state machine."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import kopf
 
-from ..act.targets import accept_targeting
-from ..api import GROUP, ROLLOUT, VERSION, RolloutSpec
+from ..act.rollout import reconcile_rollout
+from ..api import GROUP, ROLLOUT, VERSION
+from ..decide.rollout import TERMINAL
+from ..observe.prometheus import PrometheusSource
 from . import clients
 from .status import apply_outcome, body_dict
 
+TICK_SECONDS = float(os.environ.get("LLMOPT_ROLLOUT_TICK", "10"))
 
-@kopf.on.resume(GROUP, VERSION, ROLLOUT.plural)
-@kopf.on.create(GROUP, VERSION, ROLLOUT.plural)
-@kopf.on.update(GROUP, VERSION, ROLLOUT.plural)
-def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Validate the rollout and its target; it stays Pending until steps are executed."""
-    outcome = accept_targeting(
+
+def _source() -> PrometheusSource | None:
+    url = os.environ.get("LLMOPT_PROMETHEUS_URL")
+    timeout = float(os.environ.get("LLMOPT_PROMETHEUS_TIMEOUT", "10"))
+    return PrometheusSource(url, timeout=timeout) if url else None
+
+
+def _active(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in TERMINAL
+
+
+@kopf.timer(GROUP, VERSION, ROLLOUT.plural, interval=TICK_SECONDS, when=_active)
+def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Validate, claim the LLMConfig, advance the steps, act; status says where it is."""
+    outcome = reconcile_rollout(
         body_dict(body),
-        RolloutSpec,
+        core=clients.core(),
+        apps=clients.apps(),
         custom=clients.custom(),
-        ready_reason="Accepted",
-        ready_message="rollout is valid and its LLMConfig exists; step execution is not "
-        "implemented in this version, so traffic is unchanged",
-        extra_status={"phase": "Pending", "currentStepIndex": 0, "canaryWeight": 0},
+        source=_source(),
     )
+    outcome.retry_after = None  # the timer is the retry
     apply_outcome(outcome, body, patch)

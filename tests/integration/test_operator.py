@@ -70,24 +70,30 @@ def _cm_document(api: client.ApiClient, ns: str, name: str) -> dict[str, Any]:
     return doc
 
 
+def _wait_phase(api: client.ApiClient, ns: str, name: str, phase: str,
+                timeout: float = 60) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = _get(api, ns, "rollouts", name)
+        return obj if obj.get("status", {}).get("phase") == phase else None
+
+    return wait_for(check, timeout, f"rollout {name} phase {phase}")
+
+
+def _fast_analysis(doc: dict[str, Any]) -> None:
+    doc["spec"]["analysis"]["interval"] = "2s"  # the sample's 1m, shortened for the test
+
+
 def test_each_sample_reaches_ready_with_observed_generation(
     api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str
 ) -> None:
     _apply_sample(kubeconfig, namespace, "llmconfig.yaml")
     _apply_sample(kubeconfig, namespace, "optimizationpolicy.yaml")
-    _apply_sample(kubeconfig, namespace, "rollout.yaml")
     llmc = _wait_ready_for_generation(api, namespace, "llmconfigs", "support-bot")
     assert _ready(llmc)["reason"] == "Rendered"  # type: ignore[index]
     assert llmc["status"]["currentVersion"] == 1
     assert llmc["status"]["configMapName"] == "support-bot-llm-config"
     pol = _wait_ready_for_generation(api, namespace, "optimizationpolicies", "support-bot")
     assert pol["status"]["state"] == "Idle"
-    ro = _wait_ready_for_generation(api, namespace, "rollouts", "support-bot-cooler")
-    assert ro["status"]["phase"] == "Pending" and ro["status"]["canaryWeight"] == 0
-    # No handler results or kopf bookkeeping dumped into status.
-    for obj in (llmc, pol, ro):
-        assert "reconcile" not in obj["status"] and "kopf" not in obj["status"]
-
     doc = _cm_document(api, namespace, "support-bot-llm-config")
     assert doc["llmConfig"] == "support-bot"
     [variant] = doc["variants"]
@@ -99,17 +105,39 @@ def test_each_sample_reaches_ready_with_observed_generation(
         "key": "openai-api-key",
     }
 
+    # The rollout takes its first step (10%), then holds: no traffic, so no metrics,
+    # and missing data never promotes or rolls back.
+    _apply_sample(kubeconfig, namespace, "rollout.yaml", _fast_analysis)
+    ro = _wait_phase(api, namespace, "support-bot-cooler", "Holding")
+    assert ro["status"]["canaryWeight"] == 10 and ro["status"]["currentStepIndex"] == 1
+    assert ro["status"]["observedGeneration"] == ro["metadata"]["generation"]
+    conditions = {c["type"]: c for c in ro["status"]["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Degraded"]["status"] == "True"
+    assert conditions["Degraded"]["reason"] == "MetricsUnavailable"
+    # No handler results or kopf bookkeeping dumped into status.
+    for obj in (llmc, pol, ro):
+        assert "reconcile" not in obj["status"] and "kopf" not in obj["status"]
+        assert "tick" not in obj["status"]
+    doc = _cm_document(api, namespace, "support-bot-llm-config")
+    assert doc["rollout"] == "support-bot-cooler"
+    assert [(v["role"], v["weight"]) for v in doc["variants"]] == [
+        ("stable", 9000), ("candidate", 1000)]
+    assert doc["variants"][1]["parameters"]["temperature"] == "0.3"
+    llmc = _get(api, namespace, "llmconfigs", "support-bot")
+    assert llmc["status"]["activeRollout"] == "support-bot-cooler"
+
 
 def test_kubectl_prints_the_columns(
     api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str
 ) -> None:
     _apply_sample(kubeconfig, namespace, "llmconfig.yaml")
-    _apply_sample(kubeconfig, namespace, "rollout.yaml")
-    _wait_ready_for_generation(api, namespace, "rollouts", "support-bot-cooler")
+    _apply_sample(kubeconfig, namespace, "rollout.yaml", _fast_analysis)
+    _wait_phase(api, namespace, "support-bot-cooler", "Holding")
     out = kubectl(kubeconfig, "get", "rollouts.optimizer.llmops.dev", "-n", namespace).stdout
     header, row = out.splitlines()[:2]
     assert header.split() == ["NAME", "TARGET", "PHASE", "STEP", "WEIGHT", "VERDICT", "AGE"]
-    assert row.split()[:5] == ["support-bot-cooler", "support-bot", "Pending", "0", "0"]
+    assert row.split()[:5] == ["support-bot-cooler", "support-bot", "Holding", "1", "10"]
     out = kubectl(kubeconfig, "get", "llmopt", "-n", namespace).stdout
     assert "llmconfig.optimizer.llmops.dev/support-bot" in out
     assert "rollout.optimizer.llmops.dev/support-bot-cooler" in out
