@@ -26,8 +26,10 @@ BUILTIN: dict[str, tuple[str, str]] = {
         "gen_ai_client_operation_duration_seconds_bucket{" + SELECTOR + "}[{{window}}])))",
         "lowerIsBetter",
     ),
+    # Error series appear only with the first error, so no series means zero here; the
+    # request count, checked first, proves the variant's data exists at all.
     "error_rate": (
-        "sum(rate(llmopt_errors_total{" + SELECTOR + "}[{{window}}])) / "
+        "(sum(rate(llmopt_errors_total{" + SELECTOR + "}[{{window}}])) or vector(0)) / "
         "sum(rate(llmopt_requests_total{" + SELECTOR + "}[{{window}}]))",
         "lowerIsBetter",
     ),
@@ -45,7 +47,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
 # Cumulative counts for the sequential guardrail test: (events, total).
 COUNTS: dict[str, tuple[str, str]] = {
     "error_rate": (
-        "sum(increase(llmopt_errors_total{" + SELECTOR + "}[{{window}}]))",
+        "sum(increase(llmopt_errors_total{" + SELECTOR + "}[{{window}}])) or vector(0)",
         "sum(increase(llmopt_requests_total{" + SELECTOR + "}[{{window}}]))",
     ),
 }
