@@ -301,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("-o", "--output", choices=["table", "json"], default="table")
     lg.set_defaults(func=_cmd_loadgen)
 
+    from .rollout_cli import add_parser as add_rollout_parser
+
+    add_rollout_parser(sub)
+
     val = sub.add_parser("validate", help="validate YAML files of our kinds offline (for CI)")
     val.add_argument("files", nargs="+")
     val.set_defaults(func=_cmd_validate)

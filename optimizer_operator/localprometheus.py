@@ -53,7 +53,7 @@ class LocalPrometheus:
         if not Path(binary).exists():
             raise ControlPlaneError("prometheus not found; run `make deps` (Debian prometheus)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart keeps its address
         config = {
             "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
             "scrape_configs": [
@@ -61,8 +61,9 @@ class LocalPrometheus:
                     "job_name": "llm-gateway",
                     "scrape_interval": self.interval,
                     "scrape_timeout": self.interval,
-                    "file_sd_configs": [{"files": [str(self.targets_file)],
-                                     "refresh_interval": "1s"}],
+                    "file_sd_configs": [
+                        {"files": [str(self.targets_file)], "refresh_interval": "1s"}
+                    ],
                 }
             ],
         }

@@ -27,18 +27,27 @@ from optimizer_operator.providers.simulator import SimulatorProvider
 from tests.conftest import kubectl
 from tests.gateway.conftest import serve
 
-ANALYSIS = {"interval": "3s", "window": "12s", "minSampleSize": 30, "failureLimit": 0,
-            "inconclusiveLimit": 20}
+ANALYSIS = {
+    "interval": "3s",
+    "window": "12s",
+    "minSampleSize": 30,
+    "failureLimit": 0,
+    "inconclusiveLimit": 20,
+}
 
 
 @contextlib.asynccontextmanager
-async def traffic(kubeconfig: Path, namespace: str, prometheus: LocalPrometheus,
-                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gateway]:
+async def traffic(
+    kubeconfig: Path, namespace: str, prometheus: LocalPrometheus, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Gateway]:
     """A gateway serving the LLMConfig `bot`, scraped by Prometheus, under ~60 rps of load."""
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    gateway = Gateway(GatewaySettings(
-        configmap=f"{namespace}/bot-llm-config",
-        providers={"simulator": SimulatorProvider(time_scale=0.02)}))
+    gateway = Gateway(
+        GatewaySettings(
+            configmap=f"{namespace}/bot-llm-config",
+            providers={"simulator": SimulatorProvider(time_scale=0.02)},
+        )
+    )
     runner, url = await serve(gateway.app())
     prometheus.set_targets([url.removeprefix("http://")])
     stop = asyncio.Event()
@@ -50,8 +59,9 @@ async def traffic(kubeconfig: Path, namespace: str, prometheus: LocalPrometheus,
                 body = {"messages": [{"role": "user", "content": "What is 12 * 7?"}]}
                 headers = {"X-Request-Id": f"{rng.getrandbits(64):x}"}
                 with contextlib.suppress(aiohttp.ClientError):
-                    async with s.post(url + "/v1/chat/completions", json=body,
-                                      headers=headers) as resp:
+                    async with s.post(
+                        url + "/v1/chat/completions", json=body, headers=headers
+                    ) as resp:
                         await resp.read()
                 await asyncio.sleep(1 / 60)
 
@@ -70,27 +80,42 @@ def _apply(kubeconfig: Path, doc: dict[str, Any]) -> None:
 
 
 def _llmconfig(namespace: str) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMConfig",
-            "metadata": {"name": "bot", "namespace": namespace},
-            "spec": {"provider": "simulator", "model": "sim-medium",
-                     "parameters": {"temperature": "0.3", "maxTokens": 512}}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "LLMConfig",
+        "metadata": {"name": "bot", "namespace": namespace},
+        "spec": {
+            "provider": "simulator",
+            "model": "sim-medium",
+            "parameters": {"temperature": "0.3", "maxTokens": 512},
+        },
+    }
 
 
 def _rollout(namespace: str, name: str, candidate: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Rollout",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"targetRef": {"name": "bot"}, "candidate": candidate,
-                     "steps": [{"setWeight": 50}, {"analysis": {"measurements": 2}}],
-                     "analysis": ANALYSIS, "progressDeadline": "5m"}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Rollout",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "targetRef": {"name": "bot"},
+            "candidate": candidate,
+            "steps": [{"setWeight": 50}, {"analysis": {"measurements": 2}}],
+            "analysis": ANALYSIS,
+            "progressDeadline": "5m",
+        },
+    }
 
 
-async def _until_terminal(api: client.ApiClient, namespace: str, name: str,
-                          timeout: float = 120) -> dict[str, Any]:
+async def _until_terminal(
+    api: client.ApiClient, namespace: str, name: str, timeout: float = 120
+) -> dict[str, Any]:
     custom = client.CustomObjectsApi(api)
     seen: list[str] = []
     for _ in range(int(timeout)):
         obj: dict[str, Any] = custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "rollouts", name)
+            GROUP, VERSION, namespace, "rollouts", name
+        )
         phase = obj.get("status", {}).get("phase")
         if phase and (not seen or seen[-1] != phase):
             seen.append(phase)
@@ -98,21 +123,36 @@ async def _until_terminal(api: client.ApiClient, namespace: str, name: str,
             obj["seenPhases"] = seen
             return obj
         await asyncio.sleep(1)
-    raise AssertionError(f"rollout {name} not finished; phases {seen}, status "
-                         f"{json.dumps(obj.get('status'), indent=1)[:3000]}")
+    raise AssertionError(
+        f"rollout {name} not finished; phases {seen}, status "
+        f"{json.dumps(obj.get('status'), indent=1)[:3000]}"
+    )
 
 
 @pytest.mark.timeout(240)
 async def test_a_good_candidate_is_promoted(
-    api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str,
-    prometheus: LocalPrometheus, monkeypatch: pytest.MonkeyPatch
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _apply(kubeconfig, _llmconfig(namespace))
     async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
         # Nearly the same configuration: quality 0.84 vs 0.8396 by the simulator's oracle.
-        _apply(kubeconfig, _rollout(namespace, "good", {
-            "provider": "simulator", "model": "sim-medium",
-            "parameters": {"temperature": "0.35", "maxTokens": 512}}))
+        _apply(
+            kubeconfig,
+            _rollout(
+                namespace,
+                "good",
+                {
+                    "provider": "simulator",
+                    "model": "sim-medium",
+                    "parameters": {"temperature": "0.35", "maxTokens": 512},
+                },
+            ),
+        )
         ro = await _until_terminal(api, namespace, "good")
     assert ro["status"]["phase"] == "Promoted", ro["status"]
     assert "Progressing" in ro["seenPhases"]
@@ -120,7 +160,8 @@ async def test_a_good_candidate_is_promoted(
     assert set(verdicts) == {"error_rate", "latency_p95_seconds", "quality_score"}
     assert all(v in ("Pass", "Marginal") for v in verdicts.values())
     llmc = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "llmconfigs", "bot")
+        GROUP, VERSION, namespace, "llmconfigs", "bot"
+    )
     history = llmc["status"]["history"]
     assert [h["version"] for h in history] == [1, 2]
     assert history[-1]["source"] == "rollout/good"
@@ -130,22 +171,36 @@ async def test_a_good_candidate_is_promoted(
     doc = json.loads(cm.data["variants.json"])
     assert [(v["id"], v["weight"]) for v in doc["variants"]] == [("v2", 10000)]
     events = client.CoreV1Api(api).list_namespaced_event(
-        namespace, field_selector="involvedObject.name=good")
+        namespace, field_selector="involvedObject.name=good"
+    )
     reasons = {e.reason for e in events.items}
     assert {"Started", "WeightSet", "AnalysisPassed", "Promoted"} <= reasons
 
 
 @pytest.mark.timeout(240)
 async def test_a_quality_regression_is_rolled_back_with_the_reason(
-    api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str,
-    prometheus: LocalPrometheus, monkeypatch: pytest.MonkeyPatch
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _apply(kubeconfig, _llmconfig(namespace))
     async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
         # sim-small: quality 0.68 against sim-medium's 0.84 (-19%), beyond the 10% tolerance.
-        _apply(kubeconfig, _rollout(namespace, "worse", {
-            "provider": "simulator", "model": "sim-small",
-            "parameters": {"temperature": "0.4"}}))
+        _apply(
+            kubeconfig,
+            _rollout(
+                namespace,
+                "worse",
+                {
+                    "provider": "simulator",
+                    "model": "sim-small",
+                    "parameters": {"temperature": "0.4"},
+                },
+            ),
+        )
         ro = await _until_terminal(api, namespace, "worse")
     status = ro["status"]
     assert status["phase"] == "RolledBack", status
@@ -155,8 +210,70 @@ async def test_a_quality_regression_is_rolled_back_with_the_reason(
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "AnalysisFailed"
     llmc = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "llmconfigs", "bot")
+        GROUP, VERSION, namespace, "llmconfigs", "bot"
+    )
     assert [h["version"] for h in llmc["status"]["history"]] == [1]
     cm = client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config", namespace)
     doc = json.loads(cm.data["variants.json"])
     assert [(v["id"], v["weight"]) for v in doc["variants"]] == [("v1", 10000)]
+
+
+@pytest.mark.timeout(240)
+async def test_prometheus_down_holds_the_weight_and_the_rollout_resumes(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _apply(kubeconfig, _llmconfig(namespace))
+    custom = client.CustomObjectsApi(api)
+    async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
+        rollout = _rollout(
+            namespace,
+            "steady",
+            {
+                "provider": "simulator",
+                "model": "sim-medium",
+                "parameters": {"temperature": "0.35", "maxTokens": 512},
+            },
+        )
+        rollout["spec"]["steps"] = [{"setWeight": 30}, {"analysis": {"measurements": 4}}]
+        _apply(kubeconfig, rollout)
+        # Wait for a first decisive measurement, then take Prometheus away.
+        for _ in range(90):
+            status = custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "rollouts", "steady"
+            ).get("status", {})
+            if status.get("measurements", 0) >= 1:
+                break
+            await asyncio.sleep(1)
+        else:
+            raise AssertionError(f"no measurement: {status}")
+        prometheus.stop()
+        try:
+            for _ in range(30):
+                status = custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "rollouts", "steady"
+                )["status"]
+                if status.get("phase") == "Holding":
+                    break
+                await asyncio.sleep(1)
+            assert status["phase"] == "Holding", status
+            assert status["canaryWeight"] == 30 and "metrics unavailable" in status["message"]
+            degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+            assert degraded["reason"] == "MetricsUnavailable"
+            await asyncio.sleep(5)  # holding: nothing moves while data is missing
+            held = custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "rollouts", "steady"
+            )["status"]
+            assert held["phase"] == "Holding" and held["canaryWeight"] == 30
+        finally:
+            prometheus.start()
+        ro = await _until_terminal(api, namespace, "steady")
+    assert ro["status"]["phase"] == "Promoted", ro["status"]
+    events = client.CoreV1Api(api).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=steady"
+    )
+    assert {"Holding", "Resumed", "Promoted"} <= {e.reason for e in events.items}

@@ -70,8 +70,9 @@ def _cm_document(api: client.ApiClient, ns: str, name: str) -> dict[str, Any]:
     return doc
 
 
-def _wait_phase(api: client.ApiClient, ns: str, name: str, phase: str,
-                timeout: float = 60) -> dict[str, Any]:
+def _wait_phase(
+    api: client.ApiClient, ns: str, name: str, phase: str, timeout: float = 60
+) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         obj = _get(api, ns, "rollouts", name)
         return obj if obj.get("status", {}).get("phase") == phase else None
@@ -122,7 +123,9 @@ def test_each_sample_reaches_ready_with_observed_generation(
     doc = _cm_document(api, namespace, "support-bot-llm-config")
     assert doc["rollout"] == "support-bot-cooler"
     assert [(v["role"], v["weight"]) for v in doc["variants"]] == [
-        ("stable", 9000), ("candidate", 1000)]
+        ("stable", 9000),
+        ("candidate", 1000),
+    ]
     assert doc["variants"][1]["parameters"]["temperature"] == "0.3"
     llmc = _get(api, namespace, "llmconfigs", "support-bot")
     assert llmc["status"]["activeRollout"] == "support-bot-cooler"

@@ -1,0 +1,124 @@
+"""Manual control: pause, resume, abort and promote, through the CLI and the kubectl plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from optimizer_operator.api import GROUP, VERSION
+from optimizer_operator.localcluster import tool_path
+from tests.conftest import kubectl, wait_for
+
+BIN = Path(sys.executable).parent
+
+
+def _cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "llm-optimizer"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        timeout=60,
+    )
+
+
+def _plugin(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Through kubectl itself, which finds kubectl-llmopt on PATH."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    return subprocess.run(
+        [str(tool_path("kubectl")), "llmopt", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def _setup(kubeconfig: Path, namespace: str, name: str) -> None:
+    docs = [
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "LLMConfig",
+            "metadata": {"name": "bot", "namespace": namespace},
+            "spec": {"provider": "simulator", "model": "sim-medium"},
+        },
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Rollout",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "targetRef": {"name": "bot"},
+                "candidate": {"provider": "simulator", "model": "sim-small"},
+                "steps": [{"setWeight": 20}, {"pause": {}}],
+            },
+        },
+    ]
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+
+def _status(api: client.ApiClient, ns: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, ns, "rollouts", name
+    )
+    return dict(obj.get("status") or {})
+
+
+def _weights(api: client.ApiClient, ns: str) -> list[int]:
+    cm = client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config", ns)
+    return [v["weight"] for v in json.loads(cm.data["variants.json"])["variants"]]
+
+
+def test_pause_resume_and_abort_through_the_cli(
+    api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str
+) -> None:
+    _setup(kubeconfig, namespace, "manual")
+    wait_for(
+        lambda: _status(api, namespace, "manual").get("phase") == "Paused", 30, "the pause step"
+    )
+    assert _weights(api, namespace) == [8000, 2000]
+    out = _cli(kubeconfig, "rollout", "pause", "manual", "-n", namespace)
+    assert out.returncode == 0 and "pause requested" in out.stdout
+    wait_for(
+        lambda: any(
+            c["reason"] == "PausedBySpec"
+            for c in _status(api, namespace, "manual").get("conditions", [])
+        ),
+        30,
+        "PausedBySpec",
+    )
+    assert _cli(kubeconfig, "rollout", "resume", "manual", "-n", namespace).returncode == 0
+    out = _cli(kubeconfig, "rollout", "abort", "manual", "-n", namespace)
+    assert out.returncode == 0
+    wait_for(lambda: _status(api, namespace, "manual").get("phase") == "Aborted", 30, "Aborted")
+    assert _weights(api, namespace) == [10000]
+    assert "aborted by spec.abort" in _status(api, namespace, "manual")["message"]
+    missing = _cli(kubeconfig, "rollout", "abort", "nope", "-n", namespace)
+    assert missing.returncode == 3 and missing.stderr.strip() == (
+        f"error: rollout {namespace}/nope: not found"
+    )
+
+
+def test_promote_through_the_kubectl_plugin(
+    api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str
+) -> None:
+    _setup(kubeconfig, namespace, "waiting")
+    wait_for(
+        lambda: _status(api, namespace, "waiting").get("phase") == "Paused", 30, "the pause step"
+    )
+    out = _plugin(kubeconfig, "promote", "waiting", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: _status(api, namespace, "waiting").get("phase") == "Promoted", 30, "Promoted")
+    assert _weights(api, namespace) == [10000]
+    llmc = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "llmconfigs", "bot"
+    )
+    assert llmc["status"]["history"][-1]["model"] == "sim-small"
+    status = _plugin(kubeconfig, "status", "waiting", "-n", namespace, "-o", "json")
+    assert json.loads(status.stdout)["status"]["phase"] == "Promoted"
