@@ -9,7 +9,8 @@ CLUSTER_DIR := out/cluster
 PYTEST_ARGS ?=
 
 .PHONY: help deps venv system-deps kube-tools kube-build crds crds-check lint test \
-        test-unit cluster-up cluster-down demo kind-up kind-down clean bench-gateway
+        test-unit cluster-up cluster-down demo kind-up kind-down clean bench-gateway \
+        bench-canary
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -67,6 +68,9 @@ bench/.venv-litellm/.installed:
 
 bench-gateway: venv bench/.venv-litellm/.installed ## gateway overhead vs direct vs LiteLLM proxy -> bench/results/gateway.{md,json}
 	$(BIN)/python bench/gateway_bench.py
+
+bench-canary: venv ## false rollbacks and detection time vs Argo/Flagger-style rules -> bench/results/canary.{md,json}
+	$(BIN)/python bench/canary_bench.py
 
 # For users with Docker: a real kind cluster (not usable on machines without a Docker engine).
 kind-up:

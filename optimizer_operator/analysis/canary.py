@@ -179,6 +179,56 @@ def sequential_rate(
     return MetricResult(metric, pc, ps, effect, p_value, classification, verdict, reason, dry_run)
 
 
+def sequential_mean(
+    metric: str,
+    canary: Sequence[float],
+    stable: Sequence[float],
+    *,
+    direction: Direction = "lowerIsBetter",
+    tolerance: float = 0.1,
+    alpha: float = 0.01,
+    min_samples: int = 3,
+    tau_relative: float = 0.05,
+    dry_run: bool = False,
+) -> MetricResult:
+    """Anytime-valid one-sided test on per-interval values (e.g. mean quality per
+    interval): fail when the canary is worse than stable by more than ``tolerance``
+    (relative). The mSPRT uses the variance seen across intervals, so it may be
+    checked at every interval without inflating false failures."""
+    c = np.asarray([x for x in canary if math.isfinite(x)], dtype=float)
+    s = np.asarray([x for x in stable if math.isfinite(x)], dtype=float)
+    if len(c) < min_samples or len(s) < min_samples:
+        return MetricResult(metric, _mean(c), _mean(s), None, None, "NoData", "NoData",
+                            f"{len(c)} canary / {len(s)} stable samples, need {min_samples}",
+                            dry_run)
+    c_mean, s_mean = float(c.mean()), float(s.mean())
+    effect = relative_effect(c_mean, s_mean)
+    variance = float(c.var(ddof=1) / len(c) + s.var(ddof=1) / len(s))
+    scale = abs(s_mean) or 1.0
+    variance = max(variance, (1e-6 * scale) ** 2)
+    sign = 1.0 if direction == "lowerIsBetter" else -1.0
+    excess = sign * (c_mean - s_mean) - tolerance * scale  # how far past the tolerance
+    if excess > 0:
+        log_lambda = msprt_log_lambda(excess, variance, tau_relative * scale)
+        p = min(1.0, math.exp(-log_lambda))
+    else:
+        p = 1.0
+    bad = _bad(direction, effect)
+    if p < alpha:
+        verdict: MetricVerdict = "Fail"
+        classification: Classification = "High" if effect > 0 else "Low"
+        reason = (f"{_pct(effect)} vs stable, beyond the {_pct(tolerance, sign=False)} "
+                  f"tolerance (always-valid p={p:.2g})")
+    elif bad and abs(effect) > tolerance:
+        verdict, classification = "Marginal", "Pass"
+        reason = f"{_pct(effect)} vs stable: worse, not yet significant"
+    else:
+        verdict, classification = "Pass", "Pass"
+        reason = f"{_pct(effect)} vs stable"
+    return MetricResult(metric, c_mean, s_mean, effect, p, classification, verdict, reason,
+                        dry_run)
+
+
 def threshold_check(
     metric: str,
     value: float | None,
@@ -231,6 +281,10 @@ def combine(results: Sequence[MetricResult]) -> Verdict:
     if any(r.verdict == "Marginal" for r in acting):
         return "Marginal"
     return "Pass"
+
+
+def _mean(x: np.ndarray) -> float | None:
+    return float(x.mean()) if len(x) else None
 
 
 def _median(x: np.ndarray) -> float | None:

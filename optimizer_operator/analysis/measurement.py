@@ -17,6 +17,7 @@ from .canary import (
     Verdict,
     combine,
     mann_whitney,
+    sequential_mean,
     sequential_rate,
     threshold_check,
 )
@@ -123,10 +124,15 @@ def measure(
         elif metric.comparison in ("mannWhitney", "sequential"):
             step = max(window / 10.0, 2.0)
             # Each sample is the metric over its own step (rate over two steps for stability).
-            canary = source.series(q(template, variants.canary, _fmt(2 * step)), window, step)
-            stable = source.series(q(template, variants.stable, _fmt(2 * step)), window, step)
+            # The sequential test sees every interval since traffic began (that is what
+            # keeps it valid under repeated checks); Mann-Whitney sees the last window.
+            span = min(since_seconds, 7 * 86400) if metric.comparison == "sequential" \
+                else window
+            canary = source.series(q(template, variants.canary, _fmt(2 * step)), span, step)
+            stable = source.series(q(template, variants.stable, _fmt(2 * step)), span, step)
+            compare = sequential_mean if metric.comparison == "sequential" else mann_whitney
             results.append(
-                mann_whitney(
+                compare(
                     metric.name,
                     canary,
                     stable,
