@@ -85,25 +85,47 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPromet
     prom.stop()
 
 
+class OperatorProcess:
+    """The operator under test, as a process the tests may kill and restart."""
+
+    def __init__(self, kubeconfig: Path, log: Path, env: dict[str, str]) -> None:
+        self.kubeconfig, self.log, self.env = kubeconfig, log, env
+        self.start()
+
+    def start(self) -> None:
+        self.proc, _ = start_operator(self.kubeconfig, self.log, env=self.env)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no graceful shutdown, as a crash or an OOM kill."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        stop_pids([self.proc.pid])
+
+
 @pytest.fixture(scope="session")
-def operator(
+def operator_process(
     kubeconfig: Path,
     crds_installed: None,
     prometheus: LocalPrometheus,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Path]:
+) -> Iterator[OperatorProcess]:
     """The real operator process, cluster-wide, analysing rollouts with the session's
-    Prometheus and ticking every second; yields its log file."""
+    Prometheus and ticking every second."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc, _ = start_operator(
-        kubeconfig,
-        log,
-        env={"LLMOPT_PROMETHEUS_URL": prometheus.url, "LLMOPT_ROLLOUT_TICK": "1"},
-    )
-    yield log
-    stop_pids([proc.pid])
+    proc = OperatorProcess(kubeconfig, log, {"LLMOPT_PROMETHEUS_URL": prometheus.url,
+                                             "LLMOPT_ROLLOUT_TICK": "1"})
+    yield proc
+    proc.stop()
     if os.environ.get("LLMOPT_SHOW_OPERATOR_LOG"):
         print(log.read_text())
+
+
+@pytest.fixture(scope="session")
+def operator(operator_process: OperatorProcess) -> Path:
+    """The running operator; its log file."""
+    return operator_process.log
 
 
 @pytest.fixture()

@@ -122,3 +122,40 @@ def test_promote_through_the_kubectl_plugin(
     assert llmc["status"]["history"][-1]["model"] == "sim-small"
     status = _plugin(kubeconfig, "status", "waiting", "-n", namespace, "-o", "json")
     assert json.loads(status.stdout)["status"]["phase"] == "Promoted"
+
+
+def test_operator_killed_mid_rollout_resumes_at_the_right_step(
+    api: client.ApiClient, kubeconfig: Path, operator_process: Any, namespace: str
+) -> None:
+    docs = [
+        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMConfig",
+         "metadata": {"name": "bot", "namespace": namespace},
+         "spec": {"provider": "simulator", "model": "sim-medium"}},
+        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Rollout",
+         "metadata": {"name": "survivor", "namespace": namespace},
+         "spec": {"targetRef": {"name": "bot"},
+                  "candidate": {"provider": "simulator", "model": "sim-small"},
+                  "steps": [{"setWeight": 20}, {"pause": {"duration": "8s"}},
+                            {"setWeight": 40}, {"pause": {}}]}},
+    ]
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    wait_for(lambda: _status(api, namespace, "survivor").get("currentStepIndex") == 1, 30,
+             "the timed pause")
+    operator_process.kill()
+    assert _status(api, namespace, "survivor")["canaryWeight"] == 20
+    operator_process.start()
+    wait_for(lambda: _status(api, namespace, "survivor").get("currentStepIndex") == 3, 60,
+             "the second weight step after the restart")
+    status = _status(api, namespace, "survivor")
+    assert status["phase"] == "Paused" and status["canaryWeight"] == 40
+    assert _weights(api, namespace) == [6000, 4000]
+    events = client.CoreV1Api(api).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=survivor").items
+    counts: dict[str, int] = {}
+    for e in events:
+        key = f"{e.reason}: {e.message}"
+        counts[key] = counts.get(key, 0) + (e.count or 1)
+    # Each transition happened once: the restart repeated no step.
+    assert counts["Started: rollout started with 4 steps"] == 1
+    assert counts["WeightSet: step 0: candidate weight 20%"] == 1
+    assert counts["WeightSet: step 2: candidate weight 40%"] == 1
