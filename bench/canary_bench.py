@@ -62,8 +62,9 @@ class Stream:
     totals: np.ndarray
 
 
-def simulate(rng: np.random.Generator, latency: float = 1.0, errors: float = 0.0,
-             quality: float = 0.0) -> Stream:
+def simulate(
+    rng: np.random.Generator, latency: float = 1.0, errors: float = 0.0, quality: float = 0.0
+) -> Stream:
     p95 = np.empty((2, HORIZON))
     q = np.empty((2, HORIZON))
     err = np.empty((2, HORIZON))
@@ -84,18 +85,34 @@ def ours(s: Stream) -> int | None:
     for t in range(HORIZON):
         ce, ct = s.errors[1, : t + 1].sum(), s.totals[1, : t + 1].sum()
         se, st = s.errors[0, : t + 1].sum(), s.totals[0, : t + 1].sum()
-        if sequential_rate("error_rate", ce, ct, se, st, alpha=0.01, tau=0.02,
-                           min_total=100).verdict == "Fail":
+        if (
+            sequential_rate(
+                "error_rate", ce, ct, se, st, alpha=0.01, tau=0.02, min_total=100
+            ).verdict
+            == "Fail"
+        ):
             return t
         lo = max(0, t + 1 - WINDOW)
-        if t + 1 - lo >= 5 and mann_whitney(
-                "latency", s.p95[1, lo:t + 1], s.p95[0, lo:t + 1], tolerance=0.1,
-                alpha=0.01).verdict == "Fail":
+        if (
+            t + 1 - lo >= 5
+            and mann_whitney(
+                "latency", s.p95[1, lo : t + 1], s.p95[0, lo : t + 1], tolerance=0.1, alpha=0.01
+            ).verdict
+            == "Fail"
+        ):
             return t
         # Quality is a mean: the anytime-valid sequential test on all intervals so far.
-        if sequential_mean("quality", s.quality[1, : t + 1], s.quality[0, : t + 1],
-                           direction="higherIsBetter", tolerance=0.03,
-                           alpha=0.01).verdict == "Fail":
+        if (
+            sequential_mean(
+                "quality",
+                s.quality[1, : t + 1],
+                s.quality[0, : t + 1],
+                direction="higherIsBetter",
+                tolerance=0.03,
+                alpha=0.01,
+            ).verdict
+            == "Fail"
+        ):
             return t
     return None
 
@@ -123,9 +140,11 @@ def thresholds(aa: list[Stream], quantile: float) -> dict[str, float]:
     p95 = np.concatenate([s.p95[1] for s in aa])
     err = np.concatenate([s.errors[1] / s.totals[1] for s in aa])
     q = np.concatenate([s.quality[1] for s in aa])
-    return {"p95": float(np.quantile(p95, quantile)),
-            "errors": float(np.quantile(err, quantile)),
-            "quality": float(np.quantile(q, 1 - quantile))}
+    return {
+        "p95": float(np.quantile(p95, quantile)),
+        "errors": float(np.quantile(err, quantile)),
+        "quality": float(np.quantile(q, 1 - quantile)),
+    }
 
 
 def false_rate(decide: Any, streams: list[Stream], *args: Any) -> float:
@@ -137,8 +156,11 @@ def calibrate(decide: Any, calib: list[Stream], target: float) -> tuple[float, d
     without exceeding it."""
     best = (0.9999, thresholds(calib, 0.9999))
     # A fine grid, loosest first: the first quantile within the target is the fairest.
-    for quantile in [*np.round(np.arange(0.950, 0.990, 0.005), 4),
-                     *np.round(np.arange(0.990, 0.9999, 0.00025), 5), 0.9999]:
+    for quantile in [
+        *np.round(np.arange(0.950, 0.990, 0.005), 4),
+        *np.round(np.arange(0.990, 0.9999, 0.00025), 5),
+        0.9999,
+    ]:
         th = thresholds(calib, quantile)
         if false_rate(decide, calib, th) <= target:
             return quantile, th
@@ -167,38 +189,57 @@ def main() -> int:
     for name, effect in REGRESSIONS.items():
         streams = [simulate(rng, **effect) for _ in range(args.runs)]
         row: dict[str, Any] = {}
-        for rule, decide, extra in (("ours", ours, ()), ("argo", argo, (argo_th,)),
-                                    ("flagger", flagger, (flagger_th,))):
+        for rule, decide, extra in (
+            ("ours", ours, ()),
+            ("argo", argo, (argo_th,)),
+            ("flagger", flagger, (flagger_th,)),
+        ):
             times = [decide(s, *extra) for s in streams]
             # Detection time in intervals, counting the deciding interval (1 = first check);
             # an undetected run counts as the horizon + 1 (censored).
             t = np.array([HORIZON + 1 if x is None else x + 1 for x in times], dtype=float)
             pooled[rule] += list(t)
-            row[rule] = {"median_intervals": float(np.median(t)),
-                         "p90_intervals": float(np.percentile(t, 90)),
-                         "detected": sum(x is not None for x in times) / len(times)}
+            row[rule] = {
+                "median_intervals": float(np.median(t)),
+                "p90_intervals": float(np.percentile(t, 90)),
+                "detected": sum(x is not None for x in times) / len(times),
+            }
         row["ratio_vs_argo"] = row["ours"]["median_intervals"] / row["argo"]["median_intervals"]
         detection[name] = row
-        print(f"{name}: ours {row['ours']['median_intervals']:.0f}, argo "
-              f"{row['argo']['median_intervals']:.0f}, flagger "
-              f"{row['flagger']['median_intervals']:.0f} intervals (median)", flush=True)
+        print(
+            f"{name}: ours {row['ours']['median_intervals']:.0f}, argo "
+            f"{row['argo']['median_intervals']:.0f}, flagger "
+            f"{row['flagger']['median_intervals']:.0f} intervals (median)",
+            flush=True,
+        )
 
     ratio = float(np.median(pooled["ours"]) / np.median(pooled["argo"]))
     report = {
-        "false_rollback_rate": ours_fp, "argo_false_rollback_rate": argo_fp,
+        "false_rollback_rate": ours_fp,
+        "argo_false_rollback_rate": argo_fp,
         "flagger_false_rollback_rate": flagger_fp,
         "detection_ratio_vs_argo": ratio,
         "detection_ratio_vs_argo_definition": "median detection time of ours over all runs of "
         "the three regressions / the same for the Argo-style rule (intervals)",
-        "detection_ratio_vs_flagger": float(np.median(pooled["ours"]) /
-                                            np.median(pooled["flagger"])),
+        "detection_ratio_vs_flagger": float(
+            np.median(pooled["ours"]) / np.median(pooled["flagger"])
+        ),
         "detection": detection,
-        "calibration": {"argo_quantile": argo_q, "argo_thresholds": argo_th,
-                        "flagger_quantile": flagger_q, "flagger_thresholds": flagger_th},
-        "setup": {"horizon_intervals": HORIZON, "stable_requests_per_interval": N_STABLE,
-                  "canary_requests_per_interval": N_CANARY, "aa_runs": args.aa_runs,
-                  "runs_per_regression": args.runs, "seed": args.seed,
-                  "seconds": round(time.time() - started, 1)},
+        "calibration": {
+            "argo_quantile": argo_q,
+            "argo_thresholds": argo_th,
+            "flagger_quantile": flagger_q,
+            "flagger_thresholds": flagger_th,
+        },
+        "setup": {
+            "horizon_intervals": HORIZON,
+            "stable_requests_per_interval": N_STABLE,
+            "canary_requests_per_interval": N_CANARY,
+            "aa_runs": args.aa_runs,
+            "runs_per_regression": args.runs,
+            "seed": args.seed,
+            "seconds": round(time.time() - started, 1),
+        },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "canary.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -234,8 +275,11 @@ def render(r: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for name, row in r["detection"].items():
-        cells = [f"{row[k]['median_intervals']:.0f} / {row[k]['p90_intervals']:.0f} / "
-                 f"{row[k]['detected']:.0%}" for k in ("ours", "argo", "flagger")]
+        cells = [
+            f"{row[k]['median_intervals']:.0f} / {row[k]['p90_intervals']:.0f} / "
+            f"{row[k]['detected']:.0%}"
+            for k in ("ours", "argo", "flagger")
+        ]
         lines.append(f"| {name} | {' | '.join(cells)} | {row['ratio_vs_argo']:.2f} |")
     lines += [
         "",

@@ -114,8 +114,9 @@ def operator_process(
     """The real operator process, cluster-wide, analysing rollouts with the session's
     Prometheus and ticking every second."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc = OperatorProcess(kubeconfig, log, {"LLMOPT_PROMETHEUS_URL": prometheus.url,
-                                             "LLMOPT_ROLLOUT_TICK": "1"})
+    proc = OperatorProcess(
+        kubeconfig, log, {"LLMOPT_PROMETHEUS_URL": prometheus.url, "LLMOPT_ROLLOUT_TICK": "1"}
+    )
     yield proc
     proc.stop()
     if os.environ.get("LLMOPT_SHOW_OPERATOR_LOG"):

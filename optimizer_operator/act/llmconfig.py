@@ -21,6 +21,7 @@ from ..api.validation import InvalidSpec, parse_spec
 from ..store.history import record_version
 from .configmap import REQUEST_TIMEOUT, ConfigMapConflict
 from .deployment import DeploymentMissing, annotate_config_hash
+from .ownership import owner_reference
 from .variants import canary_of, render
 
 
@@ -70,7 +71,24 @@ def reconcile_llmconfig(
     config = spec.model_config_part()
     spec_hash = config.config_hash()
     history = status.get("history") or []
-    if not history or status.get("specHash") != spec_hash:
+    if (
+        history
+        and status.get("specHash") != spec_hash
+        and spec.delivery.strategy == "canary"
+        and VersionRecord.model_validate(history[-1]).hash != spec_hash
+        and custom is not None
+    ):
+        # A person's change goes through a Rollout: stable stays until it is promoted.
+        name = _deliver_by_rollout(custom, body, spec)
+        owned.update(specHash=spec_hash, deliveringRollout=name)
+        events.append(
+            (
+                "Normal",
+                "DeliveringByRollout",
+                f"spec change ({config.model}) is delivered through Rollout {name}",
+            )
+        )
+    elif not history or status.get("specHash") != spec_hash:
         history, version, is_new = record_version(
             history, config, source="spec", now=now, limit=spec.history_limit
         )
@@ -152,6 +170,38 @@ def reconcile_llmconfig(
         }
     )
     return Outcome(status=owned, events=events)
+
+
+def _deliver_by_rollout(
+    custom: client.CustomObjectsApi, body: dict[str, Any], spec: LLMConfigSpec
+) -> str:
+    """Create (idempotently) the Rollout that delivers the spec's configuration."""
+    meta = body["metadata"]
+    candidate = spec.model_config_part()
+    name = f"{meta['name']}-spec-{candidate.config_hash()[:8]}"
+    rollout: dict[str, Any] = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Rollout",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {f"{GROUP}/delivery": "spec", f"{GROUP}/llm-config": meta["name"]},
+            "ownerReferences": [owner_reference(body)],
+        },
+        "spec": {"targetRef": {"name": meta["name"]}, "candidate": candidate.to_wire()},
+    }
+    if spec.delivery.steps:
+        rollout["spec"]["steps"] = [s.to_wire() for s in spec.delivery.steps]
+    if spec.delivery.analysis:
+        rollout["spec"]["analysis"] = spec.delivery.analysis.to_wire()
+    try:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], "rollouts", rollout, _request_timeout=REQUEST_TIMEOUT
+        )
+    except ApiException as exc:
+        if exc.status != 409:  # already created on an earlier pass: fine
+            raise
+    return name
 
 
 def _not_ready(

@@ -198,9 +198,17 @@ def sequential_mean(
     c = np.asarray([x for x in canary if math.isfinite(x)], dtype=float)
     s = np.asarray([x for x in stable if math.isfinite(x)], dtype=float)
     if len(c) < min_samples or len(s) < min_samples:
-        return MetricResult(metric, _mean(c), _mean(s), None, None, "NoData", "NoData",
-                            f"{len(c)} canary / {len(s)} stable samples, need {min_samples}",
-                            dry_run)
+        return MetricResult(
+            metric,
+            _mean(c),
+            _mean(s),
+            None,
+            None,
+            "NoData",
+            "NoData",
+            f"{len(c)} canary / {len(s)} stable samples, need {min_samples}",
+            dry_run,
+        )
     c_mean, s_mean = float(c.mean()), float(s.mean())
     effect = relative_effect(c_mean, s_mean)
     variance = float(c.var(ddof=1) / len(c) + s.var(ddof=1) / len(s))
@@ -217,16 +225,17 @@ def sequential_mean(
     if p < alpha:
         verdict: MetricVerdict = "Fail"
         classification: Classification = "High" if effect > 0 else "Low"
-        reason = (f"{_pct(effect)} vs stable, beyond the {_pct(tolerance, sign=False)} "
-                  f"tolerance (always-valid p={p:.2g})")
+        reason = (
+            f"{_pct(effect)} vs stable, beyond the {_pct(tolerance, sign=False)} "
+            f"tolerance (always-valid p={p:.2g})"
+        )
     elif bad and abs(effect) > tolerance:
         verdict, classification = "Marginal", "Pass"
         reason = f"{_pct(effect)} vs stable: worse, not yet significant"
     else:
         verdict, classification = "Pass", "Pass"
         reason = f"{_pct(effect)} vs stable"
-    return MetricResult(metric, c_mean, s_mean, effect, p, classification, verdict, reason,
-                        dry_run)
+    return MetricResult(metric, c_mean, s_mean, effect, p, classification, verdict, reason, dry_run)
 
 
 def threshold_check(

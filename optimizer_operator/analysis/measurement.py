@@ -126,8 +126,7 @@ def measure(
             # Each sample is the metric over its own step (rate over two steps for stability).
             # The sequential test sees every interval since traffic began (that is what
             # keeps it valid under repeated checks); Mann-Whitney sees the last window.
-            span = min(since_seconds, 7 * 86400) if metric.comparison == "sequential" \
-                else window
+            span = min(since_seconds, 7 * 86400) if metric.comparison == "sequential" else window
             canary = source.series(q(template, variants.canary, _fmt(2 * step)), span, step)
             stable = source.series(q(template, variants.stable, _fmt(2 * step)), span, step)
             compare = sequential_mean if metric.comparison == "sequential" else mann_whitney

@@ -18,6 +18,7 @@ from .common import (
     SecretKeyReference,
     parse_decimal,
 )
+from .steps import Analysis, Step
 
 ProviderName = Literal["openai", "anthropic", "simulator", "replay"]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^\S+$")]
@@ -132,8 +133,16 @@ class Delivery(ApiModel):
 
     strategy: Literal["immediate", "canary"] = Field(
         default="immediate",
-        description="immediate: render at once; canary: deliver through a Rollout.",
+        description="immediate: render at once; canary: deliver through a Rollout the "
+        "operator creates, so a person's change gets the same analysis as the optimizer's.",
     )
+    steps: list[Step] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Steps of that Rollout. Default: the Rollout default.",
+    )
+    analysis: Analysis | None = Field(default=None, description="Its analysis settings.")
 
 
 class LLMConfigSpec(ModelConfig):
@@ -200,5 +209,8 @@ class LLMConfigStatus(ApiModel):
     )
     config_map_name: str | None = Field(default=None, description="Rendered ConfigMap.")
     active_rollout: str | None = Field(default=None, description="Rollout in progress, if any.")
+    delivering_rollout: str | None = Field(
+        default=None, description="Rollout created to deliver the latest spec change."
+    )
     history: list[VersionRecord] = Field(default_factory=list, description="Newest last.")
     message: str | None = Field(default=None, description="Summary for people.")

@@ -2,111 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field
 
 from .common import (
     CONDITIONS_LIST_EXTENSIONS,
     ApiModel,
     Condition,
-    DecimalString,
     Duration,
     LocalObjectReference,
 )
 from .llmconfig import ModelConfig
 
-MetricName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")]
-PromQL = Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+# Re-exported: the step and analysis types live in .steps (LLMConfig uses them too).
+from .steps import (
+    Analysis,
+    AnalysisMetric,
+    AnalysisStep,
+    MetricName,
+    PauseStep,
+    PromQL,
+    RelativeBound,
+    Step,
+    Threshold,
+)
 
-
-class Threshold(ApiModel):
-    """Absolute bounds on a metric's value for the candidate."""
-
-    max: DecimalString | None = Field(default=None, description="Fail above this value.")
-    min: DecimalString | None = Field(default=None, description="Fail below this value.")
-
-
-class RelativeBound(ApiModel):
-    """Bounds on the candidate relative to stable, as a fraction of stable's value."""
-
-    max_increase: DecimalString | None = Field(
-        default=None,
-        description='Fail if candidate exceeds stable by more than this ("0.1" = 10%).',
-    )
-    max_decrease: DecimalString | None = Field(
-        default=None, description="Fail if candidate falls below stable by more than this."
-    )
-
-
-class AnalysisMetric(ApiModel):
-    """One metric judged during analysis."""
-
-    name: MetricName = Field(
-        description="Metric name; built-ins (error_rate, latency_p95_seconds, "
-        "cost_per_request_usd, quality_score) need no query."
-    )
-    query: PromQL | None = Field(
-        default=None,
-        description="PromQL template over {{llm_config}}, {{variant}}, {{namespace}}, {{window}}.",
-    )
-    direction: Literal["lowerIsBetter", "higherIsBetter"] = Field(
-        default="lowerIsBetter", description="Which way is better."
-    )
-    threshold: Threshold | None = Field(default=None, description="Absolute bounds.")
-    relative: RelativeBound | None = Field(default=None, description="Bounds relative to stable.")
-    comparison: Literal["mannWhitney", "sequential", "none"] = Field(
-        default="mannWhitney",
-        description="Statistical comparison with stable: Mann-Whitney U with an effect-size "
-        "gate, an anytime-valid sequential test (for guardrails), or none.",
-    )
-    dry_run: bool = Field(default=False, description="Evaluate and report, never act on it.")
-
-
-class Analysis(ApiModel):
-    """How canary evidence is gathered and judged."""
-
-    interval: Duration = Field(default="1m", description="How often to measure. Default: 1m.")
-    window: Duration = Field(default="5m", description="Metric window per measurement.")
-    metrics: list[AnalysisMetric] = Field(
-        default_factory=list, max_length=32, description="Metrics judged."
-    )
-    min_sample_size: int = Field(
-        default=50, ge=1, description="Requests per variant before any verdict. Default: 50."
-    )
-    failure_limit: int = Field(default=0, ge=0, description="Failed measurements tolerated.")
-    inconclusive_limit: int = Field(
-        default=3, ge=0, description="Inconclusive measurements tolerated before a hold."
-    )
-
-
-class PauseStep(ApiModel):
-    """Wait for a duration, or until promoted when no duration is given."""
-
-    duration: Duration | None = Field(default=None, description="How long; empty = until promoted.")
-
-
-class AnalysisStep(ApiModel):
-    """Run the analysis for a number of measurements before going on."""
-
-    measurements: int = Field(default=3, ge=1, le=1000, description="Measurements to take.")
-
-
-class Step(ApiModel):
-    """One step of a rollout; exactly one of setWeight, pause, analysis."""
-
-    set_weight: int | None = Field(
-        default=None, ge=0, le=100, description="Percent of traffic to the candidate."
-    )
-    pause: PauseStep | None = Field(default=None, description="Wait.")
-    analysis: AnalysisStep | None = Field(default=None, description="Measure and judge.")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Step:
-        chosen = [k for k in ("set_weight", "pause", "analysis") if getattr(self, k) is not None]
-        if len(chosen) != 1:
-            raise ValueError("a step sets exactly one of setWeight, pause, analysis")
-        return self
+__all__ = [
+    "Analysis",
+    "AnalysisMetric",
+    "AnalysisStep",
+    "MetricName",
+    "PauseStep",
+    "PromQL",
+    "RelativeBound",
+    "Step",
+    "Threshold",
+]
 
 
 class TrialLink(ApiModel):

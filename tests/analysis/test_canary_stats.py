@@ -103,8 +103,7 @@ def test_sequential_mean_detects_a_quality_drop_within_a_few_intervals() -> None
     rng = np.random.default_rng(8)
     canary = list(rng.normal(0.75, 0.006, 4))
     stable = list(rng.normal(0.80, 0.003, 4))
-    r = sequential_mean("quality_score", canary, stable, direction="higherIsBetter",
-                        tolerance=0.03)
+    r = sequential_mean("quality_score", canary, stable, direction="higherIsBetter", tolerance=0.03)
     assert r.verdict == "Fail" and r.classification == "Low"
     assert "always-valid" in r.reason
     assert sequential_mean("q", canary[:2], stable[:2]).verdict == "NoData"
@@ -117,8 +116,12 @@ def test_sequential_mean_aa_false_failures_stay_low_under_continuous_checks() ->
         c = rng.normal(0.80, 0.006, 60)
         s = rng.normal(0.80, 0.003, 60)
         for t in range(3, 61):
-            if sequential_mean("q", c[:t], s[:t], direction="higherIsBetter",
-                               tolerance=0.03).verdict == "Fail":
+            if (
+                sequential_mean(
+                    "q", c[:t], s[:t], direction="higherIsBetter", tolerance=0.03
+                ).verdict
+                == "Fail"
+            ):
                 false_fail += 1
                 break
     assert false_fail / runs <= 0.02

@@ -128,29 +128,50 @@ def test_operator_killed_mid_rollout_resumes_at_the_right_step(
     api: client.ApiClient, kubeconfig: Path, operator_process: Any, namespace: str
 ) -> None:
     docs = [
-        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMConfig",
-         "metadata": {"name": "bot", "namespace": namespace},
-         "spec": {"provider": "simulator", "model": "sim-medium"}},
-        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Rollout",
-         "metadata": {"name": "survivor", "namespace": namespace},
-         "spec": {"targetRef": {"name": "bot"},
-                  "candidate": {"provider": "simulator", "model": "sim-small"},
-                  "steps": [{"setWeight": 20}, {"pause": {"duration": "8s"}},
-                            {"setWeight": 40}, {"pause": {}}]}},
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "LLMConfig",
+            "metadata": {"name": "bot", "namespace": namespace},
+            "spec": {"provider": "simulator", "model": "sim-medium"},
+        },
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Rollout",
+            "metadata": {"name": "survivor", "namespace": namespace},
+            "spec": {
+                "targetRef": {"name": "bot"},
+                "candidate": {"provider": "simulator", "model": "sim-small"},
+                "steps": [
+                    {"setWeight": 20},
+                    {"pause": {"duration": "8s"}},
+                    {"setWeight": 40},
+                    {"pause": {}},
+                ],
+            },
+        },
     ]
     kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-    wait_for(lambda: _status(api, namespace, "survivor").get("currentStepIndex") == 1, 30,
-             "the timed pause")
+    wait_for(
+        lambda: _status(api, namespace, "survivor").get("currentStepIndex") == 1,
+        30,
+        "the timed pause",
+    )
     operator_process.kill()
     assert _status(api, namespace, "survivor")["canaryWeight"] == 20
     operator_process.start()
-    wait_for(lambda: _status(api, namespace, "survivor").get("currentStepIndex") == 3, 60,
-             "the second weight step after the restart")
+    wait_for(
+        lambda: _status(api, namespace, "survivor").get("currentStepIndex") == 3,
+        60,
+        "the second weight step after the restart",
+    )
     status = _status(api, namespace, "survivor")
     assert status["phase"] == "Paused" and status["canaryWeight"] == 40
     assert _weights(api, namespace) == [6000, 4000]
-    events = client.CoreV1Api(api).list_namespaced_event(
-        namespace, field_selector="involvedObject.name=survivor").items
+    events = (
+        client.CoreV1Api(api)
+        .list_namespaced_event(namespace, field_selector="involvedObject.name=survivor")
+        .items
+    )
     counts: dict[str, int] = {}
     for e in events:
         key = f"{e.reason}: {e.message}"
@@ -159,3 +180,57 @@ def test_operator_killed_mid_rollout_resumes_at_the_right_step(
     assert counts["Started: rollout started with 4 steps"] == 1
     assert counts["WeightSet: step 0: candidate weight 20%"] == 1
     assert counts["WeightSet: step 2: candidate weight 40%"] == 1
+
+
+def test_a_spec_change_is_delivered_by_canary_when_asked(
+    api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str
+) -> None:
+    llmc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "LLMConfig",
+        "metadata": {"name": "bot", "namespace": namespace},
+        "spec": {
+            "provider": "simulator",
+            "model": "sim-medium",
+            "delivery": {"strategy": "canary", "steps": [{"setWeight": 50}, {"pause": {}}]},
+        },
+    }
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(llmc))
+    custom = client.CustomObjectsApi(api)
+
+    def llmc_status() -> dict[str, Any]:
+        return dict(
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmconfigs", "bot").get(
+                "status"
+            )
+            or {}
+        )
+
+    wait_for(lambda: llmc_status().get("currentVersion") == 1, 30, "v1")
+    # A person edits the spec (as kubectl, Argo CD or Flux would).
+    kubectl(
+        kubeconfig,
+        "patch",
+        "llmc",
+        "bot",
+        "-n",
+        namespace,
+        "--type",
+        "merge",
+        "-p",
+        '{"spec":{"model":"sim-small"}}',
+    )
+    name = wait_for(lambda: llmc_status().get("deliveringRollout"), 30, "a delivery rollout")
+    rollout = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "rollouts", name)
+    assert rollout["spec"]["candidate"]["model"] == "sim-small"
+    assert rollout["metadata"]["ownerReferences"][0]["kind"] == "LLMConfig"
+    wait_for(lambda: _status(api, namespace, name).get("phase") == "Paused", 30, "paused at 50%")
+    assert _weights(api, namespace) == [5000, 5000]
+    assert llmc_status()["currentVersion"] == 1  # stable until the rollout promotes it
+    assert _cli(kubeconfig, "rollout", "promote", name, "-n", namespace).returncode == 0
+    wait_for(lambda: llmc_status().get("currentVersion") == 2, 30, "v2 after promotion")
+    history = llmc_status()["history"]
+    assert history[-1]["model"] == "sim-small" and history[-1]["source"] == f"rollout/{name}"
+    assert _weights(api, namespace) == [10000]
+    rollouts = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "rollouts")
+    assert len(rollouts["items"]) == 1  # one rollout per change, never repeated
