@@ -26,10 +26,9 @@ ACTIONS: dict[str, dict[str, Any]] = {
 
 
 def _custom() -> client.CustomObjectsApi:
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    from .handlers.clients import load_config
+
+    load_config()
     return client.CustomObjectsApi()
 
 
