@@ -21,7 +21,7 @@ significant), ``Fail``, and ``NoData`` per metric; a measurement's verdict is
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,20 +73,9 @@ def mann_whitney(
 ) -> MetricResult:
     """Compare per-interval samples; fail when worse by more than ``tolerance`` (relative,
     on medians) with a two-sided Mann-Whitney p-value below ``alpha``."""
-    c = np.asarray([x for x in canary if math.isfinite(x)], dtype=float)
-    s = np.asarray([x for x in stable if math.isfinite(x)], dtype=float)
+    c, s = _finite(canary), _finite(stable)
     if len(c) < min_samples or len(s) < min_samples:
-        return MetricResult(
-            metric,
-            _median(c),
-            _median(s),
-            None,
-            None,
-            "NoData",
-            "NoData",
-            f"{len(c)} canary / {len(s)} stable samples, need {min_samples}",
-            dry_run,
-        )
+        return _too_few(metric, c, s, min_samples, _median, dry_run)
     c_med, s_med = float(np.median(c)), float(np.median(s))
     effect = relative_effect(c_med, s_med)
     if np.all(c == c[0]) and np.all(s == c[0]):
@@ -195,20 +184,9 @@ def sequential_mean(
     interval): fail when the canary is worse than stable by more than ``tolerance``
     (relative). The mSPRT uses the variance seen across intervals, so it may be
     checked at every interval without inflating false failures."""
-    c = np.asarray([x for x in canary if math.isfinite(x)], dtype=float)
-    s = np.asarray([x for x in stable if math.isfinite(x)], dtype=float)
+    c, s = _finite(canary), _finite(stable)
     if len(c) < min_samples or len(s) < min_samples:
-        return MetricResult(
-            metric,
-            _mean(c),
-            _mean(s),
-            None,
-            None,
-            "NoData",
-            "NoData",
-            f"{len(c)} canary / {len(s)} stable samples, need {min_samples}",
-            dry_run,
-        )
+        return _too_few(metric, c, s, min_samples, _mean, dry_run)
     c_mean, s_mean = float(c.mean()), float(s.mean())
     effect = relative_effect(c_mean, s_mean)
     variance = float(c.var(ddof=1) / len(c) + s.var(ddof=1) / len(s))
@@ -290,6 +268,31 @@ def combine(results: Sequence[MetricResult]) -> Verdict:
     if any(r.verdict == "Marginal" for r in acting):
         return "Marginal"
     return "Pass"
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    return np.asarray([x for x in values if math.isfinite(x)], dtype=float)
+
+
+def _too_few(
+    metric: str,
+    c: np.ndarray,
+    s: np.ndarray,
+    min_samples: int,
+    center: Callable[[np.ndarray], float | None],
+    dry_run: bool,
+) -> MetricResult:
+    return MetricResult(
+        metric,
+        center(c),
+        center(s),
+        None,
+        None,
+        "NoData",
+        "NoData",
+        f"{len(c)} canary / {len(s)} stable samples, need {min_samples}",
+        dry_run,
+    )
 
 
 def _mean(x: np.ndarray) -> float | None:
