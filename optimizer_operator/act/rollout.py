@@ -94,6 +94,22 @@ def reconcile_rollout(
         spec = parse_spec(RolloutSpec, body.get("spec"))
     except InvalidSpec as exc:
         return ready(False, "InvalidSpec", str(exc))
+    # Accepted by the API (the schema is the full design) but not built yet: refuse
+    # plainly rather than run them as something else.
+    if spec.strategy != "canary":
+        return ready(
+            False,
+            "NotSupported",
+            f"spec.strategy: {spec.strategy} is not "
+            "implemented yet; use canary (nothing was changed)",
+        )
+    if spec.traffic_routing != "configMap":
+        return ready(
+            False,
+            "NotSupported",
+            "spec.trafficRouting: replicas is not implemented "
+            "yet; use configMap (nothing was changed)",
+        )
     status = RolloutStatus.model_validate(
         {k: v for k, v in raw_status.items() if k not in ("conditions", "observedGeneration")}
     )

@@ -234,3 +234,31 @@ def test_a_spec_change_is_delivered_by_canary_when_asked(
     assert _weights(api, namespace) == [10000]
     rollouts = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "rollouts")
     assert len(rollouts["items"]) == 1  # one rollout per change, never repeated
+
+
+def test_strategies_not_built_yet_are_refused_without_moving_traffic(
+    api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str
+) -> None:
+    _setup(kubeconfig, namespace, "bg")
+    wait_for(lambda: _status(api, namespace, "bg").get("phase") == "Paused", 30, "canary runs")
+    doc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Rollout",
+        "metadata": {"name": "blue", "namespace": namespace},
+        "spec": {
+            "targetRef": {"name": "bot"},
+            "strategy": "blueGreen",
+            "candidate": {"provider": "simulator", "model": "sim-large"},
+        },
+    }
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(doc))
+
+    def refused() -> dict[str, Any] | None:
+        ready = [
+            c for c in _status(api, namespace, "blue").get("conditions", []) if c["type"] == "Ready"
+        ]
+        return ready[0] if ready and ready[0]["status"] == "False" else None
+
+    cond = wait_for(refused, 30, "Ready=False on the blueGreen rollout")
+    assert cond["reason"] == "NotSupported" and cond["message"].startswith("spec.strategy:")
+    assert _weights(api, namespace) == [8000, 2000]  # only the canary rollout's split
