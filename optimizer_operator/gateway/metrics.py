@@ -17,25 +17,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 # `_created` series double the series count and no query of ours uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-# OTel's advice for gen_ai.client.operation.duration, extended to minutes.
-DURATION_BUCKETS = (
-    0.01,
-    0.02,
-    0.04,
-    0.08,
-    0.16,
-    0.32,
-    0.64,
-    1.28,
-    2.56,
-    5.12,
-    10.24,
-    20.48,
-    40.96,
-    81.92,
-    163.84,
-    300.0,
-)
+# Geometric buckets 2^(1/3) (~26%) apart from 10 ms to 5 min: OTel's advice for
+# gen_ai.client.operation.duration doubles each step, too coarse for canary analysis to
+# see a 10-30% shift in a percentile (histogram_quantile interpolates within a bucket).
+DURATION_BUCKETS = (*(round(0.01 * 2 ** (i / 3), 5) for i in range(45)), 300.0)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 30.0, 60.0)
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
 QUALITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))

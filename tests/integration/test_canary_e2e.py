@@ -23,7 +23,7 @@ from kubernetes import client
 from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.gateway.server import Gateway, GatewaySettings
 from optimizer_operator.localprometheus import LocalPrometheus
-from optimizer_operator.providers.simulator import SimulatorProvider
+from optimizer_operator.providers.simulator import Fleet, SimulatorProvider, parse_fleet
 from tests.conftest import kubectl
 from tests.gateway.conftest import serve
 
@@ -38,22 +38,29 @@ ANALYSIS = {
 
 @contextlib.asynccontextmanager
 async def traffic(
-    kubeconfig: Path, namespace: str, prometheus: LocalPrometheus, monkeypatch: pytest.MonkeyPatch
+    kubeconfig: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+    max_attempts: int = 2,
+    workers: int = 3,
+    time_scale: float = 0.02,
 ) -> AsyncIterator[Gateway]:
     """A gateway serving the LLMConfig `bot`, scraped by Prometheus, under ~60 rps of load."""
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     gateway = Gateway(
         GatewaySettings(
             configmap=f"{namespace}/bot-llm-config",
-            providers={"simulator": SimulatorProvider(time_scale=0.02)},
+            max_attempts=max_attempts,
+            providers={"simulator": SimulatorProvider(_fleet(), time_scale=time_scale)},
         )
     )
     runner, url = await serve(gateway.app())
     prometheus.set_targets([url.removeprefix("http://")])
     stop = asyncio.Event()
 
-    async def load() -> None:
-        rng = random.Random(7)
+    async def load(worker: int) -> None:
+        rng = random.Random(7919 * worker + 7)  # distinct request ids per worker
         async with aiohttp.ClientSession() as s:
             while not stop.is_set():
                 body = {"messages": [{"role": "user", "content": "What is 12 * 7?"}]}
@@ -65,7 +72,7 @@ async def traffic(
                         await resp.read()
                 await asyncio.sleep(1 / 60)
 
-    tasks = [asyncio.create_task(load()) for _ in range(3)]
+    tasks = [asyncio.create_task(load(w)) for w in range(workers)]
     try:
         yield gateway
     finally:
@@ -73,6 +80,27 @@ async def traffic(
         await asyncio.gather(*tasks)
         prometheus.set_targets([])
         await runner.cleanup()
+
+
+def _fleet() -> Fleet:
+    """The default fleet plus two regressed copies of sim-medium, equal but for one metric."""
+    from importlib import resources
+
+    doc = yaml.safe_load(
+        resources.files("optimizer_operator.providers")
+        .joinpath("data/simulator-fleet.yaml")
+        .read_text()
+    )
+    base = doc["models"]["sim-medium"]
+    slow = json.loads(json.dumps(base))
+    slow["ttftSeconds"]["median"] = str(float(base["ttftSeconds"]["median"]) * 1.3)
+    slow["tokensPerSecond"]["mean"] = str(float(base["tokensPerSecond"]["mean"]) / 1.3)
+    slow["tokensPerSecond"]["stddev"] = str(float(base["tokensPerSecond"]["stddev"]) / 1.3)
+    flaky = json.loads(json.dumps(base))
+    flaky["errorRate"] = str(float(base["errorRate"]) + 0.03)
+    doc["models"]["sim-medium-slow"] = slow  # latency +30%
+    doc["models"]["sim-medium-flaky"] = flaky  # errors +3 points
+    return parse_fleet(doc)
 
 
 def _apply(kubeconfig: Path, doc: dict[str, Any]) -> None:
@@ -277,3 +305,48 @@ async def test_prometheus_down_holds_the_weight_and_the_rollout_resumes(
         namespace, field_selector="involvedObject.name=steady"
     )
     assert {"Holding", "Resumed", "Promoted"} <= {e.reason for e in events.items}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("model", "metric"),
+    [("sim-medium-slow", "latency_p95_seconds"), ("sim-medium-flaky", "error_rate")],
+)
+async def test_latency_and_error_regressions_are_rolled_back(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+    model: str,
+    metric: str,
+) -> None:
+    """Each candidate differs from stable in one metric only. The gateway makes one attempt
+    per request here: its retries would otherwise hide transient upstream errors."""
+    _apply(kubeconfig, _llmconfig(namespace))
+    # Simulated latencies x0.1 (~0.3 s), long next to the event loop's own delays, which
+    # this single-process harness adds to both variants alike.
+    async with traffic(
+        kubeconfig, namespace, prometheus, monkeypatch, max_attempts=1, workers=12, time_scale=0.1
+    ):
+        rollout = _rollout(
+            namespace,
+            "regressed",
+            {
+                "provider": "simulator",
+                "model": model,
+                "parameters": {"temperature": "0.3", "maxTokens": 512},
+            },
+        )
+        # Long enough for the evidence these effects need at this traffic (about a thousand
+        # requests per variant); a regression must be caught before the step ends.
+        rollout["spec"]["steps"] = [{"setWeight": 50}, {"analysis": {"measurements": 12}}]
+        _apply(kubeconfig, rollout)
+        ro = await _until_terminal(api, namespace, "regressed", timeout=180)
+    status = ro["status"]
+    assert status["phase"] == "RolledBack", json.dumps(status.get("results"))
+    failing = {r["metric"] for r in status["results"] if r["verdict"] == "Fail"}
+    assert metric in failing and metric in status["message"]
+    cm = client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config", namespace)
+    assert [v["weight"] for v in json.loads(cm.data["variants.json"])["variants"]] == [10000]
