@@ -45,13 +45,11 @@ def _wait_ready(kubeconfig: Path, timeout: float) -> None:
             r'{"\n"}{end}',
             check=False,
         )
-        states = [s for s in out.splitlines()]
-        if len(states) == 3 and all(states):
+        states = out.splitlines()
+        if len(states) == 3 and all(state == "True" for state in states):
             return
         time.sleep(0.5)
-    raise ControlPlaneError(
-        "samples did not get a Ready condition in time; see out/demo/operator.log"
-    )
+    raise ControlPlaneError("samples did not become Ready in time; see out/demo/operator.log")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         _kubectl(kc, "apply", "-f", str(REPO / "crds"))
         _kubectl(kc, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         print("starting the operator …", flush=True)
-        operator, _ = start_operator(kc, out / "operator.log")
+        operator, _ = start_operator(kc, out / "operator.log", env={"LLMOPT_ROLLOUT_TICK": "2"})
         print(_kubectl(kc, "apply", "-f", str(REPO / "config" / "samples")), end="")
         _wait_ready(kc, 60)
         print("\n$ kubectl get llmopt")

@@ -34,6 +34,11 @@ def test_demo_shows_the_samples_and_cleans_up() -> None:
     assert "llmconfig.optimizer.llmops.dev/support-bot" in out
     assert "optimizationpolicy.optimizer.llmops.dev/support-bot" in out
     assert "rollout.optimizer.llmops.dev/support-bot-cooler" in out
-    assert '"weight": 10000' in out
+    # The sample Rollout has taken its first step: 10% of traffic to the candidate.
+    assert '"weight": 9000' in out and '"weight": 1000' in out
+    rows = [line.split() for line in out.splitlines()]
+    assert ["support-bot-cooler", "support-bot", "Progressing", "1", "10"] in [
+        row[:5] for row in rows
+    ]
     leftovers = subprocess.run(["pgrep", "-f", "llmopt-demo-"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", f"demo left processes: {leftovers.stdout}"
