@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Any
 
 import kopf
@@ -17,7 +18,9 @@ from .status import apply_outcome, body_dict
 TICK_SECONDS = float(os.environ.get("LLMOPT_ROLLOUT_TICK", "10"))
 
 
+@lru_cache(maxsize=1)
 def _source() -> PrometheusSource | None:
+    """One Prometheus client (and HTTP session) for all rollouts, not one per tick."""
     url = os.environ.get("LLMOPT_PROMETHEUS_URL")
     timeout = float(os.environ.get("LLMOPT_PROMETHEUS_TIMEOUT", "10"))
     return PrometheusSource(url, timeout=timeout) if url else None

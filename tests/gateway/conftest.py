@@ -74,46 +74,34 @@ async def simulator_url() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
+def _fixed_model(error_rate: str = "0", timeout_rate: str = "0") -> dict[str, Any]:
+    """A fleet entry with a fixed 10 ms latency and 20-token answers."""
+    quality = {
+        "base": "0.5",
+        "bestTemperature": "0",
+        "tempSensitivity": "0",
+        "bestTopP": "1",
+        "topPSensitivity": "0",
+        "truncationPenalty": "0",
+    }
+    return {
+        "price": {"input": "1", "output": "1"},
+        "ttftSeconds": {"median": "0.01", "sigma": "0"},
+        "tokensPerSecond": {"mean": "0", "stddev": "0"},
+        "answerTokens": {"median": 20, "sigma": "0"},
+        "errorRate": error_rate,
+        "timeoutRate": timeout_rate,
+        "quality": quality,
+    }
+
+
 @pytest.fixture()
 async def flaky_simulator_url(tmp_path: Path) -> AsyncIterator[str]:
     """A simulator fleet whose `flaky` model fails half its calls and `hang` never answers."""
     doc = {
         "seed": 3,
         "hangSeconds": 2,
-        "models": {
-            "flaky": {
-                "price": {"input": "1", "output": "1"},
-                "ttftSeconds": {"median": "0.01", "sigma": "0"},
-                "tokensPerSecond": {"mean": "0", "stddev": "0"},
-                "answerTokens": {"median": 20, "sigma": "0"},
-                "errorRate": "0.5",
-                "timeoutRate": "0",
-                "quality": {
-                    "base": "0.5",
-                    "bestTemperature": "0",
-                    "tempSensitivity": "0",
-                    "bestTopP": "1",
-                    "topPSensitivity": "0",
-                    "truncationPenalty": "0",
-                },
-            },
-            "hang": {
-                "price": {"input": "1", "output": "1"},
-                "ttftSeconds": {"median": "0.01", "sigma": "0"},
-                "tokensPerSecond": {"mean": "0", "stddev": "0"},
-                "answerTokens": {"median": 20, "sigma": "0"},
-                "errorRate": "0",
-                "timeoutRate": "1",
-                "quality": {
-                    "base": "0.5",
-                    "bestTemperature": "0",
-                    "tempSensitivity": "0",
-                    "bestTopP": "1",
-                    "topPSensitivity": "0",
-                    "truncationPenalty": "0",
-                },
-            },
-        },
+        "models": {"flaky": _fixed_model(error_rate="0.5"), "hang": _fixed_model(timeout_rate="1")},
     }
     runner, url = await serve(build_app(SimulatorProvider(parse_fleet(doc), time_scale=1.0)))
     yield url + "/v1"
