@@ -23,7 +23,10 @@ SELECTOR = 'llm_config="{{llm_config}}",variant="{{variant}}"'
 BUILTIN: dict[str, tuple[str, str]] = {
     "latency_p95_seconds": (
         "histogram_quantile(0.95, sum by (le) (rate("
-        "gen_ai_client_operation_duration_seconds_bucket{" + SELECTOR + "}[{{window}}])))",
+        # Successful requests only: failures end early and would pull the percentile down.
+        "gen_ai_client_operation_duration_seconds_bucket{"
+        + SELECTOR
+        + ',error_type=""}[{{window}}])))',
         "lowerIsBetter",
     ),
     # Error series appear only with the first error, so no series means zero here; the

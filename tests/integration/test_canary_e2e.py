@@ -342,6 +342,13 @@ async def test_latency_and_error_regressions_are_rolled_back(
         # Long enough for the evidence these effects need at this traffic (about a thousand
         # requests per variant); a regression must be caught before the step ends.
         rollout["spec"]["steps"] = [{"setWeight": 50}, {"analysis": {"measurements": 12}}]
+        # Judge the metric this candidate regresses; the other defaults have their own tests.
+        rollout["spec"]["analysis"]["metrics"] = [
+            {
+                "name": metric,
+                "comparison": "sequential" if metric == "error_rate" else "mannWhitney",
+            }
+        ]
         _apply(kubeconfig, rollout)
         ro = await _until_terminal(api, namespace, "regressed", timeout=180)
     status = ro["status"]
