@@ -1,7 +1,9 @@
 """``llm-optimizer rollout …`` and the kubectl plugin ``kubectl llmopt …``.
 
 Manual control goes through the Rollout's spec (``paused``, ``abort``,
-``promote``), so the CLI, kubectl and GitOps tools all drive the same fields.
+``promote``, and the counters ``stepPromotions`` and ``retry``), so the CLI,
+kubectl and GitOps tools all drive the same fields. Patches carry the
+resourceVersion they read, so two people pressing at once cannot lose a request.
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ from kubernetes.client.exceptions import ApiException
 
 from .api.common import GROUP, VERSION
 
-ACTIONS: dict[str, dict[str, Any]] = {
-    "promote": {"promote": True, "paused": False},
-    "abort": {"abort": True},
-    "pause": {"paused": True},
-    "resume": {"paused": False},
-}
+ACTIONS = ("promote", "abort", "retry", "pause", "resume")
+
+
+def _patch(action: str, spec: dict[str, Any], full: bool) -> dict[str, Any]:
+    """The spec change for ``action``; counters make repeated requests distinct."""
+    if action == "promote" and full:
+        return {"promote": True, "paused": False}
+    if action == "promote":
+        return {"stepPromotions": int(spec.get("stepPromotions") or 0) + 1, "paused": False}
+    if action == "retry":
+        return {"retry": int(spec.get("retry") or 0) + 1, "abort": False, "promote": False}
+    if action == "abort":
+        return {"abort": True}
+    return {"paused": action == "pause"}
 
 
 def _custom() -> client.CustomObjectsApi:
@@ -45,11 +55,23 @@ def _namespace(arg: str | None) -> str:
 def add_parser(sub: Any) -> None:
     ro = sub.add_parser(
         "rollout",
-        help="promote, abort, pause, resume or show a Rollout",
-        description="Control a Rollout through its spec (what GitOps sees too).",
+        help="promote, abort, retry, pause, resume or show a Rollout",
+        description="Control a Rollout through its spec (what GitOps sees too).\n\n"
+        "  promote       skip the current pause or analysis step\n"
+        "  promote --full  make the candidate stable now, skipping every step left\n"
+        "  abort         all traffic back to stable now\n"
+        "  retry         start a rolled-back or aborted rollout again from step 0\n"
+        "                (also lifts the candidate's quarantine)\n"
+        "  pause/resume  freeze or unfreeze the rollout where it is\n"
+        "  status        show phase, step, weight, verdict and per-metric results\n\n"
+        "Exit codes: 0 ok, 1 API error, 2 cluster unreachable, 3 rollout not found.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ro.add_argument("action", choices=[*ACTIONS, "status"])
     ro.add_argument("name", help="Rollout name")
+    ro.add_argument(
+        "--full", action="store_true", help="with promote: promote fully, skipping all steps"
+    )
     ro.add_argument("-n", "--namespace", help="namespace (default: the context's)")
     ro.add_argument("-o", "--output", choices=["text", "json"], default="text")
     ro.set_defaults(func=run)
@@ -60,20 +82,28 @@ def run(args: argparse.Namespace) -> int:
     try:
         custom = _custom()
         if args.action in ACTIONS:
+            current = custom.get_namespaced_custom_object(
+                GROUP, VERSION, ns, "rollouts", args.name, _request_timeout=(5, 15)
+            )
             custom.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
                 ns,
                 "rollouts",
                 args.name,
-                {"spec": ACTIONS[args.action]},
+                {
+                    "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                    "spec": _patch(args.action, current.get("spec") or {}, args.full),
+                },
                 _request_timeout=(5, 15),
             )
         obj: dict[str, Any] = custom.get_namespaced_custom_object(
             GROUP, VERSION, ns, "rollouts", args.name, _request_timeout=(5, 15)
         )
     except ApiException as exc:
-        reason = "not found" if exc.status == 404 else f"{exc.status} {exc.reason}"
+        reason = {404: "not found", 409: "changed by someone else meanwhile; run again"}.get(
+            exc.status, f"{exc.status} {exc.reason}"
+        )
         print(f"error: rollout {ns}/{args.name}: {reason}", file=sys.stderr)
         return 3 if exc.status == 404 else 1
     except (config.ConfigException, OSError) as exc:
@@ -89,13 +119,16 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.action in ACTIONS:
-        print(f"rollout {ns}/{args.name}: {args.action} requested")
+        what = "promote --full" if args.action == "promote" and args.full else args.action
+        print(f"rollout {ns}/{args.name}: {what} requested")
     print(
         f"phase {status.get('phase', '-')}  step {status.get('currentStepIndex', '-')}  "
         f"weight {status.get('canaryWeight', '-')}%  verdict {status.get('verdict', '-')}"
     )
     if status.get("message"):
         print(status["message"])
+    for step in status.get("stepResults") or []:
+        print(f"  step {step['step']}: {step['verdict']} after {step['measurements']} measurements")
     for r in status.get("results") or []:
         print(
             f"  {r['metric']:<22} {r['verdict']:<9} canary {r.get('canary', '-'):<10} "

@@ -11,18 +11,35 @@ from typing import Any
 
 from kubernetes import client
 
-from ..analysis.measurement import Measurement, Variants, measure
-from ..api.common import GROUP, VERSION
+from ..analysis.measurement import (
+    ABOutcome,
+    Measurement,
+    TriggerResult,
+    Variants,
+    ab_decide,
+    check_triggers,
+    measure,
+)
+from ..api.common import GROUP, VERSION, parse_duration
 from ..api.conditions import set_condition
-from ..api.llmconfig import LLMConfigSpec
-from ..api.rollout import RolloutSpec, RolloutStatus
+from ..api.llmconfig import LLMConfigSpec, QuarantineEntry
+from ..api.rollout import ABTest, RolloutSpec, RolloutStatus
 from ..api.validation import InvalidSpec, parse_spec
-from ..decide.rollout import TERMINAL, Promote, RestoreStable, SetWeight, Tick, progress
+from ..decide.rollout import (
+    TERMINAL,
+    Promote,
+    RestoreStable,
+    SetWeight,
+    Tick,
+    progress,
+    retry,
+)
 from ..observe.prometheus import MetricSource, MetricsUnavailable
 from ..store.history import record_version
 from .configmap import REQUEST_TIMEOUT
 from .deployment import DeploymentMissing, annotate_config_hash
 from .llmconfig import Outcome
+from .replicas import canary_ready, ensure_canary, remove_canary
 from .targets import read_llmconfig
 from .variants import Canary, canary_variant_id, render, stable_record, stable_variant_id
 
@@ -94,22 +111,6 @@ def reconcile_rollout(
         spec = parse_spec(RolloutSpec, body.get("spec"))
     except InvalidSpec as exc:
         return ready(False, "InvalidSpec", str(exc))
-    # Accepted by the API (the schema is the full design) but not built yet: refuse
-    # plainly rather than run them as something else.
-    if spec.strategy != "canary":
-        return ready(
-            False,
-            "NotSupported",
-            f"spec.strategy: {spec.strategy} is not "
-            "implemented yet; use canary (nothing was changed)",
-        )
-    if spec.traffic_routing != "configMap":
-        return ready(
-            False,
-            "NotSupported",
-            "spec.trafficRouting: replicas is not implemented "
-            "yet; use configMap (nothing was changed)",
-        )
     status = RolloutStatus.model_validate(
         {k: v for k, v in raw_status.items() if k not in ("conditions", "observedGeneration")}
     )
@@ -126,6 +127,35 @@ def reconcile_rollout(
         return ready(
             False, "TargetNotReady", f"LLMConfig {spec.target_ref.name} has no stable version yet"
         )
+    replicas_mode = spec.traffic_routing == "replicas"
+    if replicas_mode and not ((llmc.get("spec") or {}).get("target") or {}).get("deployment"):
+        return ready(
+            False,
+            "InvalidSpec",
+            f"spec.trafficRouting: replicas needs LLMConfig {spec.target_ref.name}'s "
+            "spec.target.deployment to clone (nothing was changed)",
+        )
+    pre_events: list[tuple[str, str, str]] = []
+    fresh = retry(spec, status)
+    if fresh is not None:
+        _lift_quarantine(custom, llmc, spec.candidate.config_hash())
+        status = fresh
+        pre_events.append(
+            ("Normal", "Retried", f"retry {spec.retry} requested by a person; from step 0 again")
+        )
+    elif spec.retry > status.observed_retry:
+        status.observed_retry = spec.retry
+    if status.phase in (None, "Pending") and _automatic(spec, meta):
+        gate = _gate(spec.candidate.config_hash(), llmc, now)
+        if gate is not None:
+            reason, message, retry_after = gate
+            status.phase, status.message = ("Failed" if retry_after is None else "Pending"), message
+            out = ready(True, "Accepted", message, _wire(status), retry=retry_after)
+            out.status["conditions"] = _phase_conditions(
+                out.status["conditions"], status.phase, reason, message, generation, stamp
+            )
+            out.events = [*pre_events, ("Warning", reason, message)]
+            return out
 
     if status.phase not in TERMINAL:
         holder = llmc_status.get("activeRollout")
@@ -177,15 +207,47 @@ def reconcile_rollout(
             since,
         )
 
+    def variants() -> Variants:
+        return Variants(
+            llm_config=spec.target_ref.name,
+            namespace=namespace,
+            stable=status.stable_variant or stable_variant_id(stable.version),
+            canary=status.canary_variant or canary_variant_id(spec.candidate.config_hash()),
+        )
+
+    def watch() -> list[TriggerResult] | None:
+        if source is None:
+            raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
+        return check_triggers(
+            spec.analysis.rollback_triggers,
+            parse_duration(spec.analysis.window),
+            spec.analysis.min_sample_size,
+            source,
+            variants(),
+        )
+
+    def decide_ab(since: float) -> ABOutcome | None:
+        if source is None:
+            raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
+        return ab_decide(spec.ab_test or ABTest(), source, variants(), since)
+
     tick = (
-        progress(spec, status, now, observe)
+        progress(
+            spec,
+            status,
+            now,
+            observe,
+            watch=watch,
+            decide_ab=decide_ab,
+            pods_ready=(lambda w: canary_ready(apps, llmc, w)) if replicas_mode else None,
+        )
         if status.phase not in TERMINAL
         else Tick(status, reason=status.phase or "")
     )
-    events = list(tick.events)
+    events = [*pre_events, *tick.events]
     for action in tick.actions:
         events += _carry_out(
-            action, name, spec, llmc, core=core, apps=apps, custom=custom, now=stamp
+            action, body, spec, tick.status, llmc, core=core, apps=apps, custom=custom, now=stamp
         )
     phase = tick.status.phase or "Pending"
     out = ready(True, "Accepted", tick.status.message or phase, _wire(tick.status))
@@ -203,8 +265,9 @@ def reconcile_rollout(
 
 def _carry_out(
     action: Any,
-    rollout: str,
+    body: dict[str, Any],
     spec: RolloutSpec,
+    status: RolloutStatus,
     llmc: dict[str, Any],
     *,
     core: client.CoreV1Api,
@@ -212,21 +275,43 @@ def _carry_out(
     custom: client.CustomObjectsApi,
     now: str,
 ) -> list[tuple[str, str, str]]:
+    rollout = body["metadata"]["name"]
     meta = llmc["metadata"]
     stable = stable_record(llmc)
     assert stable is not None
+    replicas_mode = spec.traffic_routing == "replicas"
     if isinstance(action, SetWeight):
+        if replicas_mode:
+            try:
+                status.canary_replicas = ensure_canary(
+                    core=core,
+                    apps=apps,
+                    rollout=body,
+                    llmc=llmc,
+                    candidate=spec.candidate,
+                    weight=action.weight,
+                )
+            except DeploymentMissing as exc:
+                return [("Warning", "DeploymentNotFound", str(exc))]
+            return []
+        live = action.weight > 0 or action.mirror > 0
         render(
             core,
             llmc,
             stable,
-            Canary(rollout, spec.candidate, action.weight) if action.weight > 0 else None,
+            Canary(rollout, spec.candidate, action.weight, action.mirror) if live else None,
         )
         return []
+    events: list[tuple[str, str, str]] = []
+    if replicas_mode and remove_canary(core, apps, llmc):
+        status.canary_replicas = 0
+        events.append(("Normal", "CanaryRemoved", "canary Deployment and ConfigMap deleted"))
     if isinstance(action, RestoreStable):
         render(core, llmc, stable, None)
         _release(custom, llmc, rollout)
-        return [("Normal", "StableRestored", f"all traffic back on v{stable.version}")]
+        if action.quarantine:
+            _quarantine(custom, llmc, spec, rollout, action.reason, now)
+        return [*events, ("Normal", "StableRestored", f"all traffic back on v{stable.version}")]
     assert isinstance(action, Promote)
     llmc_spec = LLMConfigSpec.model_validate(llmc.get("spec"))
     history, version, _ = record_version(
@@ -248,7 +333,7 @@ def _carry_out(
     render(
         core, {**llmc, "status": {**(llmc.get("status") or {}), "history": history}}, promoted, None
     )
-    events = [("Normal", "Promoted", f"{spec.candidate.model} is v{version} of {meta['name']}")]
+    events.append(("Normal", "Promoted", f"{spec.candidate.model} is v{version} of {meta['name']}"))
     if llmc_spec.target.deployment is not None:
         try:
             annotate_config_hash(
@@ -257,6 +342,93 @@ def _carry_out(
         except DeploymentMissing as exc:
             events.append(("Warning", "DeploymentNotFound", str(exc)))
     return events
+
+
+QUARANTINE_LIMIT = 50
+
+
+def _automatic(spec: RolloutSpec, meta: dict[str, Any]) -> bool:
+    """Created by the optimizer (a trial) or by the LLMConfig's own delivery."""
+    owners = meta.get("ownerReferences") or []
+    return spec.trial is not None or any(o.get("kind") == "LLMConfig" for o in owners)
+
+
+def _gate(
+    candidate_hash: str, llmc: dict[str, Any], now: datetime
+) -> tuple[str, str, float | None] | None:
+    """Why an automatic rollout may not start: (reason, message, retry after seconds or
+    None for never), or None when it may."""
+    llmc_status = llmc.get("status") or {}
+    name = llmc["metadata"]["name"]
+    for entry in llmc_status.get("quarantine") or []:
+        if entry.get("hash") == candidate_hash:
+            return (
+                "Quarantined",
+                f"candidate {candidate_hash[:8]} was rolled back by Rollout "
+                f"{entry.get('rollout')} ({entry.get('reason', '')}); not retried automatically "
+                "(llm-optimizer rollout retry NAME tries it anyway)",
+                None,
+            )
+    delivery = LLMConfigSpec.model_validate(llmc.get("spec")).delivery
+    window = parse_duration(delivery.rollback_window)
+    recent = sorted(
+        t
+        for t in llmc_status.get("rollbacks") or []
+        if (now - _parse_ts(t)).total_seconds() < window
+    )
+    if len(recent) >= delivery.max_rollbacks:
+        wait = window - (now - _parse_ts(recent[-delivery.max_rollbacks])).total_seconds()
+        return (
+            "RollbackRateLimited",
+            f"{len(recent)} rollbacks on LLMConfig {name} within {delivery.rollback_window} "
+            f"(spec.delivery.maxRollbacks {delivery.max_rollbacks}); waiting {wait:.0f}s",
+            max(wait, 1.0),
+        )
+    return None
+
+
+def _parse_ts(ts: str) -> datetime:
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _quarantine(
+    custom: client.CustomObjectsApi,
+    llmc: dict[str, Any],
+    spec: RolloutSpec,
+    rollout: str,
+    reason: str,
+    now: str,
+) -> None:
+    llmc_status = llmc.get("status") or {}
+    candidate_hash = spec.candidate.config_hash()
+    entries = [e for e in llmc_status.get("quarantine") or [] if e.get("hash") != candidate_hash]
+    entries.append(
+        QuarantineEntry(
+            hash=candidate_hash,
+            model=spec.candidate.model,
+            rollout=rollout,
+            reason=reason[:1024],
+            at=now,
+        ).to_wire()
+    )
+    stamp = _parse_ts(now)
+    recent = [t for t in llmc_status.get("rollbacks") or [] if (stamp - _parse_ts(t)).days < 1]
+    rollbacks = [*recent[-99:], now]
+    patch = {"quarantine": entries[-QUARANTINE_LIMIT:], "rollbacks": rollbacks}
+    _patch_llmconfig_status(custom, llmc["metadata"]["namespace"], llmc["metadata"]["name"], patch)
+    llmc.setdefault("status", {}).update(patch)
+
+
+def _lift_quarantine(
+    custom: client.CustomObjectsApi, llmc: dict[str, Any], candidate_hash: str
+) -> None:
+    entries = (llmc.get("status") or {}).get("quarantine") or []
+    kept = [e for e in entries if e.get("hash") != candidate_hash]
+    if len(kept) != len(entries):
+        _patch_llmconfig_status(
+            custom, llmc["metadata"]["namespace"], llmc["metadata"]["name"], {"quarantine": kept}
+        )
+        llmc.setdefault("status", {})["quarantine"] = kept
 
 
 def _holds(llmc: dict[str, Any], rollout: str) -> bool:

@@ -25,6 +25,7 @@ class Canary:
     rollout: str
     config: ModelConfig
     weight: int
+    mirror: int = 0  # percent of requests copied to the candidate
 
     @property
     def variant_id(self) -> str:
@@ -50,11 +51,15 @@ def canary_of(rollout: dict[str, Any] | None) -> Canary | None:
     if rollout is None:
         return None
     status = rollout.get("status") or {}
+    spec = rollout.get("spec") or {}
     weight = int(status.get("canaryWeight") or 0)
-    if status.get("phase") not in ACTIVE_PHASES or weight <= 0:
+    mirror = int(status.get("mirrorPercent") or 0)
+    if status.get("phase") not in ACTIVE_PHASES or (weight <= 0 and mirror <= 0):
         return None
-    candidate = ModelConfig.model_validate((rollout.get("spec") or {}).get("candidate"))
-    return Canary(rollout["metadata"]["name"], candidate, weight)
+    if spec.get("trafficRouting") == "replicas":
+        return None  # the canary runs in its own Deployment with its own ConfigMap
+    candidate = ModelConfig.model_validate(spec.get("candidate"))
+    return Canary(rollout["metadata"]["name"], candidate, weight, mirror)
 
 
 def build_variant_set(
@@ -82,6 +87,7 @@ def build_variant_set(
                 role="candidate",
                 hash=c.config_hash(),
                 weight=canary_bp,
+                mirror=canary.mirror * TOTAL_WEIGHT // 100,
                 provider=c.provider,
                 model=c.model,
                 parameters=c.parameters,

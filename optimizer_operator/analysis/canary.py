@@ -105,6 +105,51 @@ def mann_whitney(
     return MetricResult(metric, c_med, s_med, effect, p, classification, verdict, reason, dry_run)
 
 
+def compare_two_sided(
+    metric: str,
+    canary: Sequence[float],
+    stable: Sequence[float],
+    direction: Direction,
+    alpha: float,
+    min_samples: int = 5,
+) -> MetricResult:
+    """One two-sided Mann-Whitney test for an A/B decision: Pass when the candidate is
+    significantly better, Fail when stable is, Marginal when neither (on means, which
+    is what a user pays for and sees in a dashboard)."""
+    c, s = _finite(canary), _finite(stable)
+    if len(c) < min_samples or len(s) < min_samples:
+        return _too_few(metric, c, s, min_samples, _mean, False)
+    c_mean, s_mean = float(c.mean()), float(s.mean())
+    effect = relative_effect(c_mean, s_mean)
+    if np.all(c == c[0]) and np.all(s == c[0]):
+        p = 1.0
+    else:
+        p = float(stats.mannwhitneyu(c, s, alternative="two-sided").pvalue)
+    if p >= alpha:
+        return MetricResult(
+            metric,
+            c_mean,
+            s_mean,
+            effect,
+            p,
+            "Pass",
+            "Marginal",
+            f"{_pct(effect)} vs stable, not significant (p={p:.2g} >= {alpha:g})",
+        )
+    worse = _bad(direction, effect)
+    return MetricResult(
+        metric,
+        c_mean,
+        s_mean,
+        effect,
+        p,
+        "High" if effect > 0 else "Low",
+        "Fail" if worse else "Pass",
+        f"{_pct(effect)} vs stable (p={p:.2g}): "
+        + ("stable is better" if worse else "the candidate is better"),
+    )
+
+
 def msprt_log_lambda(diff: float, variance: float, tau: float) -> float:
     """log of the normal-mixture mSPRT statistic for an observed difference ``diff`` (over
     the null value) whose estimator has ``variance``, with mixing scale ``tau``."""

@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..api.common import parse_decimal, parse_duration
-from ..api.rollout import Analysis, AnalysisMetric
+from ..api.rollout import ABTest, Analysis, AnalysisMetric, RollbackTrigger
 from ..observe.prometheus import BUILTIN, COUNTS, SELECTOR, MetricSource, render
 from .canary import (
     Direction,
     MetricResult,
     Verdict,
     combine,
+    compare_two_sided,
     mann_whitney,
+    relative_effect,
     sequential_mean,
     sequential_rate,
     threshold_check,
@@ -36,6 +38,16 @@ class Variants:
     namespace: str
     stable: str
     canary: str
+
+    def query(self, template: str, variant: str, window: str) -> str:
+        """``template`` rendered for one of these variants over ``window``."""
+        return render(
+            template,
+            llm_config=self.llm_config,
+            variant=variant,
+            namespace=self.namespace,
+            window=window,
+        )
 
 
 @dataclass(frozen=True)
@@ -65,15 +77,7 @@ def measure(
     window = parse_duration(analysis.window)
     since = _fmt(min(since_seconds, 7 * 86400))
 
-    def q(template: str, variant: str, win: str) -> str:
-        return render(
-            template,
-            llm_config=variants.llm_config,
-            variant=variant,
-            namespace=variants.namespace,
-            window=win,
-        )
-
+    q = variants.query
     # A minimum sample before any verdict: requests per variant since traffic began.
     counts = {v: source.value(q(REQUESTS, v, since)) for v in (variants.canary, variants.stable)}
     if min(counts.values()) < analysis.min_sample_size:
@@ -165,3 +169,104 @@ def _tolerance(metric: AnalysisMetric, direction: Direction) -> float:
         if chosen is not None:
             return float(parse_decimal(chosen))
     return 0.1
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    """One rollback trigger at one check."""
+
+    name: str
+    severity: str
+    breached: bool
+    canary: float
+    stable: float | None
+    reason: str
+
+
+def _bound(value: str | None) -> float | None:
+    return None if value is None else float(parse_decimal(value))
+
+
+def check_triggers(
+    triggers: list[RollbackTrigger],
+    window_seconds: float,
+    min_sample: int,
+    source: MetricSource,
+    variants: Variants,
+) -> list[TriggerResult] | None:
+    """Evaluate rollback triggers over the last window; None while the canary has fewer
+    than ``min_sample`` requests in it. Missing numbers raise MetricsUnavailable."""
+    win = _fmt(window_seconds)
+
+    def q(template: str, variant: str) -> str:
+        return variants.query(template, variant, win)
+
+    if source.value(q(REQUESTS, variants.canary)) < min_sample:
+        return None
+    out: list[TriggerResult] = []
+    for t in triggers:
+        template = t.query or BUILTIN.get(t.name, ("", ""))[0]
+        if not template:
+            raise ValueError(f"trigger {t.name} has no query and is not built in")
+        canary = source.value(q(template, variants.canary))
+        relative = t.max_increase is not None or t.max_decrease is not None
+        stable = source.value(q(template, variants.stable)) if relative else None
+        why: list[str] = []
+        hi, lo = _bound(t.max), _bound(t.min)
+        if hi is not None and canary > hi:
+            why.append(f"{canary:.4g} > max {hi:g}")
+        if lo is not None and canary < lo:
+            why.append(f"{canary:.4g} < min {lo:g}")
+        if stable is not None:
+            inc, dec = _bound(t.max_increase), _bound(t.max_decrease)
+            effect = relative_effect(canary, stable)
+            if inc is not None and effect > inc:
+                why.append(f"{effect:+.1%} vs stable > +{inc:.0%}")
+            if dec is not None and effect < -dec:
+                why.append(f"{effect:+.1%} vs stable < -{dec:.0%}")
+        out.append(
+            TriggerResult(
+                t.name, t.severity, bool(why), canary, stable, "; ".join(why) or "within bounds"
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ABOutcome:
+    """The A/B test's one decision: ``winner`` is canary, stable, or none (no significant
+    difference)."""
+
+    winner: str
+    result: MetricResult
+
+
+def ab_decide(
+    ab: ABTest, source: MetricSource, variants: Variants, since_seconds: float
+) -> ABOutcome | None:
+    """None until both variants have ``minSamples`` requests; then one two-sided
+    Mann-Whitney test on per-interval samples of the metric since the split began
+    (a single test at a fixed horizon, so its error rate is the stated alpha)."""
+    since = _fmt(min(since_seconds, 7 * 86400))
+
+    q = variants.query
+    counts = [source.value(q(REQUESTS, v, since)) for v in (variants.canary, variants.stable)]
+    if min(counts) < ab.min_samples:
+        return None
+    template = ab.query or BUILTIN.get(ab.metric, ("", ""))[0]
+    if not template:
+        raise ValueError(f"abTest metric {ab.metric} has no query and is not built in")
+    builtin = BUILTIN[ab.metric][1] if ab.metric in BUILTIN else "lowerIsBetter"
+    direction: Direction = ab.direction or (
+        "higherIsBetter" if builtin == "higherIsBetter" else "lowerIsBetter"
+    )
+    span = min(since_seconds, 7 * 86400)
+    step = max(span / 30.0, 2.0)
+    canary = source.series(q(template, variants.canary, _fmt(step)), span, step)
+    stable = source.series(q(template, variants.stable, _fmt(step)), span, step)
+    alpha = float(parse_decimal(ab.alpha))
+    result = compare_two_sided(ab.metric, canary, stable, direction, alpha)
+    if result.p_value is None or result.effect is None or result.p_value >= alpha:
+        return ABOutcome("none", result)
+    better = result.effect < 0 if direction == "lowerIsBetter" else result.effect > 0
+    return ABOutcome("canary" if better else "stable", result)

@@ -13,6 +13,7 @@ from .common import (
     ApiModel,
     Condition,
     DecimalString,
+    Duration,
     FieldProblem,
     ObjectName,
     SecretKeyReference,
@@ -143,6 +144,14 @@ class Delivery(ApiModel):
         description="Steps of that Rollout. Default: the Rollout default.",
     )
     analysis: Analysis | None = Field(default=None, description="Its analysis settings.")
+    max_rollbacks: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Automatic rollouts (the optimizer's and delivery's) wait while this many "
+        "rollbacks happened within rollbackWindow. Default: 3.",
+    )
+    rollback_window: Duration = Field(default="1h", description="Default: 1h.")
 
 
 class LLMConfigSpec(ModelConfig):
@@ -195,6 +204,16 @@ class VersionRecord(ApiModel):
         )
 
 
+class QuarantineEntry(ApiModel):
+    """A candidate config that failed on evidence."""
+
+    hash: str
+    model: ModelName
+    rollout: str = Field(description="The Rollout that rolled it back.")
+    reason: Annotated[str, StringConstraints(max_length=1024)] = ""
+    at: str = Field(description="When (RFC 3339).")
+
+
 class LLMConfigStatus(ApiModel):
     """Observed state of an LLMConfig."""
 
@@ -213,4 +232,11 @@ class LLMConfigStatus(ApiModel):
         default=None, description="Rollout created to deliver the latest spec change."
     )
     history: list[VersionRecord] = Field(default_factory=list, description="Newest last.")
+    quarantine: list[QuarantineEntry] = Field(
+        default_factory=list,
+        description="Candidates rolled back on evidence; not retried automatically.",
+    )
+    rollbacks: list[str] = Field(
+        default_factory=list, description="When recent rollbacks happened (RFC 3339)."
+    )
     message: str | None = Field(default=None, description="Summary for people.")

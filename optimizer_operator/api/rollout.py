@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .common import (
     CONDITIONS_LIST_EXTENSIONS,
     ApiModel,
     Condition,
+    DecimalString,
     Duration,
+    FieldProblem,
     LocalObjectReference,
 )
 from .llmconfig import ModelConfig
@@ -24,6 +26,7 @@ from .steps import (
     PauseStep,
     PromQL,
     RelativeBound,
+    RollbackTrigger,
     Step,
     Threshold,
 )
@@ -36,6 +39,7 @@ __all__ = [
     "PauseStep",
     "PromQL",
     "RelativeBound",
+    "RollbackTrigger",
     "Step",
     "Threshold",
 ]
@@ -46,6 +50,53 @@ class TrialLink(ApiModel):
 
     policy: str = Field(description="OptimizationPolicy name.")
     number: int = Field(ge=0, description="Optuna trial number.")
+
+
+class BlueGreen(ApiModel):
+    """Blue-green: preview the candidate, judge it, then switch all traffic at once."""
+
+    preview: Literal["mirror", "split"] = Field(
+        default="mirror",
+        description="mirror: copies of live requests go to the candidate and its answers are "
+        "scored and dropped (users see only stable; doubles the mirrored share's provider "
+        "cost); split: the candidate answers previewWeight percent of requests.",
+    )
+    mirror_percent: int = Field(
+        default=100, ge=1, le=100, description="Percent of requests copied (mirror)."
+    )
+    preview_weight: int = Field(
+        default=10, ge=1, le=50, description="Percent answered by the candidate (split)."
+    )
+    measurements: int = Field(
+        default=3, ge=1, le=1000, description="Passing measurements before the switch."
+    )
+    auto_promote: bool = Field(
+        default=True,
+        description="Switch as soon as the analysis passes; false waits for promote.",
+    )
+
+
+class ABTest(ApiModel):
+    """A/B test: a fixed split until enough evidence, then the winner by a statistical test."""
+
+    weight: int = Field(default=50, ge=1, le=99, description="Percent to the candidate.")
+    metric: MetricName = Field(
+        default="quality_score", description="The metric that decides the winner."
+    )
+    query: PromQL | None = Field(default=None, description="PromQL template, if not built in.")
+    direction: Literal["lowerIsBetter", "higherIsBetter"] | None = Field(
+        default=None, description="Which way is better (built-ins know theirs)."
+    )
+    min_samples: int = Field(
+        default=500, ge=10, description="Requests per variant before the test. Default: 500."
+    )
+    min_duration: Duration = Field(default="10m", description="Shortest test. Default: 10m.")
+    max_duration: Duration = Field(
+        default="24h", description="Give up (stable kept) when the sample is not reached."
+    )
+    alpha: DecimalString = Field(
+        default="0.05", description="Significance level of the one test. Default: 0.05."
+    )
 
 
 class RolloutSpec(ApiModel):
@@ -88,7 +139,37 @@ class RolloutSpec(ApiModel):
     promote: bool = Field(
         default=False, description="Manual full promotion: make the candidate stable now."
     )
+    blue_green: BlueGreen | None = Field(
+        default=None, description="blueGreen settings (defaults apply when omitted)."
+    )
+    ab_test: ABTest | None = Field(
+        default=None, description="abTest settings (defaults apply when omitted)."
+    )
+    step_promotions: int = Field(
+        default=0,
+        ge=0,
+        description="Raise by one to skip the current pause or analysis step "
+        "(`llm-optimizer rollout promote`); spec.promote skips all of them.",
+    )
+    retry: int = Field(
+        default=0,
+        ge=0,
+        description="Raise by one to restart a rolled-back or aborted rollout from step 0; "
+        "lifts the candidate's quarantine (`llm-optimizer rollout retry`).",
+    )
     trial: TrialLink | None = Field(default=None, description="Optimization trial, if any.")
+
+    @model_validator(mode="after")
+    def _strategy_settings(self) -> RolloutSpec:
+        if self.strategy != "canary" and "steps" in self.model_fields_set:
+            raise FieldProblem(
+                "steps", f"{self.strategy} takes no steps; configure spec.{self.strategy}"
+            )
+        if self.blue_green is not None and self.strategy != "blueGreen":
+            raise FieldProblem("blueGreen", "only valid with strategy blueGreen")
+        if self.ab_test is not None and self.strategy != "abTest":
+            raise FieldProblem("abTest", "only valid with strategy abTest")
+        return self
 
 
 RolloutPhase = Literal[
@@ -109,6 +190,16 @@ class MetricResultStatus(ApiModel):
     verdict: Literal["Pass", "Marginal", "Fail", "NoData"]
     reason: str = ""
     dry_run: bool = False
+
+
+class StepResult(ApiModel):
+    """How one analysis step (or the A/B decision) ended."""
+
+    step: int = Field(ge=0)
+    verdict: Verdict
+    measurements: int = Field(default=0, ge=0)
+    finished_at: str
+    results: list[MetricResultStatus] = Field(default_factory=list)
 
 
 class RolloutStatus(ApiModel):
@@ -137,3 +228,19 @@ class RolloutStatus(ApiModel):
     results: list[MetricResultStatus] = Field(
         default_factory=list, description="Latest measurement, per metric."
     )
+    step_results: list[StepResult] = Field(
+        default_factory=list, description="Outcome of each finished analysis step."
+    )
+    mirror_percent: int | None = Field(
+        default=None, ge=0, le=100, description="Percent of requests mirrored to the candidate."
+    )
+    canary_replicas: int | None = Field(
+        default=None, ge=0, description="Canary Deployment replicas (trafficRouting replicas)."
+    )
+    triggers_checked_at: str | None = None
+    breached_triggers: list[str] = Field(
+        default_factory=list, description="Warning-severity triggers breached at the last check."
+    )
+    observed_step_promotions: int = Field(default=0, ge=0)
+    observed_retry: int = Field(default=0, ge=0)
+    retries: int = Field(default=0, ge=0, description="Times a person retried this rollout.")

@@ -55,6 +55,38 @@ class AnalysisMetric(ApiModel):
     dry_run: bool = Field(default=False, description="Evaluate and report, never act on it.")
 
 
+class RollbackTrigger(ApiModel):
+    """A guardrail checked every interval for the whole rollout, whatever the step."""
+
+    name: MetricName = Field(
+        description="Metric: a built-in (error_rate, latency_p95_seconds, "
+        "cost_per_request_usd, quality_score) or any name with a query."
+    )
+    query: PromQL | None = Field(
+        default=None, description="PromQL template, as in analysis metrics."
+    )
+    severity: Literal["critical", "warning"] = Field(
+        default="critical",
+        description="critical: roll back at once; warning: a Warning Event and Degraded=True.",
+    )
+    max: DecimalString | None = Field(default=None, description="Breached above this value.")
+    min: DecimalString | None = Field(default=None, description="Breached below this value.")
+    max_increase: DecimalString | None = Field(
+        default=None, description='Breached when canary exceeds stable by this fraction ("0.5").'
+    )
+    max_decrease: DecimalString | None = Field(
+        default=None, description="Breached when canary falls below stable by this fraction."
+    )
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> RollbackTrigger:
+        if not any(
+            v is not None for v in (self.max, self.min, self.max_increase, self.max_decrease)
+        ):
+            raise ValueError("a rollback trigger needs one of max, min, maxIncrease, maxDecrease")
+        return self
+
+
 class Analysis(ApiModel):
     """How canary evidence is gathered and judged."""
 
@@ -69,6 +101,12 @@ class Analysis(ApiModel):
     failure_limit: int = Field(default=0, ge=0, description="Failed measurements tolerated.")
     inconclusive_limit: int = Field(
         default=3, ge=0, description="Inconclusive measurements tolerated before a hold."
+    )
+    rollback_triggers: list[RollbackTrigger] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Guardrails checked every interval during the whole rollout (pauses "
+        "included), on the last window, once the canary has minSampleSize requests.",
     )
 
 

@@ -24,6 +24,13 @@ class Variant(ApiModel):
     role: Literal["stable", "candidate"]
     hash: str
     weight: int = Field(ge=0, le=TOTAL_WEIGHT, description="Basis points of traffic.")
+    mirror: int = Field(
+        default=0,
+        ge=0,
+        le=TOTAL_WEIGHT,
+        description="Basis points of requests copied to this variant (answered by another; "
+        "the copy's answer is scored and dropped).",
+    )
     provider: ProviderName
     model: ModelName
     parameters: Parameters = Field(default_factory=Parameters)
@@ -45,6 +52,8 @@ class VariantSet(ApiModel):
         total = sum(v.weight for v in self.variants)
         if total != TOTAL_WEIGHT:
             raise ValueError(f"variant weights sum to {total}, not {TOTAL_WEIGHT}")
-        if self.variants[0].role != "stable":
+        roles = [v.role for v in self.variants]
+        if "stable" in roles and roles[0] != "stable":
+            # A candidate-only set is a replica-based canary's own ConfigMap.
             raise ValueError("the first variant must be the stable one")
         return self

@@ -1,8 +1,12 @@
 """The rollout state machine: a pure function of spec, status, the clock and metrics.
 
-``progress`` walks the steps (setWeight, pause, analysis) as far as it can in
-one tick and returns the new status, the actions for ``act`` to carry out, and
-the Events to post. Missing metrics never promote or roll back: the rollout
+``progress`` walks the plan as far as it can in one tick and returns the new
+status, the actions for ``act`` to carry out, and the Events to post. The plan
+comes from the strategy: canary runs ``spec.steps``; blueGreen previews the
+candidate (mirrored or a small split), measures, then switches all traffic at
+once; abTest holds a fixed split until the sample is reached and lets one
+two-sided test pick the winner. Rollback triggers are checked every interval
+whatever the step. Missing metrics never promote or roll back: the rollout
 holds (weight frozen) and aborts to stable only after ``holdDeadline``.
 """
 
@@ -13,9 +17,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..analysis.canary import MetricResult
-from ..analysis.measurement import Measurement
+from ..analysis.measurement import ABOutcome, Measurement, TriggerResult
 from ..api.common import parse_duration
-from ..api.rollout import MetricResultStatus, RolloutSpec, RolloutStatus
+from ..api.rollout import (
+    ABTest,
+    BlueGreen,
+    MetricResultStatus,
+    RolloutSpec,
+    RolloutStatus,
+    StepResult,
+)
 from ..observe.prometheus import MetricsUnavailable
 
 TERMINAL = {"Promoted", "RolledBack", "Aborted", "Failed"}
@@ -23,9 +34,11 @@ TERMINAL = {"Promoted", "RolledBack", "Aborted", "Failed"}
 
 @dataclass(frozen=True)
 class SetWeight:
-    """Give the candidate ``weight`` percent of traffic."""
+    """Give the candidate ``weight`` percent of traffic (and copies of ``mirror`` percent
+    of requests, answered by stable)."""
 
     weight: int
+    mirror: int = 0
 
 
 @dataclass(frozen=True)
@@ -35,12 +48,66 @@ class Promote:
 
 @dataclass(frozen=True)
 class RestoreStable:
-    """All traffic back to stable at once."""
+    """All traffic back to stable at once; ``quarantine`` when evidence condemned the
+    candidate (so it is not retried automatically)."""
 
     reason: str
+    quarantine: bool = False
 
 
 Action = SetWeight | Promote | RestoreStable
+
+
+@dataclass(frozen=True)
+class Weight:
+    weight: int
+    mirror: int = 0
+
+
+@dataclass(frozen=True)
+class Wait:
+    duration: str | None  # None: until promoted
+
+
+@dataclass(frozen=True)
+class Measure:
+    measurements: int
+
+
+@dataclass(frozen=True)
+class Decide:
+    """The A/B test's single decision."""
+
+    ab: ABTest
+
+
+PlanStep = Weight | Wait | Measure | Decide
+
+
+def plan(spec: RolloutSpec) -> list[PlanStep]:
+    """The steps a rollout walks, by strategy."""
+    if spec.strategy == "blueGreen":
+        bg = spec.blue_green or BlueGreen()
+        preview = (
+            Weight(0, mirror=bg.mirror_percent)
+            if bg.preview == "mirror"
+            else Weight(bg.preview_weight)
+        )
+        steps: list[PlanStep] = [preview, Measure(bg.measurements)]
+        return [*steps, Wait(None)] if not bg.auto_promote else steps
+    if spec.strategy == "abTest":
+        ab = spec.ab_test or ABTest()
+        return [Weight(ab.weight), Decide(ab)]
+    out: list[PlanStep] = []
+    for step in spec.steps:
+        if step.set_weight is not None:
+            out.append(Weight(step.set_weight))
+        elif step.pause is not None:
+            out.append(Wait(step.pause.duration))
+        else:
+            assert step.analysis is not None
+            out.append(Measure(step.analysis.measurements))
+    return out
 
 
 @dataclass
@@ -88,25 +155,45 @@ def _finish(
     return tick
 
 
+def retry(spec: RolloutSpec, status: RolloutStatus) -> RolloutStatus | None:
+    """A fresh status when a person asked for a retry of a finished rollout, else None."""
+    if spec.retry <= status.observed_retry:
+        return None
+    if status.phase not in TERMINAL or status.phase == "Promoted":
+        return None  # nothing to retry; act marks the request as seen
+    return RolloutStatus(observed_retry=spec.retry, retries=status.retries + 1)
+
+
 def progress(
-    spec: RolloutSpec, status: RolloutStatus, now: datetime, observe: Callable[[float], Measurement]
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    now: datetime,
+    observe: Callable[[float], Measurement],
+    *,
+    watch: Callable[[], list[TriggerResult] | None] | None = None,
+    decide_ab: Callable[[float], ABOutcome | None] | None = None,
+    pods_ready: Callable[[int], tuple[bool, str]] | None = None,
 ) -> Tick:
-    """Advance the rollout as far as ``now`` allows. ``observe(seconds_since_traffic)``
-    returns a measurement or raises MetricsUnavailable."""
+    """Advance the rollout as far as ``now`` allows.
+
+    ``observe(seconds_since_traffic)`` returns a measurement, ``watch()`` the rollback
+    triggers (None below the minimum sample), ``decide_ab(seconds)`` the A/B decision
+    (None before the sample); each raises MetricsUnavailable when a number is missing.
+    ``pods_ready(weight)`` says whether a replica-based canary has its pods.
+    """
     s = status.model_copy(deep=True)
     tick = Tick(s)
     if s.phase in TERMINAL:
-        tick.reason = {
-            "Promoted": "Promoted",
-            "RolledBack": "RolledBack",
-            "Aborted": "Aborted",
-            "Failed": "Failed",
-        }[s.phase]
+        tick.reason = s.phase
         return tick
+    steps = plan(spec)
     if s.phase is None or s.phase == "Pending":
         s.phase, s.started_at, s.step_started_at = "Progressing", _ts(now), _ts(now)
         s.current_step_index, s.canary_weight, s.last_measured_at = 0, 0, _ts(now)
-        tick.events.append(("Normal", "Started", f"rollout started with {len(spec.steps)} steps"))
+        s.triggers_checked_at = _ts(now)
+        tick.events.append(
+            ("Normal", "Started", f"{spec.strategy} rollout started with {len(steps)} steps")
+        )
     if spec.abort:
         return _finish(
             tick,
@@ -124,18 +211,31 @@ def progress(
             "promoted by spec.promote; the candidate is stable",
             Promote(),
         )
+    if watch is not None and _triggers(spec, s, now, watch, tick):
+        return tick
     if spec.paused:
         if s.phase != "Paused":
             tick.events.append(("Normal", "Paused", "paused by spec.paused"))
         s.phase, s.message, tick.reason = "Paused", "paused by spec.paused", "PausedBySpec"
         return tick
-    if s.phase == "Paused" and s.inconclusives > spec.analysis.inconclusive_limit:
-        tick.reason = "InconclusiveLimit"  # waits for a person: spec.promote or spec.abort
+    if spec.step_promotions > s.observed_step_promotions:
+        s.observed_step_promotions = spec.step_promotions
+        i = s.current_step_index or 0
+        if i < len(steps) and not isinstance(steps[i], Weight):
+            tick.events.append(("Normal", "StepPromoted", f"step {i} skipped by a person"))
+            s.phase = "Progressing"
+            _next_step(s, now)
+    elif s.phase == "Paused" and s.inconclusives > spec.analysis.inconclusive_limit:
+        tick.reason = "InconclusiveLimit"  # waits for a person: promote or abort
         return tick
 
     step_started = _parse(s.step_started_at) or now
     deadline = parse_duration(spec.progress_deadline)
-    if (now - step_started).total_seconds() > deadline and s.phase != "Holding":
+    if (
+        (now - step_started).total_seconds() > deadline
+        and s.phase != "Holding"
+        and not _waiting_for_person(steps, s)
+    ):
         return _finish(
             tick,
             "Aborted",
@@ -146,32 +246,38 @@ def progress(
             "Warning",
         )
 
-    while (s.current_step_index or 0) < len(spec.steps):
+    while (s.current_step_index or 0) < len(steps):
         i = s.current_step_index or 0
-        step = spec.steps[i]
-        if step.set_weight is not None:
-            if s.canary_weight != step.set_weight:
-                tick.actions.append(SetWeight(step.set_weight))
-                tick.events.append(
-                    ("Normal", "WeightSet", f"step {i}: candidate weight {step.set_weight}%")
+        step = steps[i]
+        if isinstance(step, Weight):
+            if s.canary_weight != step.weight or (s.mirror_percent or 0) != step.mirror:
+                tick.actions.append(SetWeight(step.weight, step.mirror))
+                what = f"candidate weight {step.weight}%" + (
+                    f", {step.mirror}% of requests mirrored to it" if step.mirror else ""
                 )
-                s.canary_weight = step.set_weight
+                tick.events.append(("Normal", "WeightSet", f"step {i}: {what}"))
+                s.canary_weight, s.mirror_percent = step.weight, step.mirror or None
+            if pods_ready is not None and step.weight > 0:
+                ready, why = pods_ready(step.weight)
+                if not ready:
+                    s.phase, tick.reason = "Progressing", "WaitingForCanaryPods"
+                    s.message = f"step {i}: {why}"
+                    return tick
             _next_step(s, now)
             continue
-        if step.pause is not None:
-            if step.pause.duration is None:
+        if isinstance(step, Wait):
+            if step.duration is None:
                 s.phase, tick.reason = "Paused", "PauseStep"
-                s.message = f"step {i}: paused until promoted (set spec.promote)"
+                s.message = f"step {i}: paused until promoted (llm-optimizer rollout promote)"
                 return tick
             waited = (now - (_parse(s.step_started_at) or now)).total_seconds()
-            if waited < parse_duration(step.pause.duration):
+            if waited < parse_duration(step.duration):
                 s.phase, tick.reason = "Paused", "PauseStep"
-                s.message = f"step {i}: pausing {step.pause.duration}"
+                s.message = f"step {i}: pausing {step.duration}"
                 return tick
             s.phase = "Progressing"
             _next_step(s, now)
             continue
-        assert step.analysis is not None
         last = _parse(s.last_measured_at)
         interval = parse_duration(spec.analysis.interval)
         if last is not None and (now - last).total_seconds() < interval:
@@ -179,32 +285,23 @@ def progress(
             return tick
         traffic_since = _parse(s.started_at) or now
         try:
-            measurement = observe((now - traffic_since).total_seconds())
+            if isinstance(step, Decide):
+                assert decide_ab is not None, "abTest needs a decide_ab source"
+                outcome = decide_ab((now - traffic_since).total_seconds())
+                measurement = None
+            else:
+                measurement = observe((now - traffic_since).total_seconds())
         except MetricsUnavailable as exc:
-            held = _parse(s.holding_since)
-            if held is None:
-                s.holding_since = _ts(now)
-                held = now
-                tick.events.append(
-                    ("Warning", "Holding", f"metrics unavailable, weight frozen: {exc}")
-                )
-            if (now - held).total_seconds() > parse_duration(spec.hold_deadline):
-                return _finish(
-                    tick,
-                    "Aborted",
-                    "HoldDeadlineExceeded",
-                    f"metrics unavailable for over {spec.hold_deadline}; stable restored: {exc}",
-                    RestoreStable("hold deadline exceeded"),
-                    "Warning",
-                )
-            s.phase, tick.reason = "Holding", "MetricsUnavailable"
-            s.message = f"holding at {s.canary_weight}%: metrics unavailable ({exc})"
-            return tick
+            return _hold(spec, s, now, tick, exc)
         if s.holding_since is not None:
             tick.events.append(("Normal", "Resumed", "metrics available again"))
         s.holding_since = None
         s.phase = "Progressing"
         s.last_measured_at = _ts(now)
+        if measurement is None:
+            assert isinstance(step, Decide)
+            return _ab_step(spec, s, now, tick, i, step, outcome)
+        assert isinstance(step, Measure)
         s.results = [result_status(r) for r in measurement.results]
         s.verdict = measurement.verdict
         if measurement.verdict == "Fail":
@@ -215,12 +312,13 @@ def progress(
                 if r.verdict == "Fail" and not r.dry_run
             )
             if s.failures > spec.analysis.failure_limit:
+                _record_step(s, i, "Fail", now)
                 return _finish(
                     tick,
                     "RolledBack",
                     "AnalysisFailed",
                     f"step {i}: analysis failed ({failing}); stable restored",
-                    RestoreStable(failing),
+                    RestoreStable(failing, quarantine=True),
                     "Warning",
                 )
             tick.events.append(
@@ -241,7 +339,7 @@ def progress(
                 s.phase, tick.reason = "Paused", "InconclusiveLimit"
                 s.message = (
                     f"step {i}: {s.inconclusives} inconclusive measurements ({why}); "
-                    "paused for a person (spec.promote or spec.abort)"
+                    "paused for a person (llm-optimizer rollout promote or abort)"
                 )
                 tick.events.append(("Warning", "InconclusiveLimit", s.message))
                 return tick
@@ -250,22 +348,164 @@ def progress(
             return tick
         s.measurements += 1
         s.message = (
-            f"step {i}: measurement {s.measurements}/{step.analysis.measurements} "
-            f"{measurement.verdict}"
+            f"step {i}: measurement {s.measurements}/{step.measurements} {measurement.verdict}"
         )
-        if s.measurements < step.analysis.measurements:
+        if s.measurements < step.measurements:
             tick.reason = "Analyzing"
             return tick
         tick.events.append(
             ("Normal", "AnalysisPassed", f"step {i}: {s.measurements} measurements passed")
         )
+        _record_step(s, i, measurement.verdict, now)
         _next_step(s, now)
     return _finish(
         tick,
         "Promoted",
         "AllStepsPassed",
-        "all steps passed; the candidate is the new stable version",
+        "all steps passed; the candidate is the new stable version"
+        + (" (all traffic switched)" if spec.strategy == "blueGreen" else ""),
         Promote(),
+    )
+
+
+def _waiting_for_person(steps: list[PlanStep], s: RolloutStatus) -> bool:
+    i = s.current_step_index or 0
+    return s.phase == "Paused" and i < len(steps) and isinstance(steps[i], Wait)
+
+
+def _hold(
+    spec: RolloutSpec, s: RolloutStatus, now: datetime, tick: Tick, exc: MetricsUnavailable
+) -> Tick:
+    held = _parse(s.holding_since)
+    if held is None:
+        s.holding_since = _ts(now)
+        held = now
+        tick.events.append(("Warning", "Holding", f"metrics unavailable, weight frozen: {exc}"))
+    if (now - held).total_seconds() > parse_duration(spec.hold_deadline):
+        return _finish(
+            tick,
+            "Aborted",
+            "HoldDeadlineExceeded",
+            f"metrics unavailable for over {spec.hold_deadline}; stable restored: {exc}",
+            RestoreStable("hold deadline exceeded"),
+            "Warning",
+        )
+    s.phase, tick.reason = "Holding", "MetricsUnavailable"
+    s.message = f"holding at {s.canary_weight}%: metrics unavailable ({exc})"
+    return tick
+
+
+def _triggers(
+    spec: RolloutSpec,
+    s: RolloutStatus,
+    now: datetime,
+    watch: Callable[[], list[TriggerResult] | None],
+    tick: Tick,
+) -> bool:
+    """Check rollback triggers once per interval while the candidate sees traffic;
+    True when a critical one rolled the rollout back."""
+    if not spec.analysis.rollback_triggers:
+        return False
+    if not (s.canary_weight or s.mirror_percent):
+        return False
+    last = _parse(s.triggers_checked_at)
+    if last is not None and (now - last).total_seconds() < parse_duration(spec.analysis.interval):
+        return False
+    s.triggers_checked_at = _ts(now)
+    try:
+        results = watch()
+    except MetricsUnavailable:
+        return False  # no number, no verdict: analysis steps hold, triggers just wait
+    if results is None:
+        return False
+    critical = [r for r in results if r.breached and r.severity == "critical"]
+    if critical:
+        why = "; ".join(f"{r.name}: {r.reason}" for r in critical)
+        _finish(
+            tick,
+            "RolledBack",
+            "RollbackTrigger",
+            f"critical rollback trigger at step {s.current_step_index} ({why}); stable restored",
+            RestoreStable(why, quarantine=True),
+            "Warning",
+        )
+        return True
+    warned = [r for r in results if r.breached]
+    for r in warned:
+        if r.name not in s.breached_triggers:
+            tick.events.append(("Warning", "TriggerWarning", f"{r.name}: {r.reason}"))
+    s.breached_triggers = [r.name for r in warned]
+    return False
+
+
+def _ab_step(
+    spec: RolloutSpec,
+    s: RolloutStatus,
+    now: datetime,
+    tick: Tick,
+    i: int,
+    step: Decide,
+    outcome: ABOutcome | None,
+) -> Tick:
+    ab = step.ab
+    elapsed = (now - (_parse(s.step_started_at) or now)).total_seconds()
+    if outcome is None or elapsed < parse_duration(ab.min_duration):
+        if elapsed > parse_duration(ab.max_duration):
+            _record_step(s, i, "Inconclusive", now)
+            return _finish(
+                tick,
+                "Aborted",
+                "SampleNotReached",
+                f"abTest: {ab.min_samples} requests per variant not reached within "
+                f"{ab.max_duration}; stable kept",
+                RestoreStable("abTest sample not reached"),
+                "Warning",
+            )
+        s.verdict, tick.reason = "Inconclusive", "Analyzing"
+        s.message = (
+            f"abTest at {s.canary_weight}%: collecting (need {ab.min_samples} requests per "
+            f"variant and {ab.min_duration})"
+        )
+        return tick
+    s.results = [result_status(outcome.result)]
+    s.verdict = outcome.result.verdict if outcome.result.verdict != "NoData" else "Inconclusive"
+    _record_step(s, i, s.verdict, now)
+    if outcome.winner == "canary":
+        return _finish(
+            tick,
+            "Promoted",
+            "CandidateWins",
+            f"abTest: the candidate wins on {ab.metric} ({outcome.result.reason})",
+            Promote(),
+        )
+    if outcome.winner == "stable":
+        return _finish(
+            tick,
+            "RolledBack",
+            "StableWins",
+            f"abTest: stable wins on {ab.metric} ({outcome.result.reason}); stable restored",
+            RestoreStable(outcome.result.reason, quarantine=True),
+            "Warning",
+        )
+    return _finish(
+        tick,
+        "Aborted",
+        "NoSignificantDifference",
+        f"abTest: no significant difference on {ab.metric} ({outcome.result.reason}); stable kept",
+        RestoreStable("no significant difference"),
+    )
+
+
+def _record_step(s: RolloutStatus, i: int, verdict: str, now: datetime) -> None:
+    s.step_results = [r for r in s.step_results if r.step != i]
+    s.step_results.append(
+        StepResult(
+            step=i,
+            verdict=verdict,
+            measurements=s.measurements,
+            finished_at=_ts(now),
+            results=list(s.results),
+        )
     )
 
 

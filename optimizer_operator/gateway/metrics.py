@@ -127,6 +127,13 @@ class GatewayMetrics:
             ("reason",),
             registry=r,
         )
+        self.mirrored = Counter(
+            "llmopt_gateway_mirrored",
+            "Requests copied to a mirror variant, by result (sent, skipped when the "
+            "gateway is busy).",
+            ("llm_config", "variant", "result"),
+            registry=r,
+        )
         self._series: dict[tuple[str, str, str, str], _VariantSeries] = {}
 
     def series(self, llm_config: str, variant: str, provider: str, model: str) -> _VariantSeries:

@@ -22,6 +22,7 @@ class RoutingTable:
     variant_set: VariantSet
     _bounds: tuple[int, ...]
     _live: tuple[Variant, ...]
+    mirror: Variant | None = None
 
     @classmethod
     def build(cls, variant_set: VariantSet) -> RoutingTable:
@@ -34,7 +35,8 @@ class RoutingTable:
             total += variant.weight
             bounds.append(total)
             live.append(variant)
-        return cls(variant_set, tuple(bounds), tuple(live))
+        mirror = next((v for v in variant_set.variants if v.mirror > 0), None)
+        return cls(variant_set, tuple(bounds), tuple(live), mirror)
 
     @property
     def llm_config(self) -> str:
@@ -44,3 +46,11 @@ class RoutingTable:
         """The variant for ``key``: bucket b goes to the first variant whose cumulative
         weight exceeds b, so a weight of w basis points gets exactly w of 10000 buckets."""
         return self._live[bisect.bisect_right(self._bounds, bucket(key))]
+
+    def mirror_for(self, key: str, served: Variant) -> Variant | None:
+        """The variant that also gets a copy of this request, if any: ``mirror`` basis
+        points of keys (hashed apart from the split, so the two are independent)."""
+        m = self.mirror
+        if m is None or m.id == served.id or bucket(key + "#mirror") >= m.mirror:
+            return None
+        return m

@@ -181,6 +181,7 @@ class Gateway:
         self._served_keys: dict[tuple[str, str], tuple[str, str]] = {}  # one tuple per variant
         self.in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._shadows: set[asyncio.Task[None]] = set()
         self._stop_watch = threading.Event()
         self._rng = random.Random()
 
@@ -226,9 +227,9 @@ class Gateway:
 
     async def _cleanup(self, app: web.Application) -> None:
         self._stop_watch.set()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._shadows]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._shadows, return_exceptions=True)
         await self.evaluations.stop()
         if self.recorder is not None:
             await self.recorder.stop()
@@ -431,6 +432,9 @@ class Gateway:
             headers=trace_headers,
         )
         response_id = f"chatcmpl-{request_id}"
+        shadow = table.mirror_for(headers.get(self.s.sticky_header) or request_id, variant)
+        if shadow is not None:
+            self._mirror(creq, client_params, shadow, llm_config, headers)
         if self.s.log_content:
             log.debug("request %s prompt=%r", request_id, prompt_text(messages))
         try:
@@ -467,6 +471,56 @@ class Gateway:
                 "X-LLMOpt-Variant": variant.id,
                 "X-LLMOpt-Config-Hash": variant.hash,
             },
+        )
+
+    def _mirror(
+        self,
+        creq: ChatRequest,
+        client_params: Parameters,
+        shadow: Variant,
+        llm_config: str,
+        headers: Any,
+    ) -> None:
+        """Send a copy of the request to ``shadow`` in the background (blue-green preview).
+        Its answer is measured and scored like any other, then dropped. Copies are
+        skipped (and counted) when the gateway is past half its in-flight limit, so
+        mirroring never costs the answered traffic its capacity."""
+        if len(self._shadows) >= self.s.max_in_flight // 2:
+            self.metrics.mirrored.labels(llm_config, shadow.id, "skipped").inc()
+            return
+        self.metrics.mirrored.labels(llm_config, shadow.id, "sent").inc()
+        params = client_params.model_copy(
+            update={k: v for k, v in shadow.parameters.model_dump().items() if v is not None}
+        )
+        copy = dataclasses.replace(
+            creq,
+            model=shadow.model,
+            parameters=params,
+            endpoint=shadow.endpoint,
+            request_id=creq.request_id + "-mirror",
+        )
+        task = asyncio.create_task(self._shadow(copy, shadow, llm_config, headers))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow(
+        self, creq: ChatRequest, variant: Variant, llm_config: str, headers: Any
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            result = await self._complete(creq, variant, llm_config)
+        except ProviderError as exc:
+            self._record_failure(exc, variant, llm_config, started, None)
+            return
+        self._succeeded(
+            result,
+            creq,
+            variant,
+            llm_config,
+            f"chatcmpl-{creq.request_id}",
+            started,
+            headers.get(self.s.reference_header),
+            None,
         )
 
     async def _complete(self, creq: ChatRequest, variant: Variant, llm_config: str) -> ChatResult:

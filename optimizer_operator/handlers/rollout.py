@@ -26,8 +26,10 @@ def _source() -> PrometheusSource | None:
     return PrometheusSource(url, timeout=timeout) if url else None
 
 
-def _active(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") not in TERMINAL
+def _active(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    """Tick unfinished rollouts, and finished ones a person asked to retry."""
+    retry_asked = int(spec.get("retry") or 0) > int(status.get("observedRetry") or 0)
+    return status.get("phase") not in TERMINAL or retry_asked
 
 
 @kopf.timer(GROUP, VERSION, ROLLOUT.plural, interval=TICK_SECONDS, when=_active)

@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from pydantic import ValidationError
+
 from optimizer_operator.analysis.canary import MetricResult, Verdict
-from optimizer_operator.analysis.measurement import Measurement
+from optimizer_operator.analysis.measurement import ABOutcome, Measurement, TriggerResult
 from optimizer_operator.api.rollout import RolloutSpec, RolloutStatus
-from optimizer_operator.decide.rollout import Promote, RestoreStable, SetWeight, Tick, progress
+from optimizer_operator.decide.rollout import (
+    Promote,
+    RestoreStable,
+    SetWeight,
+    Tick,
+    progress,
+    retry,
+)
 from optimizer_operator.observe.prometheus import MetricsUnavailable
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -143,8 +153,211 @@ def test_timed_pause_waits_then_continues() -> None:
     assert [t.status.phase for t in ticks] == ["Paused", "Paused", "Promoted", "Promoted"]
 
 
-def test_progress_deadline_aborts() -> None:
-    spec = _spec(progressDeadline="3m", steps=[{"setWeight": 20}, {"pause": {}}])
-    ticks = _run(spec, _script(), 5)
+def test_progress_deadline_aborts_a_step_that_never_completes() -> None:
+    spec = _spec(
+        progressDeadline="3m",
+        steps=[{"setWeight": 20}, {"analysis": {"measurements": 1}}],
+        analysis={"interval": "1m", "inconclusiveLimit": 10},
+    )
+    ticks = _run(spec, _script(*["Inconclusive"] * 5), 5)
     assert ticks[-1].status.phase == "Aborted"
     assert ticks[-1].reason == "ProgressDeadlineExceeded"
+
+
+def test_a_pause_until_promoted_is_not_cut_short_by_the_progress_deadline() -> None:
+    # As in Argo Rollouts: a rollout waiting for a person is not failing to progress.
+    spec = _spec(progressDeadline="3m", steps=[{"setWeight": 20}, {"pause": {}}])
+    ticks = _run(spec, _script(), 10)
+    assert ticks[-1].status.phase == "Paused" and ticks[-1].reason == "PauseStep"
+
+
+def _triggers(*rounds: list[tuple[str, str, bool]] | Exception | None) -> Callable[[], object]:
+    queue = list(rounds)
+
+    def watch() -> list[TriggerResult] | None:
+        item = queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        if item is None:
+            return None
+        return [TriggerResult(n, sev, b, 0.2, 0.01, "0.2 > max 0.05") for n, sev, b in item]
+
+    return watch
+
+
+def _walk(spec: RolloutSpec, ticks: int, **sources: object) -> list[Tick]:
+    status, out = RolloutStatus(), []
+    for n in range(ticks):
+        tick = progress(spec, status, T0 + n * timedelta(minutes=1), **sources)  # type: ignore[arg-type]
+        out.append(tick)
+        status = tick.status
+    return out
+
+
+def test_a_critical_trigger_rolls_back_during_a_pause_and_quarantines() -> None:
+    spec = _spec(
+        steps=[{"setWeight": 20}, {"pause": {}}],
+        analysis={
+            "interval": "1m",
+            "rollbackTriggers": [{"name": "error_rate", "max": "0.05"}],
+        },
+    )
+    watch = _triggers([("error_rate", "critical", False)], [("error_rate", "critical", True)])
+    ticks = _walk(spec, 3, observe=_script(), watch=watch)
+    assert [t.status.phase for t in ticks] == ["Paused", "Paused", "RolledBack"]
+    assert ticks[2].reason == "RollbackTrigger"
+    assert ticks[2].actions == [RestoreStable("error_rate: 0.2 > max 0.05", quarantine=True)]
+    assert "error_rate" in (ticks[2].status.message or "")
+
+
+def test_warning_triggers_only_warn_once_and_missing_data_never_rolls_back() -> None:
+    spec = _spec(
+        steps=[{"setWeight": 20}, {"pause": {}}],
+        analysis={
+            "interval": "1m",
+            "rollbackTriggers": [{"name": "cost_per_request_usd", "maxIncrease": "0.5"}],
+        },
+    )
+    watch = _triggers(
+        [("cost", "warning", True)],
+        [("cost", "warning", True)],
+        MetricsUnavailable("prometheus down"),
+        None,  # below the minimum sample
+    )
+    ticks = _walk(spec, 5, observe=_script(), watch=watch)
+    assert all(t.status.phase == "Paused" for t in ticks)
+    warnings = [e for t in ticks for e in t.events if e[1] == "TriggerWarning"]
+    assert len(warnings) == 1
+    assert not [a for t in ticks[1:] for a in t.actions]
+
+
+def test_blue_green_mirrors_measures_then_switches() -> None:
+    spec = RolloutSpec.model_validate(
+        {
+            "targetRef": {"name": "bot"},
+            "candidate": {"provider": "simulator", "model": "sim-small"},
+            "strategy": "blueGreen",
+            "blueGreen": {"mirrorPercent": 50, "measurements": 2},
+            "analysis": {"interval": "1m"},
+        }
+    )
+    ticks = _walk(spec, 4, observe=_script("Pass", "Pass"))
+    assert ticks[0].actions == [SetWeight(0, mirror=50)]
+    assert ticks[0].status.mirror_percent == 50 and ticks[0].status.canary_weight == 0
+    assert ticks[2].actions == [Promote()] and ticks[2].reason == "AllStepsPassed"
+    assert [r.step for r in ticks[2].status.step_results] == [1]
+
+
+def test_blue_green_without_auto_promotion_waits_for_a_person() -> None:
+    spec = RolloutSpec.model_validate(
+        {
+            "targetRef": {"name": "bot"},
+            "candidate": {"provider": "simulator", "model": "sim-small"},
+            "strategy": "blueGreen",
+            "blueGreen": {
+                "preview": "split",
+                "previewWeight": 5,
+                "measurements": 1,
+                "autoPromote": False,
+            },
+        }
+    )
+    ticks = _walk(spec, 4, observe=_script("Pass"))
+    assert ticks[0].actions == [SetWeight(5)]
+    assert ticks[-1].status.phase == "Paused" and ticks[-1].reason == "PauseStep"
+    promoted = progress(
+        spec.model_copy(update={"step_promotions": 1}),
+        ticks[-1].status,
+        T0 + timedelta(minutes=5),
+        _script(),
+    )
+    assert promoted.actions == [Promote()]
+
+
+def _ab(winner: str | None) -> Callable[[float], ABOutcome | None]:
+    def decide(_: float) -> ABOutcome | None:
+        if winner is None:
+            return None
+        verdict = {"canary": "Pass", "stable": "Fail", "none": "Marginal"}[winner]
+        return ABOutcome(
+            winner,
+            MetricResult("quality_score", 0.8, 0.7, 0.14, 0.001, "High", verdict, "x"),  # type: ignore[arg-type]
+        )
+
+    return decide
+
+
+def test_ab_test_waits_for_the_sample_and_minimum_duration_then_picks_the_winner() -> None:
+    spec = RolloutSpec.model_validate(
+        {
+            "targetRef": {"name": "bot"},
+            "candidate": {"provider": "simulator", "model": "sim-small"},
+            "strategy": "abTest",
+            "abTest": {"weight": 30, "minDuration": "3m"},
+        }
+    )
+    ticks = _walk(spec, 5, observe=_script(), decide_ab=_ab("canary"))
+    assert ticks[0].actions == [SetWeight(30)]
+    assert [t.status.phase for t in ticks[:3]] == ["Progressing"] * 3
+    assert ticks[3].reason == "CandidateWins" and ticks[3].actions == [Promote()]
+    lost = _walk(spec, 5, observe=_script(), decide_ab=_ab("stable"))
+    assert lost[3].reason == "StableWins" and lost[3].status.phase == "RolledBack"
+    assert lost[3].actions[0].quarantine  # type: ignore[union-attr]
+    tie = _walk(spec, 5, observe=_script(), decide_ab=_ab("none"))
+    assert tie[3].reason == "NoSignificantDifference"
+    assert not tie[3].actions[0].quarantine  # type: ignore[union-attr]
+
+
+def test_ab_test_gives_up_after_max_duration_without_the_sample() -> None:
+    spec = RolloutSpec.model_validate(
+        {
+            "targetRef": {"name": "bot"},
+            "candidate": {"provider": "simulator", "model": "sim-small"},
+            "strategy": "abTest",
+            "abTest": {"minDuration": "1m", "maxDuration": "3m"},
+        }
+    )
+    ticks = _walk(spec, 6, observe=_script(), decide_ab=_ab(None))
+    assert ticks[4].status.phase == "Aborted" and ticks[4].reason == "SampleNotReached"
+
+
+def test_strategy_settings_must_match_the_strategy() -> None:
+    with pytest.raises(ValidationError, match="takes no steps"):
+        _spec(strategy="abTest")
+    with pytest.raises(ValidationError, match="only valid with strategy abTest"):
+        RolloutSpec.model_validate(
+            {
+                "targetRef": {"name": "bot"},
+                "candidate": {"provider": "simulator", "model": "x"},
+                "abTest": {},
+            }
+        )
+
+
+def test_step_promotion_skips_one_analysis_step() -> None:
+    ticks = _run(_spec(), _script("Pass"), 2)  # at step 1, one measurement of two taken
+    assert ticks[-1].status.current_step_index == 1
+    nxt = progress(_spec(stepPromotions=1), ticks[-1].status, T0 + timedelta(minutes=2), _script())
+    assert nxt.status.current_step_index == 3 and nxt.actions == [SetWeight(50)]
+    assert ("Normal", "StepPromoted", "step 1 skipped by a person") in nxt.events
+    again = progress(
+        _spec(stepPromotions=1), nxt.status, T0 + timedelta(minutes=3), _script("Pass")
+    )
+    assert again.status.observed_step_promotions == 1 and again.actions == [Promote()]
+
+
+def test_replica_canary_waits_for_its_pods() -> None:
+    spec = _spec(steps=[{"setWeight": 25}, {"pause": {}}])
+    ready = iter([(False, "canary pods 0/1 available"), (True, "")])
+    ticks = _walk(spec, 2, observe=_script(), pods_ready=lambda w: next(ready))
+    assert ticks[0].reason == "WaitingForCanaryPods" and ticks[0].actions == [SetWeight(25)]
+    assert ticks[1].actions == [] and ticks[1].reason == "PauseStep"
+
+
+def test_retry_restarts_only_a_finished_rollout() -> None:
+    done = RolloutStatus(phase="RolledBack", failures=1, current_step_index=3)
+    fresh = retry(_spec(retry=1), done)
+    assert fresh is not None and fresh.phase is None and fresh.retries == 1
+    assert fresh.observed_retry == 1
+    assert retry(_spec(retry=1), RolloutStatus(phase="Progressing")) is None
+    assert retry(_spec(retry=1), fresh) is None

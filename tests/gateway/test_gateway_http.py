@@ -413,3 +413,32 @@ async def test_over_the_in_flight_limit_requests_are_shed_with_503(
     assert all(a[1]["error"]["type"] == "overloaded" and a[2]["Retry-After"] == "1" for a in shed)
     assert gateway.in_flight == 0
     assert metric_value(gateway, "llmopt_gateway_rejected_total", reason="overloaded") == 3
+
+
+async def test_mirrored_copies_are_measured_but_never_answer(
+    start_gateway: GatewayFactory,
+) -> None:
+    """Blue-green preview: every answer comes from stable; the mirror variant gets copies
+    of about ``mirror`` of the requests, counted in its own metrics."""
+    mirror = {**variant("c1", 0, model="sim-small"), "mirror": 5000}
+    gateway, url = await start_gateway(
+        [variant("v1", 10000, role="stable"), mirror],
+        providers={"simulator": SimulatorProvider(time_scale=0)},
+    )
+    n = 400
+    async with aiohttp.ClientSession() as s:
+        answers = await asyncio.gather(
+            *(post_chat(s, url, headers={"X-Request-Id": f"m-{i}"}) for i in range(n))
+        )
+    assert {a[2]["X-LLMOpt-Variant"] for a in answers} == {"v1"}
+    assert all(a[0] == 200 and a[1]["model"] == "sim-medium" for a in answers)
+    for _ in range(100):  # copies finish in the background, after the answers
+        if not gateway._shadows:
+            break
+        await asyncio.sleep(0.02)
+    expected = sum(bucket(f"m-{i}#mirror") < 5000 for i in range(n))
+    sent = metric_value(gateway, "llmopt_gateway_mirrored_total", variant="c1", result="sent")
+    assert sent == expected
+    assert 150 < expected < 250  # the hash spreads keys evenly (about half of 400)
+    answered = metric_value(gateway, "llmopt_requests_total", variant="c1", status="200")
+    assert answered == expected

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client
 
@@ -177,7 +178,7 @@ def test_operator_killed_mid_rollout_resumes_at_the_right_step(
         key = f"{e.reason}: {e.message}"
         counts[key] = counts.get(key, 0) + (e.count or 1)
     # Each transition happened once: the restart repeated no step.
-    assert counts["Started: rollout started with 4 steps"] == 1
+    assert counts["Started: canary rollout started with 4 steps"] == 1
     assert counts["WeightSet: step 0: candidate weight 20%"] == 1
     assert counts["WeightSet: step 2: candidate weight 40%"] == 1
 
@@ -236,29 +237,192 @@ def test_a_spec_change_is_delivered_by_canary_when_asked(
     assert len(rollouts["items"]) == 1  # one rollout per change, never repeated
 
 
-def test_strategies_not_built_yet_are_refused_without_moving_traffic(
+def _llmc_status(api: client.ApiClient, ns: str) -> dict[str, Any]:
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, ns, "llmconfigs", "bot"
+    )
+    return dict(obj.get("status") or {})
+
+
+def _reasons(api: client.ApiClient, ns: str, name: str) -> list[str]:
+    items = (
+        client.CoreV1Api(api)
+        .list_namespaced_event(ns, field_selector=f"involvedObject.name={name}")
+        .items
+    )
+    return [e.reason for e in items]
+
+
+def test_a_quarantined_candidate_is_not_retried_automatically_until_a_person_retries(
     api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str
 ) -> None:
-    _setup(kubeconfig, namespace, "bg")
-    wait_for(lambda: _status(api, namespace, "bg").get("phase") == "Paused", 30, "canary runs")
-    doc = {
+    custom = client.CustomObjectsApi(api)
+    _setup(kubeconfig, namespace, "first")
+    wait_for(lambda: _status(api, namespace, "first").get("phase") == "Paused", 30, "first runs")
+    assert _cli(kubeconfig, "rollout", "abort", "first", "-n", namespace).returncode == 0
+    wait_for(lambda: _status(api, namespace, "first").get("phase") == "Aborted", 30, "aborted")
+    assert _llmc_status(api, namespace).get("quarantine") in (None, [])  # a person's abort
+    # As if an earlier rollout had failed its analysis on this candidate:
+    candidate = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "rollouts", "first")
+    chash = _status(api, namespace, "first")["candidateHash"]
+    entry = {
+        "hash": chash,
+        "model": candidate["spec"]["candidate"]["model"],
+        "rollout": "earlier",
+        "reason": "error_rate: +3.0 points",
+        "at": "2026-11-25T00:00:00Z",
+    }
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, "llmconfigs", "bot", {"status": {"quarantine": [entry]}}
+    )
+    auto = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Rollout",
-        "metadata": {"name": "blue", "namespace": namespace},
+        "metadata": {"name": "trial-7", "namespace": namespace},
         "spec": {
             "targetRef": {"name": "bot"},
-            "strategy": "blueGreen",
-            "candidate": {"provider": "simulator", "model": "sim-large"},
+            "candidate": candidate["spec"]["candidate"],
+            "steps": [{"setWeight": 20}, {"pause": {}}],
+            "trial": {"policy": "p", "number": 7},
         },
     }
-    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(doc))
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(auto))
+    wait_for(lambda: _status(api, namespace, "trial-7").get("phase") == "Failed", 30, "refused")
+    status = _status(api, namespace, "trial-7")
+    assert "rolled back by Rollout earlier" in status["message"]
+    assert "Quarantined" in _reasons(api, namespace, "trial-7")
+    assert _weights(api, namespace) == [10000]  # nothing moved
+    # A person retries: the quarantine is lifted and the rollout runs from step 0.
+    out = _cli(kubeconfig, "rollout", "retry", "trial-7", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: _status(api, namespace, "trial-7").get("phase") == "Paused", 30, "rerun")
+    assert _status(api, namespace, "trial-7")["retries"] == 1
+    assert _llmc_status(api, namespace)["quarantine"] == []
+    assert _weights(api, namespace) == [8000, 2000]
+    # promote --full skips the pause and every step left.
+    assert (
+        _cli(kubeconfig, "rollout", "promote", "trial-7", "--full", "-n", namespace).returncode == 0
+    )
+    wait_for(lambda: _status(api, namespace, "trial-7").get("phase") == "Promoted", 30, "done")
+    assert "Retried" in _reasons(api, namespace, "trial-7")
 
-    def refused() -> dict[str, Any] | None:
-        ready = [
-            c for c in _status(api, namespace, "blue").get("conditions", []) if c["type"] == "Ready"
-        ]
-        return ready[0] if ready and ready[0]["status"] == "False" else None
 
-    cond = wait_for(refused, 30, "Ready=False on the blueGreen rollout")
-    assert cond["reason"] == "NotSupported" and cond["message"].startswith("spec.strategy:")
-    assert _weights(api, namespace) == [8000, 2000]  # only the canary rollout's split
+def _deployment(namespace: str) -> dict[str, Any]:
+    labels = {"app": "chat"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "chat", "namespace": namespace},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "example.invalid/chat:1",
+                            "env": [
+                                {
+                                    "name": "VARIANTS",
+                                    "valueFrom": {
+                                        "configMapKeyRef": {
+                                            "name": "bot-llm-config",
+                                            "key": "variants.json",
+                                        }
+                                    },
+                                }
+                            ],
+                            "volumeMounts": [{"name": "llm", "mountPath": "/etc/llm"}],
+                        }
+                    ],
+                    "volumes": [{"name": "llm", "configMap": {"name": "bot-llm-config"}}],
+                },
+            },
+        },
+    }
+
+
+def test_replica_split_creates_scales_and_removes_the_canary_deployment(
+    api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str
+) -> None:
+    """No kubelet runs on the local control plane, so no pod ever starts: the test plays
+    the deployment controller and sets the canary Deployment's availableReplicas."""
+    apps = client.AppsV1Api(api)
+    docs = [
+        _deployment(namespace),
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "LLMConfig",
+            "metadata": {"name": "bot", "namespace": namespace},
+            "spec": {
+                "provider": "simulator",
+                "model": "sim-medium",
+                "target": {"deployment": {"name": "chat"}},
+            },
+        },
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Rollout",
+            "metadata": {"name": "pods", "namespace": namespace},
+            "spec": {
+                "targetRef": {"name": "bot"},
+                "trafficRouting": "replicas",
+                "candidate": {"provider": "simulator", "model": "sim-small"},
+                "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}],
+            },
+        },
+    ]
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+    def canary() -> Any:
+        try:
+            return apps.read_namespaced_deployment("chat-canary", namespace)
+        except client.exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def waiting() -> bool:
+        return any(
+            c["reason"] == "WaitingForCanaryPods"
+            for c in _status(api, namespace, "pods").get("conditions", [])
+        )
+
+    wait_for(lambda: canary() is not None and waiting(), 30, "the canary Deployment")
+    dep = canary()
+    assert dep.spec.replicas == 1  # ceil(3 * 25 / 75)
+    assert dep.metadata.owner_references[0].kind == "Rollout"
+    pod = dep.spec.template.spec
+    assert pod.volumes[0].config_map.name == "bot-llm-config-canary"
+    assert pod.containers[0].env[0].value_from.config_map_key_ref.name == "bot-llm-config-canary"
+    cm = client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config-canary", namespace)
+    variants = json.loads(cm.data["variants.json"])["variants"]
+    assert [(v["model"], v["weight"]) for v in variants] == [("sim-small", 10000)]
+    assert _weights(api, namespace) == [10000]  # the stable pods keep the stable config
+    assert apps.read_namespaced_deployment("chat", namespace).spec.replicas == 3  # untouched
+
+    def pods_up(n: int) -> None:
+        apps.patch_namespaced_deployment_status(
+            "chat-canary",
+            namespace,
+            {"status": {"replicas": n, "availableReplicas": n, "readyReplicas": n}},
+        )
+
+    pods_up(1)
+    wait_for(lambda: _status(api, namespace, "pods").get("currentStepIndex") == 1, 30, "step 1")
+    assert _cli(kubeconfig, "rollout", "promote", "pods", "-n", namespace).returncode == 0
+    wait_for(lambda: canary().spec.replicas == 3 and waiting(), 30, "scaled to 50%")
+    assert _status(api, namespace, "pods")["canaryReplicas"] == 3
+    pods_up(3)
+    wait_for(lambda: _status(api, namespace, "pods").get("currentStepIndex") == 3, 30, "step 3")
+    assert _cli(kubeconfig, "rollout", "promote", "pods", "-n", namespace).returncode == 0
+    wait_for(lambda: _status(api, namespace, "pods").get("phase") == "Promoted", 30, "Promoted")
+    assert canary() is None
+    with pytest.raises(client.exceptions.ApiException):
+        client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config-canary", namespace)
+    chash = _status(api, namespace, "pods")["candidateHash"]
+    template = apps.read_namespaced_deployment("chat", namespace).spec.template
+    assert template.metadata.annotations["optimizer.llmops.dev/config-hash"] == chash
+    assert "CanaryRemoved" in _reasons(api, namespace, "pods")
