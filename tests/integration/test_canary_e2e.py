@@ -357,3 +357,118 @@ async def test_latency_and_error_regressions_are_rolled_back(
     assert metric in failing and metric in status["message"]
     cm = client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config", namespace)
     assert [v["weight"] for v in json.loads(cm.data["variants.json"])["variants"]] == [10000]
+
+
+def _llmc_status(api: client.ApiClient, namespace: str) -> dict[str, Any]:
+    llmc = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "llmconfigs", "bot"
+    )
+    return dict(llmc.get("status") or {})
+
+
+@pytest.mark.timeout(240)
+async def test_an_ab_test_promotes_the_significantly_better_candidate(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _apply(kubeconfig, _llmconfig(namespace))
+    async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
+        rollout = _rollout(
+            namespace, "ab", {"provider": "simulator", "model": "sim-large"}
+        )  # quality 0.92 by the oracle, against sim-medium's 0.84
+        del rollout["spec"]["steps"]
+        rollout["spec"]["strategy"] = "abTest"
+        rollout["spec"]["abTest"] = {"weight": 50, "minSamples": 300, "minDuration": "24s"}
+        _apply(kubeconfig, rollout)
+        ro = await _until_terminal(api, namespace, "ab")
+    status = ro["status"]
+    assert status["phase"] == "Promoted", status
+    assert "the candidate wins on quality_score" in status["message"]
+    (result,) = status["results"]
+    assert result["metric"] == "quality_score" and float(result["pValue"]) < 0.05
+    assert float(result["canary"]) > float(result["stable"])
+    assert status["stepResults"][-1]["verdict"] == "Pass"
+    assert _llmc_status(api, namespace)["history"][-1]["model"] == "sim-large"
+
+
+@pytest.mark.timeout(240)
+async def test_blue_green_mirrors_then_switches_all_traffic(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _apply(kubeconfig, _llmconfig(namespace))
+    custom = client.CustomObjectsApi(api)
+    async with traffic(kubeconfig, namespace, prometheus, monkeypatch) as gateway:
+        rollout = _rollout(
+            namespace,
+            "bg",
+            {
+                "provider": "simulator",
+                "model": "sim-medium",
+                "parameters": {"temperature": "0.35", "maxTokens": 512},
+            },
+        )
+        del rollout["spec"]["steps"]
+        rollout["spec"]["strategy"] = "blueGreen"
+        rollout["spec"]["blueGreen"] = {"preview": "mirror", "measurements": 2}
+        _apply(kubeconfig, rollout)
+        for _ in range(60):
+            status = custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "rollouts", "bg"
+            ).get("status", {})
+            if status.get("mirrorPercent"):
+                break
+            await asyncio.sleep(0.5)
+        assert status["canaryWeight"] == 0 and status["mirrorPercent"] == 100
+        ro = await _until_terminal(api, namespace, "bg")
+        canary = ro["status"]["canaryVariant"]
+        copies = sum(
+            s.value
+            for fam in gateway.metrics.registry.collect()
+            for s in fam.samples
+            if s.name == "llmopt_gateway_mirrored_total" and s.labels["variant"] == canary
+        )
+    status = ro["status"]
+    assert status["phase"] == "Promoted" and "all traffic switched" in status["message"], status
+    assert copies > 100  # the candidate was judged on copies of live requests
+    history = _llmc_status(api, namespace)["history"]
+    assert history[-1]["parameters"]["temperature"] == "0.35"
+    cm = client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config", namespace)
+    assert [v["weight"] for v in json.loads(cm.data["variants.json"])["variants"]] == [10000]
+
+
+@pytest.mark.timeout(240)
+async def test_a_critical_trigger_rolls_back_during_a_pause_and_quarantines_the_candidate(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _apply(kubeconfig, _llmconfig(namespace))
+    async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
+        rollout = _rollout(namespace, "guarded", {"provider": "simulator", "model": "sim-small"})
+        # No analysis step at all: only the background trigger can stop this candidate.
+        rollout["spec"]["steps"] = [{"setWeight": 30}, {"pause": {}}]
+        rollout["spec"]["analysis"]["rollbackTriggers"] = [
+            {"name": "quality_score", "severity": "critical", "maxDecrease": "0.1"}
+        ]
+        _apply(kubeconfig, rollout)
+        ro = await _until_terminal(api, namespace, "guarded")
+    status = ro["status"]
+    assert status["phase"] == "RolledBack", status
+    assert "critical rollback trigger at step 1" in status["message"]
+    assert "quality_score" in status["message"]
+    (entry,) = _llmc_status(api, namespace)["quarantine"]
+    assert entry["hash"] == status["candidateHash"] and entry["rollout"] == "guarded"
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "RollbackTrigger"
