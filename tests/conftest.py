@@ -115,7 +115,13 @@ def operator_process(
     Prometheus and ticking every second."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     proc = OperatorProcess(
-        kubeconfig, log, {"LLMOPT_PROMETHEUS_URL": prometheus.url, "LLMOPT_ROLLOUT_TICK": "1"}
+        kubeconfig,
+        log,
+        {
+            "LLMOPT_PROMETHEUS_URL": prometheus.url,
+            "LLMOPT_ROLLOUT_TICK": "1",
+            "LLMOPT_POLICY_TICK": "1",
+        },
     )
     yield proc
     proc.stop()

@@ -16,7 +16,7 @@ from .common import (
     LocalObjectReference,
     parse_decimal,
 )
-from .llmconfig import ModelName, ProviderName
+from .llmconfig import Endpoint, ModelName, ProviderName
 from .rollout import Analysis, MetricName, PromQL, Step
 
 ParameterName = Literal[
@@ -52,6 +52,9 @@ class ModelChoice(ApiModel):
 
     provider: ProviderName
     model: ModelName
+    endpoint: Endpoint | None = Field(
+        default=None, description="Endpoint and key (default: stable's, same provider)."
+    )
 
 
 class ModelCondition(ApiModel):
@@ -137,6 +140,13 @@ class Trigger(ApiModel):
         missing = [n for n in needed if getattr(self, n) is None]
         if missing:
             raise FieldProblem(missing[0], f"{self.type} trigger needs {', '.join(missing)}")
+        if self.cron is not None:
+            from ..decide.triggers import CronError, parse_cron
+
+            try:
+                parse_cron(self.cron)
+            except CronError as exc:
+                raise FieldProblem("cron", str(exc)) from None
         return self
 
 
@@ -159,6 +169,18 @@ class Budgets(ApiModel):
 
     max_trials: int | None = Field(default=None, ge=1, description="Trials in the study.")
     max_rollouts_per_day: int = Field(default=6, ge=0, description="Default: 6.")
+    max_consecutive_failures: int = Field(
+        default=3,
+        ge=1,
+        description="Circuit breaker: after this many failed trials in a row the policy stops "
+        "proposing for coolOff. Default: 3.",
+    )
+    cool_off: Duration = Field(default="6h", description="Circuit breaker pause. Default: 6h.")
+    min_improvement: DecimalString = Field(
+        default="0",
+        description="Promote a trial only when its weighted relative improvement over stable "
+        'exceeds this ("0.02" = 2%). Default: "0".',
+    )
 
 
 class RuleAction(ApiModel):
@@ -236,6 +258,28 @@ LoopState = Literal[
 ]
 
 
+class TrialRecord(ApiModel):
+    """One trial of the study, as kept in status (the study is rebuilt from these)."""
+
+    number: int = Field(ge=0)
+    params: dict[str, str] = Field(default_factory=dict, description="Suggested values.")
+    hash: str = Field(description="Config hash of the candidate.")
+    state: Literal["Running", "Complete", "Failed"]
+    outcome: str = Field(
+        default="",
+        description="Baseline, Promoted, NotBetter, RolledBack, Infeasible, Recommended, ...",
+    )
+    values: list[str] | None = Field(default=None, description="Objective values, in order.")
+    constraints: dict[str, str] = Field(
+        default_factory=dict, description="Constraint values; feasible when all <= 0."
+    )
+    score: str | None = Field(default=None, description="Weighted improvement over stable.")
+    rollout: str | None = None
+    reason: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
 class OptimizationPolicyStatus(ApiModel):
     """Observed state of an OptimizationPolicy."""
 
@@ -249,3 +293,17 @@ class OptimizationPolicyStatus(ApiModel):
     last_decision: str | None = Field(default=None, description="Last decision and why.")
     last_cycle_time: str | None = Field(default=None)
     message: str | None = None
+    trial_records: list[TrialRecord] = Field(default_factory=list, description="Oldest first.")
+    best: TrialRecord | None = Field(default=None, description="Chosen point of the front.")
+    pareto_front: list[int] = Field(default_factory=list, description="Trial numbers.")
+    recommendation: TrialRecord | None = Field(
+        default=None, description="mode recommend: what would be rolled out."
+    )
+    seen_config_hash: str | None = Field(
+        default=None, description="LLMConfig stable hash at the last cycle (event triggers)."
+    )
+    consecutive_failures: int = Field(default=0, ge=0)
+    breaker_open_until: str | None = Field(default=None, description="Circuit breaker.")
+    importance: dict[str, str] = Field(
+        default_factory=dict, description="Parameter importance (Optuna's evaluator)."
+    )

@@ -7,6 +7,8 @@ from functools import lru_cache
 
 from kubernetes import client, config
 
+from ..observe.prometheus import PrometheusSource
+
 
 def load_config() -> None:
     """In-cluster credentials when running in a pod, else the kubeconfig."""
@@ -32,3 +34,11 @@ def apps() -> client.AppsV1Api:
 
 def custom() -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api_client())
+
+
+@lru_cache(maxsize=1)
+def metric_source() -> PrometheusSource | None:
+    """One Prometheus client (and HTTP session) for all handlers, not one per tick."""
+    url = os.environ.get("LLMOPT_PROMETHEUS_URL")
+    timeout = float(os.environ.get("LLMOPT_PROMETHEUS_TIMEOUT", "10"))
+    return PrometheusSource(url, timeout=timeout) if url else None

@@ -1,29 +1,23 @@
-"""OptimizationPolicy handlers (validation and status; the loop comes with its issue)."""
+"""OptimizationPolicy handler: a timer per policy that runs one cycle of its control loop."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import kopf
 
-from ..act.targets import accept_targeting
-from ..api import GROUP, OPTIMIZATION_POLICY, VERSION, OptimizationPolicySpec
+from ..act.policy import run_cycle
+from ..api import GROUP, OPTIMIZATION_POLICY, VERSION
 from . import clients
 from .status import apply_outcome, body_dict
 
+TICK_SECONDS = float(os.environ.get("LLMOPT_POLICY_TICK", "15"))
 
-@kopf.on.resume(GROUP, VERSION, OPTIMIZATION_POLICY.plural)
-@kopf.on.create(GROUP, VERSION, OPTIMIZATION_POLICY.plural)
-@kopf.on.update(GROUP, VERSION, OPTIMIZATION_POLICY.plural)
-def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Validate the policy and its target; report the loop as Idle."""
-    outcome = accept_targeting(
-        body_dict(body),
-        OptimizationPolicySpec,
-        custom=clients.custom(),
-        ready_reason="Accepted",
-        ready_message="policy is valid and its LLMConfig exists; the optimization loop is "
-        "not implemented in this version, so no trials run",
-        extra_status={"state": "Idle"},
-    )
+
+@kopf.timer(GROUP, VERSION, OPTIMIZATION_POLICY.plural, interval=TICK_SECONDS, initial_delay=0)
+def cycle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Settle trials, check triggers and gates, propose the next trial; status says why."""
+    outcome = run_cycle(body_dict(body), custom=clients.custom(), source=clients.metric_source())
+    outcome.retry_after = None  # the timer is the retry
     apply_outcome(outcome, body, patch)

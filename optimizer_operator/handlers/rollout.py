@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from typing import Any
 
 import kopf
@@ -11,19 +10,10 @@ import kopf
 from ..act.rollout import reconcile_rollout
 from ..api import GROUP, ROLLOUT, VERSION
 from ..decide.rollout import TERMINAL
-from ..observe.prometheus import PrometheusSource
 from . import clients
 from .status import apply_outcome, body_dict
 
 TICK_SECONDS = float(os.environ.get("LLMOPT_ROLLOUT_TICK", "10"))
-
-
-@lru_cache(maxsize=1)
-def _source() -> PrometheusSource | None:
-    """One Prometheus client (and HTTP session) for all rollouts, not one per tick."""
-    url = os.environ.get("LLMOPT_PROMETHEUS_URL")
-    timeout = float(os.environ.get("LLMOPT_PROMETHEUS_TIMEOUT", "10"))
-    return PrometheusSource(url, timeout=timeout) if url else None
 
 
 def _active(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
@@ -40,7 +30,7 @@ def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         core=clients.core(),
         apps=clients.apps(),
         custom=clients.custom(),
-        source=_source(),
+        source=clients.metric_source(),
     )
     outcome.retry_after = None  # the timer is the retry
     apply_outcome(outcome, body, patch)

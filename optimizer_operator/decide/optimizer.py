@@ -1,0 +1,339 @@
+"""The optimizer: one Optuna study per OptimizationPolicy, driven by ask and tell.
+
+The study lives in the policy's ``status.trialRecords`` (or PostgreSQL when
+configured) and is rebuilt from them on every cycle, so an operator restart
+loses nothing: each record is enqueued and re-told with the values and
+constraints it had. Objectives carry their directions; constraints go through
+``trial.set_constraint`` so samplers learn the infeasible regions; the sampler
+is the one the policy names, seeded as it says.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from ..api.common import parse_decimal
+from ..api.llmconfig import ModelConfig, Parameters
+from ..api.policy import (
+    Constraints,
+    Objective,
+    OptimizationPolicySpec,
+    ParameterRange,
+    Sampler,
+    SearchSpace,
+    TrialRecord,
+)
+
+MODEL = "model"
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+log = logging.getLogger(__name__)
+
+
+class SamplerUnavailable(RuntimeError):
+    """The policy names a sampler this installation cannot run."""
+
+
+def model_key(provider: str, model: str) -> str:
+    return f"{provider}/{model}"
+
+
+def _f(value: str | None) -> float | None:
+    return None if value is None else float(parse_decimal(value))
+
+
+def distribution(p: ParameterRange) -> BaseDistribution:
+    """The Optuna distribution of one parameter range."""
+    if p.type == "categorical":
+        return CategoricalDistribution(list(p.choices or []))
+    low, high, step = _f(p.low), _f(p.high), _f(p.step)
+    assert low is not None and high is not None
+    if p.type == "int":
+        return IntDistribution(
+            int(low), int(high), log=p.log, step=1 if p.log or step is None else int(step)
+        )
+    return FloatDistribution(low, high, log=p.log, step=None if p.log else step)
+
+
+def _active(p: ParameterRange, model: str) -> bool:
+    return p.when is None or model.split("/", 1)[-1] in p.when.models
+
+
+def distributions(space: SearchSpace, model: str) -> dict[str, BaseDistribution]:
+    """The distributions a trial with ``model`` uses (conditional parameters included
+    only when their ``when`` matches)."""
+    out: dict[str, BaseDistribution] = {}
+    if space.models:
+        out[MODEL] = CategoricalDistribution([model_key(m.provider, m.model) for m in space.models])
+    for p in space.parameters:
+        if _active(p, model):
+            out[p.name] = distribution(p)
+    return out
+
+
+def sampler_for(spec: Sampler, n_objectives: int) -> optuna.samplers.BaseSampler:
+    """The sampler the policy names, pinned explicitly (never Optuna's default choice)."""
+    if spec.name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=spec.seed, n_startup_trials=4, multivariate=True, constant_liar=True
+        )
+    if spec.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=8)
+    if spec.name == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise SamplerUnavailable(
+            "spec.sampler.name: gp needs PyTorch, which is not installed in the operator "
+            "image; use tpe, nsga2 or random (or install torch)"
+        )
+    return optuna.samplers.GPSampler(seed=spec.seed)
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _decode(params: dict[str, str], dists: dict[str, BaseDistribution]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in params.items():
+        d = dists.get(name)
+        if isinstance(d, IntDistribution):
+            out[name] = int(raw)
+        elif isinstance(d, FloatDistribution):
+            out[name] = float(raw)
+        else:
+            out[name] = raw
+    return out
+
+
+def _model_of(params: dict[str, str], stable: ModelConfig) -> str:
+    return params.get(MODEL) or model_key(stable.provider, stable.model)
+
+
+def build_study(
+    spec: OptimizationPolicySpec,
+    records: Sequence[TrialRecord],
+    stable: ModelConfig,
+    storage: optuna.storages.BaseStorage | None = None,
+    study_name: str | None = None,
+) -> optuna.Study:
+    """The policy's study with every recorded trial told again (in-memory storage), or
+    loaded as it is (a persistent storage that already holds them)."""
+    directions = [o.direction for o in spec.objectives]
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        directions=directions,
+        sampler=sampler_for(spec.sampler, len(directions)),
+        load_if_exists=storage is not None,
+    )
+    if storage is not None and len(study.trials) >= len(records):
+        return study
+    for r in records:
+        dists = distributions(spec.search_space, _model_of(r.params, stable))
+        dists = {k: v for k, v in dists.items() if k in r.params}
+        study.enqueue_trial(_decode(r.params, dists))
+        trial = study.ask(dists)
+        if r.state == "Complete" and r.values is not None:
+            for key, value in r.constraints.items():
+                trial.set_constraint(key, float(value))
+            study.tell(trial, [float(v) for v in r.values])
+        elif r.state == "Failed":
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        # Running trials stay running: TPE's constant liar keeps the next ask away.
+    return study
+
+
+def warm_start(study: optuna.Study, spec: OptimizationPolicySpec, stable: ModelConfig) -> bool:
+    """Enqueue the stable configuration as the first trial (its baseline), with the
+    parameters the search space can express; True when enqueued."""
+    if study.trials:
+        return False
+    key = model_key(stable.provider, stable.model)
+    params: dict[str, Any] = {}
+    space = spec.search_space
+    if space.models:
+        if key not in [model_key(m.provider, m.model) for m in space.models]:
+            return False  # stable is outside the space: no baseline trial
+        params[MODEL] = key
+    current = stable.parameters.to_wire()
+    for p in space.parameters:
+        if not _active(p, key) or p.name not in current:
+            continue
+        d = distribution(p)
+        value = _decode({p.name: str(current[p.name])}, {p.name: d})[p.name]
+        if isinstance(d, CategoricalDistribution):
+            value = str(current[p.name])
+        if d._contains(d.to_internal_repr(value)):
+            params[p.name] = value
+    study.enqueue_trial(params)
+    return True
+
+
+@dataclass
+class Proposal:
+    trial: optuna.trial.Trial
+    params: dict[str, str]
+    config: ModelConfig
+
+
+def ask(study: optuna.Study, spec: OptimizationPolicySpec, stable: ModelConfig) -> Proposal:
+    """A new candidate: the model first, then the parameters active for it."""
+    trial = study.ask()
+    space = spec.search_space
+    key = model_key(stable.provider, stable.model)
+    if space.models:
+        key = str(
+            trial.suggest_categorical(MODEL, [model_key(m.provider, m.model) for m in space.models])
+        )
+    values: dict[str, Any] = {}
+    for p in space.parameters:
+        if not _active(p, key):
+            continue
+        d = distribution(p)
+        if isinstance(d, CategoricalDistribution):
+            values[p.name] = trial.suggest_categorical(p.name, list(d.choices))
+        elif isinstance(d, IntDistribution):
+            values[p.name] = trial.suggest_int(p.name, d.low, d.high, step=d.step, log=d.log)
+        else:
+            assert isinstance(d, FloatDistribution)
+            values[p.name] = trial.suggest_float(p.name, d.low, d.high, step=d.step, log=d.log)
+    provider, model = key.split("/", 1)
+    parameters = {**stable.parameters.to_wire(), **{k: _encode(v) for k, v in values.items()}}
+    for name, v in values.items():
+        if isinstance(v, int) and name in ("maxTokens", "topK"):
+            parameters[name] = v
+    choice = next((m for m in space.models if m.provider == provider and m.model == model), None)
+    endpoint = (
+        choice.endpoint
+        if choice is not None and choice.endpoint is not None
+        else (stable.endpoint if provider == stable.provider else None)
+    )
+    config = ModelConfig(
+        provider=provider,
+        model=model,
+        parameters=Parameters.model_validate(parameters),
+        endpoint=endpoint,
+    )
+    params = {k: _encode(v) for k, v in trial.params.items()}
+    return Proposal(trial, params, config)
+
+
+# -- judging ------------------------------------------------------------------
+
+
+def constraint_values(
+    constraints: Constraints, values: dict[str, float], daily_requests: float | None
+) -> dict[str, float]:
+    """Each hard constraint as a number that is <= 0 when it holds (Optuna's convention)."""
+    out: dict[str, float] = {}
+    pairs = [
+        ("maxLatencyP95Seconds", constraints.max_latency_p95_seconds, "latency_p95_seconds", 1),
+        ("maxErrorRate", constraints.max_error_rate, "error_rate", 1),
+        ("minQuality", constraints.min_quality, "quality_score", -1),
+        ("maxCostPerRequestUsd", constraints.max_cost_per_request_usd, "cost_per_request_usd", 1),
+    ]
+    for key, bound, metric, sign in pairs:
+        if bound is not None and metric in values:
+            out[key] = sign * (values[metric] - float(parse_decimal(bound)))
+    if (
+        constraints.max_daily_cost_usd is not None
+        and daily_requests is not None
+        and "cost_per_request_usd" in values
+    ):
+        projected = values["cost_per_request_usd"] * daily_requests
+        out["maxDailyCostUsd"] = projected - float(parse_decimal(constraints.max_daily_cost_usd))
+    return out
+
+
+def improvement(
+    objectives: Sequence[Objective], canary: dict[str, float], stable: dict[str, float]
+) -> float:
+    """Weighted relative improvement of the candidate over stable, measured side by side
+    (positive is better): sum of weight x signed relative change, over total weight."""
+    total, weights = 0.0, 0.0
+    for o in objectives:
+        c, s = canary[o.metric], stable[o.metric]
+        change = (c - s) / abs(s) if s else (c - s)
+        sign = 1.0 if o.direction == "maximize" else -1.0
+        w = float(parse_decimal(o.weight))
+        total += w * sign * change
+        weights += w
+    return total / weights if weights else 0.0
+
+
+def feasible(record: TrialRecord) -> bool:
+    return (
+        record.state == "Complete"
+        and record.values is not None
+        and all(float(v) <= 0 for v in record.constraints.values())
+    )
+
+
+def pareto_front(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> list[int]:
+    """Numbers of the feasible, non-dominated trials."""
+    signs = [1.0 if o.direction == "minimize" else -1.0 for o in objectives]
+    points = [
+        (r.number, [s * float(v) for s, v in zip(signs, r.values or [], strict=True)])
+        for r in records
+        if feasible(r)
+    ]
+    front = []
+    for n, p in points:
+        dominated = any(
+            all(a <= b for a, b in zip(q, p, strict=True)) and q != p for _, q in points
+        )
+        if not dominated:
+            front.append(n)
+    return front
+
+
+def choose(
+    records: Sequence[TrialRecord], objectives: Sequence[Objective], front: Sequence[int]
+) -> TrialRecord | None:
+    """One point of the front by the objectives' weights, on values scaled to [0, 1]."""
+    chosen = [r for r in records if r.number in front]
+    if not chosen:
+        return None
+    cols = list(zip(*[[float(v) for v in r.values or []] for r in chosen], strict=True))
+
+    def score(r: TrialRecord) -> float:
+        total = 0.0
+        for i, o in enumerate(objectives):
+            lo, hi = min(cols[i]), max(cols[i])
+            x = 0.5 if hi == lo else (float((r.values or [])[i]) - lo) / (hi - lo)
+            total += float(parse_decimal(o.weight)) * (x if o.direction == "maximize" else 1 - x)
+        return total
+
+    return max(chosen, key=lambda r: (score(r), -r.number))
+
+
+def importance(study: optuna.Study) -> dict[str, str]:
+    """Which parameters mattered most for the first objective (fANOVA), when there is
+    enough to say; empty otherwise."""
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 3 or len({k for t in complete for k in t.params}) < 2:
+        return {}
+    try:
+        found = optuna.importance.get_param_importances(
+            study, target=lambda t: t.values[0] if t.values else math.nan
+        )
+    except (RuntimeError, ValueError) as exc:  # e.g. a parameter with a single value so far
+        log.debug("importance not available: %s", exc)
+        return {}
+    return {k: f"{v:.3f}" for k, v in found.items()}

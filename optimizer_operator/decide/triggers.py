@@ -1,0 +1,144 @@
+"""When a policy's cycle runs: interval, cron with time windows, threshold, event, AND/OR."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ..api.common import parse_decimal, parse_duration
+from ..api.policy import OptimizationPolicyStatus, Schedule, Trigger
+from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
+
+_OPS = {
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
+_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
+
+
+class CronError(ValueError):
+    """A cron expression that is not five valid fields."""
+
+
+def _field(text: str, low: int, high: int) -> set[int]:
+    out: set[int] = set()
+    for part in text.split(","):
+        base, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if base == "*":
+            start, end = low, high
+        elif "-" in base:
+            a, b = base.split("-", 1)
+            start, end = int(a), int(b)
+        else:
+            start = int(base)
+            end = high if step_text else start
+        if not (low <= start <= end <= high) or step < 1:
+            raise CronError(f"{part!r} is outside {low}-{high}")
+        out.update(range(start, end + 1, step))
+    return out
+
+
+def parse_cron(expr: str) -> list[set[int]]:
+    """Five fields: minute hour day-of-month month day-of-week (0 = Sunday)."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise CronError(f"{expr!r}: want five fields, got {len(fields)}")
+    try:
+        return [_field(f, lo, hi) for f, (lo, hi) in zip(fields, _RANGES, strict=True)]
+    except ValueError as exc:
+        raise CronError(f"{expr!r}: {exc}") from None
+
+
+def cron_matches(expr: str, when: datetime) -> bool:
+    minute, hour, dom, month, dow = parse_cron(expr)
+    return (
+        when.minute in minute
+        and when.hour in hour
+        and when.day in dom
+        and when.month in month
+        and (when.isoweekday() % 7) in dow
+    )
+
+
+def _parse(ts: str | None) -> datetime | None:
+    return None if ts is None else datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def fired(
+    trigger: Trigger,
+    status: OptimizationPolicyStatus,
+    llmc: dict[str, Any],
+    source: MetricSource | None,
+    now: datetime,
+    namespace: str,
+) -> bool:
+    last = _parse(status.last_cycle_time)
+    if trigger.type == "interval":
+        assert trigger.every is not None
+        return last is None or (now - last).total_seconds() >= parse_duration(trigger.every)
+    if trigger.type == "cron":
+        assert trigger.cron is not None
+        same_minute = last is not None and last.replace(second=0) == now.replace(
+            second=0, microsecond=0
+        )
+        return cron_matches(trigger.cron, now) and not same_minute
+    if trigger.type == "event":
+        if trigger.event == "llmConfigChanged":
+            current = (llmc.get("status") or {}).get("currentHash")
+            return status.seen_config_hash is not None and current != status.seen_config_hash
+        finished = [
+            _parse(r.finished_at) for r in status.trial_records if r.rollout and r.finished_at
+        ]
+        newest = max((f for f in finished if f is not None), default=None)
+        return newest is not None and (last is None or newest > last)
+    # threshold: the metric on the stable variant, averaged over `for`, against value
+    if source is None or trigger.metric not in BUILTIN:
+        return False
+    history = (llmc.get("status") or {}).get("history") or []
+    if not history:
+        return False
+    window = f"{int(parse_duration(trigger.for_ or '5m'))}s"
+    try:
+        value = source.value(
+            render(
+                BUILTIN[trigger.metric][0],
+                llm_config=llmc["metadata"]["name"],
+                variant=f"v{history[-1]['version']}",
+                namespace=namespace,
+                window=window,
+            )
+        )
+    except MetricsUnavailable:
+        return False  # no data, no trigger
+    assert trigger.operator is not None and trigger.value is not None
+    return bool(_OPS[trigger.operator](value, float(parse_decimal(trigger.value))))
+
+
+def due(
+    schedule: Schedule,
+    status: OptimizationPolicyStatus,
+    llmc: dict[str, Any],
+    source: MetricSource | None,
+    now: datetime,
+    namespace: str,
+) -> str | None:
+    """A description of what fired, or None when the cycle should not run now."""
+    results = [(t, fired(t, status, llmc, source, now, namespace)) for t in schedule.triggers]
+    status.seen_config_hash = (llmc.get("status") or {}).get("currentHash")
+    hits = [t for t, ok in results if ok]
+    if not hits or (schedule.combine == "all" and len(hits) != len(results)):
+        return None
+    return " and ".join(_describe(t) for t in hits)
+
+
+def _describe(t: Trigger) -> str:
+    if t.type == "interval":
+        return f"every {t.every}"
+    if t.type == "cron":
+        return f"cron {t.cron}"
+    if t.type == "event":
+        return f"event {t.event}"
+    return f"{t.metric} {t.operator} {t.value}"
