@@ -21,6 +21,7 @@ Missing metrics never decide anything: the cycle waits (state Collecting).
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,12 +30,13 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.common import GROUP, VERSION, parse_decimal, parse_duration
 from ..api.conditions import set_condition
-from ..api.llmconfig import ModelConfig
-from ..api.policy import OptimizationPolicySpec, OptimizationPolicyStatus, TrialRecord
+from ..api.llmconfig import ModelConfig, Parameters
+from ..api.policy import OptimizationPolicySpec, OptimizationPolicyStatus, Rule, TrialRecord
 from ..api.rollout import AnalysisStep, PauseStep, Step
 from ..api.validation import InvalidSpec, parse_spec
-from ..decide import optimizer
+from ..decide import optimizer, rules
 from ..decide.triggers import due
+from ..gateway.tracing import Tracer
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
 from .configmap import REQUEST_TIMEOUT
 from .llmconfig import Outcome
@@ -70,8 +72,10 @@ class Cycle:
         custom: client.CustomObjectsApi,
         source: MetricSource | None,
         now: datetime,
+        tracer: Tracer | None = None,
     ) -> None:
         self.body, self.custom, self.source, self.now = body, custom, source, now
+        self.tracer = tracer
         self.meta = body["metadata"]
         self.namespace, self.name = self.meta["namespace"], self.meta["name"]
         raw = dict(body.get("status") or {})
@@ -202,23 +206,46 @@ class Cycle:
     def _create_rollout(
         self, spec: OptimizationPolicySpec, record: TrialRecord, config: ModelConfig
     ) -> None:
+        assert record.rollout is not None
+        steps = list(spec.rollout_template.steps or DEFAULT_STEPS)
+        # The final gate: the policy judges the objectives there, then promotes or aborts.
+        self._create(
+            spec,
+            record.rollout,
+            config,
+            steps=[*steps, Step(pause=PauseStep())],
+            trial={"policy": self.name, "number": record.number},
+        )
+
+    def _create(
+        self,
+        spec: OptimizationPolicySpec,
+        name: str,
+        config: ModelConfig,
+        *,
+        steps: list[Step] | None,
+        trial: dict[str, Any] | None,
+    ) -> None:
         template = spec.rollout_template
         rollout_spec: dict[str, Any] = {
             "targetRef": {"name": spec.target_ref.name},
             "candidate": config.to_wire(),
-            "strategy": template.strategy,
+            "strategy": template.strategy if steps is None or trial else "canary",
             "analysis": template.analysis.to_wire(),
-            "trial": {"policy": self.name, "number": record.number},
         }
-        if template.strategy == "canary":
-            steps = list(template.steps or DEFAULT_STEPS)
-            # The final gate: the policy judges the objectives here, then promotes or aborts.
-            rollout_spec["steps"] = [s.to_wire() for s in [*steps, Step(pause=PauseStep())]]
+        if trial is not None:
+            rollout_spec["trial"] = trial
+        if rollout_spec["strategy"] == "canary":
+            rollout_spec["steps"] = [
+                s.to_wire() for s in (steps or template.steps or DEFAULT_STEPS)
+            ]
+        else:
+            rollout_spec.pop("steps", None)
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Rollout",
             "metadata": {
-                "name": record.rollout,
+                "name": name,
                 "namespace": self.namespace,
                 "labels": {f"{GROUP}/policy": self.name},
                 "ownerReferences": [owner_reference(self.body)],
@@ -361,7 +388,21 @@ class Cycle:
 
     # -- the cycle --------------------------------------------------------
 
+    def _phase(self, name: str) -> Any:
+        """A span per loop phase (observe, orient, decide, act) when tracing is on."""
+        if self.tracer is None:
+            return contextlib.nullcontext()
+        return self.tracer.span(
+            f"loop.{name}", {"llmopt.policy": self.name, "llmopt.namespace": self.namespace}
+        )
+
     def run(self) -> Outcome:
+        if self.tracer is None:
+            return self._run()
+        with self.tracer.span("policy.cycle", {"llmopt.policy": self.name}):
+            return self._run()
+
+    def _run(self) -> Outcome:
         try:
             spec = parse_spec(OptimizationPolicySpec, self.body.get("spec"))
         except InvalidSpec as exc:
@@ -378,16 +419,29 @@ class Cycle:
             return self._out(False, "TargetNotReady", "the LLMConfig has no stable version yet")
         s = self.status
         s.state = "Collecting"
-        if self._settle(spec, llmc):
+        with self._phase("observe"):
+            settling = self._settle(spec, llmc)
+        if settling:
             return self._ready(spec)
-        self._summarize(spec, stable.model_config_part())
+        with self._phase("orient"):
+            self._summarize(spec, stable.model_config_part())
+        with self._phase("decide"):
+            proceed = self._gates(spec, llmc)
+        if proceed is not None:
+            with self._phase("act"):
+                self._act(spec, llmc, stable.model_config_part(), proceed)
+        return self._ready(spec)
+
+    def _gates(self, spec: OptimizationPolicySpec, llmc: dict[str, Any]) -> str | None:
+        """The seed's decision order; the trigger that lets the optimizer propose, or None."""
+        s = self.status
 
         # Gates, in the seed's order.
         breaker = _parse(s.breaker_open_until)
         if breaker is not None and self.now < breaker:
             s.state = "Idle"
             s.message = f"circuit breaker open until {s.breaker_open_until}"
-            return self._ready(spec)
+            return None
         if s.consecutive_failures >= spec.budgets.max_consecutive_failures:
             s.breaker_open_until = _ts(
                 self.now + timedelta(seconds=parse_duration(spec.budgets.cool_off))
@@ -400,24 +454,30 @@ class Cycle:
                 f"until {s.breaker_open_until}",
             )
             s.message = s.last_decision
-            return self._ready(spec)
+            return None
         s.breaker_open_until = None
+        active = (llmc.get("status") or {}).get("activeRollout")
+        forced = self._rules(spec, llmc, active) if spec.rules else None
+        if forced == "done":
+            return None
         trigger = due(spec.schedule, s, llmc, self.source, self.now, self.namespace)
+        if forced is not None:
+            trigger = forced
         if trigger is None:
             s.state = "Idle"
             s.message = "waiting for a trigger"
-            return self._ready(spec)
+            return None
         ends = [_parse(r.finished_at) for r in s.trial_records if r.rollout and r.finished_at]
         last_end = max((e for e in ends if e is not None), default=None)
         cooldown = parse_duration(spec.schedule.cooldown)
         if last_end is not None and (self.now - last_end).total_seconds() < cooldown:
             s.state = "Idle"
             s.message = f"cooldown {spec.schedule.cooldown} since the last trial's rollout"
-            return self._ready(spec)
+            return None
         if spec.budgets.max_trials is not None and len(s.trial_records) >= spec.budgets.max_trials:
             s.state = "Idle"
             s.message = f"budget spent: {len(s.trial_records)} of {spec.budgets.max_trials} trials"
-            return self._ready(spec)
+            return None
         today = [
             r
             for r in s.trial_records
@@ -426,15 +486,139 @@ class Cycle:
         if spec.mode == "auto" and len(today) >= spec.budgets.max_rollouts_per_day:
             s.state = "Idle"
             s.message = f"{len(today)} rollouts in the last day (budgets.maxRolloutsPerDay)"
-            return self._ready(spec)
-        active = (llmc.get("status") or {}).get("activeRollout")
+            return None
         if active:
             s.state = "Monitoring"
             s.message = f"not stable: Rollout {active} is active on the LLMConfig"
-            return self._ready(spec)
+            return None
+        return trigger
+
+    def _act(
+        self, spec: OptimizationPolicySpec, llmc: dict[str, Any], stable: ModelConfig, trigger: str
+    ) -> None:
+        s = self.status
         s.last_cycle_time = _ts(self.now)
-        self._propose(spec, llmc, stable.model_config_part(), trigger)
-        return self._ready(spec)
+        try:
+            self._propose(spec, llmc, stable, trigger)
+        except (ApiException, ValueError, RuntimeError) as exc:
+            # Graceful degradation: the rules ran first; keep the current config and say why.
+            s.state = "Idle"
+            self._decide("OptimizerFailed", f"optimizer step failed, current config kept: {exc}")
+            s.message = s.last_decision
+
+    # -- rules ------------------------------------------------------------
+
+    def _rule_series(self, spec: OptimizationPolicySpec, rule: Rule, variant: str) -> float | None:
+        if self.source is None:
+            return None
+        span = parse_duration(rule.for_ or "5m")
+        step = max(span / 20.0, 5.0)
+        try:
+            template = self._metric_template(spec, rule.metric)
+            series = self.source.series(
+                render(
+                    template,
+                    llm_config=spec.target_ref.name,
+                    variant=variant,
+                    namespace=self.namespace,
+                    window=f"{int(2 * step)}s",
+                ),
+                span,
+                step,
+            )
+        except MetricsUnavailable:
+            return None
+        return rules.signal_value(rule, series, step)
+
+    def _rules(
+        self, spec: OptimizationPolicySpec, llmc: dict[str, Any], active: str | None
+    ) -> str | None:
+        """Evaluate the rules and apply the winner. Returns "done" when the rule acted
+        for this cycle, a trigger description when it asks for an optimizer trial now."""
+        s = self.status
+        stable = stable_record(llmc)
+        assert stable is not None
+        variant = stable_variant_id(stable.version)
+        decision = rules.evaluate(
+            spec.rules, lambda r: self._rule_series(spec, r, variant), s.rule_firings, self.now
+        )
+        s.rule_evaluations = decision.evaluations
+        rule = decision.applied
+        if rule is None:
+            s.rule_firings = decision.firings
+            return None
+        action = rule.action
+        ev = next(e for e in decision.evaluations if e.rule == rule.name)
+        what = (
+            f"rule {rule.name}: {rule.metric} {rule.signal} {ev.value} {rule.operator} {rule.value}"
+        )
+        if action.type == "alert":
+            s.rule_firings = decision.firings
+            self.events.append(("Warning", "RuleAlert", what))
+            s.last_decision = f"{what} -> alert"
+            return None
+        if action.type == "experiment":
+            s.rule_firings = decision.firings
+            self._decide("RuleExperiment", f"{what} -> an optimizer trial now")
+            return f"rule {rule.name}"
+        if action.type == "rollback" and active:
+            s.rule_firings = decision.firings
+            self._patch_rollout(active, {"abort": True})
+            self._decide("RuleRollback", f"{what} -> Rollout {active} aborted")
+            return "done"
+        if active:
+            ev.outcome = f"Deferred: Rollout {active} is active"
+            return None  # not counted as fired: it applies when the system is stable
+        candidate = self._rule_candidate(rule, llmc)
+        if candidate is None:
+            ev.outcome = "NothingToDo"
+            return None
+        s.rule_firings = decision.firings
+        if spec.mode == "recommend":
+            self._decide("RuleRecommendation", f"{what} -> recommend {candidate.model}")
+            return "done"
+        name = f"{self.name}-rule-{rule.name.replace('_', '-').lower()}-{self.now:%H%M%S}"
+        urgent = action.type == "rollback"
+        self._create(
+            spec,
+            name,
+            candidate,
+            steps=[Step(set_weight=100)] if urgent else None,
+            trial=None,
+        )
+        self._decide("RuleApplied", f"{what} -> {action.type}: Rollout {name}")
+        s.state = "Deploying"
+        return "done"
+
+    def _rule_candidate(self, rule: Rule, llmc: dict[str, Any]) -> ModelConfig | None:
+        history = (llmc.get("status") or {}).get("history") or []
+        stable = stable_record(llmc)
+        assert stable is not None
+        config = stable.model_config_part()
+        action = rule.action
+        if action.type == "rollback":
+            if len(history) < 2:
+                return None
+            previous = dict(history[-2])
+            return ModelConfig.model_validate(
+                {
+                    k: previous[k]
+                    for k in ("provider", "model", "parameters", "endpoint")
+                    if k in previous
+                }
+            )
+        if action.type == "modelSwitch" and action.model is not None:
+            return config.model_copy(
+                update={
+                    "provider": action.model.provider,
+                    "model": action.model.model,
+                    "endpoint": action.model.endpoint or config.endpoint,
+                }
+            )
+        if action.type == "configChange" and action.parameters:
+            merged = {**config.parameters.to_wire(), **action.parameters}
+            return config.model_copy(update={"parameters": Parameters.model_validate(merged)})
+        return None
 
     def _ready(self, spec: OptimizationPolicySpec) -> Outcome:
         return self._out(True, "Accepted", self.status.message or self.status.state or "")
@@ -448,8 +632,21 @@ class Cycle:
     ) -> None:
         s = self.status
         s.state = "Deciding"
+        baseline = optimizer.baseline_params(spec, stable) if not s.trial_records else None
+        if baseline is not None:  # warm start: trial 0 is the stable config, as it runs
+            record = TrialRecord(
+                number=0,
+                params=baseline,
+                hash=stable.config_hash(),
+                state="Running",
+                started_at=_ts(self.now),
+            )
+            s.trial_records.append(record)
+            self._decide("TrialStarted", f"trial 0: baseline, the stable config ({trigger})")
+            s.state = "Collecting"
+            s.message = s.last_decision
+            return
         study = optimizer.build_study(spec, s.trial_records, stable)
-        optimizer.warm_start(study, spec, stable)
         proposal = optimizer.ask(study, spec, stable)
         number = proposal.trial.number
         record = TrialRecord(
@@ -459,8 +656,14 @@ class Cycle:
             state="Running",
             started_at=_ts(self.now),
         )
+        near = optimizer.similar_trials(spec.search_space, s.trial_records, record.params)
+        record.explanation = "; ".join(
+            f"t{r.number} {r.params} {r.outcome or r.state}"
+            + (f" score {r.score}" if r.score else "")
+            for r in near
+        )
         if record.hash == stable.config_hash():
-            s.trial_records.append(record)  # the baseline: measured on stable's traffic
+            s.trial_records.append(record)  # stable again: measured on its own traffic
             self._decide("TrialStarted", f"trial {number}: baseline, the stable config ({trigger})")
             s.state = "Collecting"
             s.message = s.last_decision
@@ -531,10 +734,13 @@ def run_cycle(
     custom: client.CustomObjectsApi,
     source: MetricSource | None,
     now: datetime | None = None,
+    tracer: Tracer | None = None,
 ) -> Outcome:
     """One cycle of the policy's loop."""
     try:
-        return Cycle(body, custom=custom, source=source, now=now or datetime.now(UTC)).run()
+        return Cycle(
+            body, custom=custom, source=source, now=now or datetime.now(UTC), tracer=tracer
+        ).run()
     except optimizer.SamplerUnavailable as exc:
         cycle = Cycle(body, custom=custom, source=source, now=now or datetime.now(UTC))
         return cycle._out(False, "SamplerUnavailable", str(exc))

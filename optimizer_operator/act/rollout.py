@@ -348,9 +348,11 @@ QUARANTINE_LIMIT = 50
 
 
 def _automatic(spec: RolloutSpec, meta: dict[str, Any]) -> bool:
-    """Created by the optimizer (a trial) or by the LLMConfig's own delivery."""
+    """Created by the operator: an optimizer trial or rule, or an LLMConfig's delivery."""
     owners = meta.get("ownerReferences") or []
-    return spec.trial is not None or any(o.get("kind") == "LLMConfig" for o in owners)
+    return spec.trial is not None or any(
+        o.get("kind") in ("LLMConfig", "OptimizationPolicy") for o in owners
+    )
 
 
 def _gate(

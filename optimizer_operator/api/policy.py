@@ -198,9 +198,15 @@ class Rule(ApiModel):
 
     name: MetricName
     metric: MetricName
+    signal: Literal["value", "trend", "anomaly"] = Field(
+        default="value",
+        description="value: the metric's mean over `for`; trend: its Theil-Sen slope per "
+        "minute over `for` (counted only when Mann-Kendall finds it significant); anomaly: "
+        "the robust z-score of its latest point against `for` of history.",
+    )
     operator: Literal["gt", "gte", "lt", "lte"]
     value: DecimalString
-    for_: Duration | None = Field(default=None, alias="for")
+    for_: Duration | None = Field(default=None, alias="for", description="Window. Default: 5m.")
     action: RuleAction
     priority: int = Field(default=100, ge=0, le=10000, description="Lower runs first.")
     cooldown: Duration = Field(default="1h")
@@ -276,8 +282,21 @@ class TrialRecord(ApiModel):
     score: str | None = Field(default=None, description="Weighted improvement over stable.")
     rollout: str | None = None
     reason: str = ""
+    explanation: str = Field(
+        default="", description="The most similar earlier trials and how they ended."
+    )
     started_at: str | None = None
     finished_at: str | None = None
+
+
+class RuleEvaluation(ApiModel):
+    """One rule, as last evaluated."""
+
+    rule: str
+    fired: bool
+    value: str | None = None
+    outcome: str = Field(default="", description="Applied, Suppressed, Cooldown, NoData, ...")
+    at: str
 
 
 class OptimizationPolicyStatus(ApiModel):
@@ -304,6 +323,12 @@ class OptimizationPolicyStatus(ApiModel):
     )
     consecutive_failures: int = Field(default=0, ge=0)
     breaker_open_until: str | None = Field(default=None, description="Circuit breaker.")
+    rule_evaluations: list[RuleEvaluation] = Field(
+        default_factory=list, description="The latest evaluation of each rule."
+    )
+    rule_firings: dict[str, list[str]] = Field(
+        default_factory=dict, description="When each rule fired in the last day."
+    )
     importance: dict[str, str] = Field(
         default_factory=dict, description="Parameter importance (Optuna's evaluator)."
     )

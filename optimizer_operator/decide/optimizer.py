@@ -159,30 +159,31 @@ def build_study(
     return study
 
 
-def warm_start(study: optuna.Study, spec: OptimizationPolicySpec, stable: ModelConfig) -> bool:
-    """Enqueue the stable configuration as the first trial (its baseline), with the
-    parameters the search space can express; True when enqueued."""
-    if study.trials:
-        return False
+def baseline_params(spec: OptimizationPolicySpec, stable: ModelConfig) -> dict[str, str] | None:
+    """The stable configuration as a point of the search space (the warm start: trial 0
+    measures it as it runs), or None when the space cannot express it."""
     key = model_key(stable.provider, stable.model)
-    params: dict[str, Any] = {}
+    params: dict[str, str] = {}
     space = spec.search_space
     if space.models:
         if key not in [model_key(m.provider, m.model) for m in space.models]:
-            return False  # stable is outside the space: no baseline trial
+            return None
         params[MODEL] = key
     current = stable.parameters.to_wire()
     for p in space.parameters:
         if not _active(p, key) or p.name not in current:
-            continue
+            continue  # the stable config leaves it to the provider: not part of this point
         d = distribution(p)
-        value = _decode({p.name: str(current[p.name])}, {p.name: d})[p.name]
-        if isinstance(d, CategoricalDistribution):
-            value = str(current[p.name])
-        if d._contains(d.to_internal_repr(value)):
-            params[p.name] = value
-    study.enqueue_trial(params)
-    return True
+        raw = str(current[p.name])
+        value = (
+            raw
+            if isinstance(d, CategoricalDistribution)
+            else _decode({p.name: raw}, {p.name: d})[p.name]
+        )
+        if not d._contains(d.to_internal_repr(value)):
+            return None  # outside the range: the baseline is not a point of this space
+        params[p.name] = _encode(value)
+    return params
 
 
 @dataclass
@@ -337,3 +338,33 @@ def importance(study: optuna.Study) -> dict[str, str]:
         log.debug("importance not available: %s", exc)
         return {}
     return {k: f"{v:.3f}" for k, v in found.items()}
+
+
+def similar_trials(
+    space: SearchSpace, records: Sequence[TrialRecord], params: dict[str, str], k: int = 3
+) -> list[TrialRecord]:
+    """The ``k`` finished trials nearest to ``params``: numeric parameters scaled by their
+    range, a different model or categorical value counting as distance 1."""
+    ranges: dict[str, ParameterRange] = {p.name: p for p in space.parameters}
+
+    def distance(other: dict[str, str]) -> float:
+        total = 0.0
+        for name in set(params) | set(other):
+            a, b = params.get(name), other.get(name)
+            p = ranges.get(name)
+            if a is None or b is None:
+                total += 1.0
+            elif p is not None and p.type != "categorical":
+                lo, hi = _f(p.low) or 0.0, _f(p.high) or 1.0
+                if p.log and lo > 0:
+                    lo, hi = math.log(lo), math.log(hi)
+                    fa, fb = math.log(float(a)), math.log(float(b))
+                else:
+                    fa, fb = float(a), float(b)
+                total += ((fa - fb) / (hi - lo)) ** 2 if hi > lo else 0.0
+            else:
+                total += 0.0 if a == b else 1.0
+        return math.sqrt(total)
+
+    done = [r for r in records if r.state != "Running"]
+    return sorted(done, key=lambda r: (distance(r.params), r.number))[:k]

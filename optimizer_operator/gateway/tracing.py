@@ -45,6 +45,11 @@ class Tracer:
             f"chat {model}", context=context, kind=SpanKind.CLIENT, attributes=attributes
         )
 
+    def span(self, name: str, attributes: dict[str, Any] | None = None) -> Any:
+        """A context manager for an internal span (a control-loop phase), nested under
+        the current one."""
+        return self.tracer.start_as_current_span(name, attributes=attributes or {})
+
     def inject(self, span: Any) -> dict[str, str]:
         """Headers that continue ``span``'s trace upstream."""
         from opentelemetry import trace

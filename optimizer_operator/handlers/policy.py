@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Any
 
 import kopf
 
 from ..act.policy import run_cycle
 from ..api import GROUP, OPTIMIZATION_POLICY, VERSION
+from ..gateway.tracing import Tracer
 from . import clients
 from .status import apply_outcome, body_dict
 
 TICK_SECONDS = float(os.environ.get("LLMOPT_POLICY_TICK", "15"))
 
 
+@lru_cache(maxsize=1)
+def _tracer() -> Tracer | None:
+    """Spans for each loop phase when OTEL_EXPORTER_OTLP_ENDPOINT is set (else nothing)."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return Tracer(endpoint, service_name="llm-optimizer-operator") if endpoint else None
+
+
 @kopf.timer(GROUP, VERSION, OPTIMIZATION_POLICY.plural, interval=TICK_SECONDS, initial_delay=0)
 def cycle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Settle trials, check triggers and gates, propose the next trial; status says why."""
-    outcome = run_cycle(body_dict(body), custom=clients.custom(), source=clients.metric_source())
+    outcome = run_cycle(
+        body_dict(body), custom=clients.custom(), source=clients.metric_source(), tracer=_tracer()
+    )
     outcome.retry_after = None  # the timer is the retry
     apply_outcome(outcome, body, patch)

@@ -169,3 +169,23 @@ def metric_value(gateway: Gateway, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def otlp_receiver(spans: list[Any]) -> web.Application:
+    """A real OTLP/HTTP trace receiver that appends every exported span to ``spans``."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    async def collect(request: web.Request) -> web.Response:
+        req = trace_service_pb2.ExportTraceServiceRequest()
+        req.ParseFromString(await request.read())
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                spans.extend(ss.spans)
+        return web.Response(
+            body=trace_service_pb2.ExportTraceServiceResponse().SerializeToString(),
+            content_type="application/x-protobuf",
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", collect)
+    return app

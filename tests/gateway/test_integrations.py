@@ -19,7 +19,14 @@ from aiohttp import web
 from optimizer_operator.api.llmconfig import Parameters
 from optimizer_operator.providers import ChatRequest
 from optimizer_operator.providers.replay import ReplayDataset, ReplayProvider
-from tests.gateway.conftest import GatewayFactory, metric_value, post_chat, serve, variant
+from tests.gateway.conftest import (
+    GatewayFactory,
+    metric_value,
+    otlp_receiver,
+    post_chat,
+    serve,
+    variant,
+)
 
 
 def _anthropic_standin(seen: list[dict[str, Any]]) -> web.Application:
@@ -206,21 +213,8 @@ async def test_llm_judge_scores_through_a_provider_and_caches(
 async def test_trace_context_continues_and_spans_carry_genai_attributes(
     start_gateway: GatewayFactory,
 ) -> None:
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-
     spans: list[Any] = []
     upstream_traceparents: list[str] = []
-
-    async def collect(request: web.Request) -> web.Response:
-        req = trace_service_pb2.ExportTraceServiceRequest()
-        req.ParseFromString(await request.read())
-        for rs in req.resource_spans:
-            for ss in rs.scope_spans:
-                spans.extend(ss.spans)
-        return web.Response(
-            body=trace_service_pb2.ExportTraceServiceResponse().SerializeToString(),
-            content_type="application/x-protobuf",
-        )
 
     async def upstream(request: web.Request) -> web.Response:
         upstream_traceparents.append(request.headers.get("traceparent", ""))
@@ -241,8 +235,7 @@ async def test_trace_context_continues_and_spans_carry_genai_attributes(
             }
         )
 
-    app = web.Application()
-    app.router.add_post("/v1/traces", collect)
+    app = otlp_receiver(spans)
     app.router.add_post("/v1/chat/completions", upstream)
     runner, base = await serve(app)
     gateway, url = await start_gateway(

@@ -94,7 +94,21 @@ def test_each_sample_reaches_ready_with_observed_generation(
     assert llmc["status"]["currentVersion"] == 1
     assert llmc["status"]["configMapName"] == "support-bot-llm-config"
     pol = _wait_ready_for_generation(api, namespace, "optimizationpolicies", "support-bot")
-    assert pol["status"]["state"] == "Idle"
+    # The loop's first move is the warm start: the stable config as trial 0, measured on
+    # its own traffic — of which this test has none, so it waits for data.
+    assert pol["status"]["trialRecords"][0]["state"] == "Running"
+    pol = wait_for(
+        lambda: (
+            p
+            if (p := _get(api, namespace, "optimizationpolicies", "support-bot"))["status"]
+            .get("message", "")
+            .startswith("baseline trial 0: waiting for data")
+            else None
+        ),
+        30,
+        "the baseline trial waiting for data",
+    )
+    assert pol["status"]["state"] == "Collecting"
     doc = _cm_document(api, namespace, "support-bot-llm-config")
     assert doc["llmConfig"] == "support-bot"
     [variant] = doc["variants"]

@@ -60,6 +60,20 @@ def _policy(namespace: str) -> dict[str, Any]:
     }
 
 
+def _bot(namespace: str, temperature: str) -> dict[str, Any]:
+    """The LLMConfig `bot`: sim-medium at ``temperature``."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "LLMConfig",
+        "metadata": {"name": "bot", "namespace": namespace},
+        "spec": {
+            "provider": "simulator",
+            "model": "sim-medium",
+            "parameters": {"temperature": temperature, "maxTokens": 512},
+        },
+    }
+
+
 def _get(api: client.ApiClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
     obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, namespace, plural, name
@@ -76,17 +90,7 @@ async def test_the_loop_promotes_a_better_config_and_survives_a_restart(
     prometheus: LocalPrometheus,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    llmc = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "LLMConfig",
-        "metadata": {"name": "bot", "namespace": namespace},
-        "spec": {
-            "provider": "simulator",
-            "model": "sim-medium",
-            "parameters": {"temperature": "1.2", "maxTokens": 512},
-        },
-    }
-    _apply(kubeconfig, llmc)
+    _apply(kubeconfig, _bot(namespace, "1.2"))
     custom = client.CustomObjectsApi(api)
     async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
         _apply(kubeconfig, _policy(namespace))
@@ -130,11 +134,119 @@ async def test_the_loop_promotes_a_better_config_and_survives_a_restart(
     history = _get(api, namespace, "llmconfigs", "bot")["status"]["history"]
     assert history[-1]["source"] == f"rollout/{promoted['rollout']}"
     assert history[-1]["parameters"]["temperature"] == promoted["params"]["temperature"]
-    # Anything below the quality floor was judged infeasible, never promoted.
+    # Anything below the quality floor was judged infeasible (measured, or the same config
+    # told its earlier result again), never promoted.
     for r in records:
         if r.get("params", {}).get("model") == "simulator/sim-small" and r["state"] == "Complete":
-            assert r["outcome"] in ("Infeasible", "RolledBack"), r
+            assert r["outcome"] in ("Infeasible", "RolledBack", "Duplicate"), r
+            assert any(float(v) > 0 for v in r["constraints"].values()), r
     events = client.CoreV1Api(api).list_namespaced_event(
         namespace, field_selector="involvedObject.name=tune"
     )
     assert {"TrialStarted", "TrialPromoted"} <= {e.reason for e in events.items}
+
+
+@pytest.mark.timeout(240)
+async def test_rules_apply_by_priority_and_the_winner_rolls_out(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both rules hold on stable's own metrics (sim-medium at 1.2: quality about 0.70); the
+    model switch has the lower priority number, so it applies and the alert is suppressed."""
+    _apply(kubeconfig, _bot(namespace, "1.2"))
+    policy = _policy(namespace)
+    policy["spec"]["schedule"] = {"triggers": [{"type": "interval", "every": "24h"}]}
+    policy["spec"]["rules"] = [
+        {
+            "name": "page_on_low_quality",
+            "metric": "quality_score",
+            "operator": "lt",
+            "value": "0.9",
+            "for": "20s",
+            "action": {"type": "alert"},
+            "priority": 50,
+        },
+        {
+            "name": "switch_up",
+            "metric": "quality_score",
+            "operator": "lt",
+            "value": "0.9",
+            "for": "20s",
+            "action": {
+                "type": "modelSwitch",
+                "model": {"provider": "simulator", "model": "sim-large"},
+            },
+            "priority": 10,
+        },
+    ]
+    async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
+        await asyncio.sleep(12)  # some history for the rules' window
+        _apply(kubeconfig, policy)
+        for _ in range(60):
+            status = _get(api, namespace, "optimizationpolicies", "tune").get("status", {})
+            evaluations = {e["rule"]: e for e in status.get("ruleEvaluations", [])}
+            if evaluations.get("switch_up", {}).get("outcome") == "Applied":
+                break
+            await asyncio.sleep(1)
+        else:
+            raise AssertionError(f"rule not applied: {status}")
+    assert evaluations["page_on_low_quality"]["outcome"].startswith("Suppressed by switch_up")
+    assert float(evaluations["switch_up"]["value"]) < 0.9
+    rollouts = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "rollouts"
+    )["items"]
+    (rule_rollout,) = [r for r in rollouts if "-rule-switch-up-" in r["metadata"]["name"]]
+    assert rule_rollout["spec"]["candidate"]["model"] == "sim-large"
+    assert rule_rollout["metadata"]["ownerReferences"][0]["kind"] == "OptimizationPolicy"
+    assert "switch_up" in status["ruleFirings"]
+
+
+async def test_each_loop_phase_is_a_span_when_otlp_is_configured(
+    api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str
+) -> None:
+    """One cycle run in this process against the real API server, exporting to a real
+    OTLP/HTTP receiver; the policy body is not applied, so the operator never sees it."""
+    from optimizer_operator.act.policy import run_cycle
+    from optimizer_operator.gateway.tracing import Tracer
+    from tests.gateway.conftest import otlp_receiver, serve
+
+    spans: list[Any] = []
+    app = otlp_receiver(spans)
+    runner, base = await serve(app)
+    _apply(kubeconfig, _bot(namespace, "0.3"))
+    for _ in range(60):
+        if _get(api, namespace, "llmconfigs", "bot").get("status", {}).get("history"):
+            break
+        await asyncio.sleep(0.5)
+    body = _policy(namespace)
+    body["spec"]["mode"] = "recommend"
+    body["metadata"]["uid"] = "00000000-0000-0000-0000-000000000001"
+    tracer = Tracer(base, service_name="llm-optimizer-operator")
+    try:
+        out = await asyncio.to_thread(
+            run_cycle, body, custom=client.CustomObjectsApi(api), source=None, tracer=tracer
+        )
+        tracer.provider.force_flush()
+        for _ in range(50):
+            if len(spans) >= 5:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        tracer.shutdown()
+        await runner.cleanup()
+    names = sorted(s.name for s in spans)
+    assert names == sorted(
+        ["policy.cycle", "loop.observe", "loop.orient", "loop.decide", "loop.act"]
+    )
+    root = next(s for s in spans if s.name == "policy.cycle")
+    assert all(s.parent_span_id == root.span_id for s in spans if s is not root)
+    # The first decision is the warm start: the stable config is trial 0, the baseline.
+    assert out.status["trialRecords"][0]["params"] == {
+        "model": "simulator/sim-medium",
+        "temperature": "0.3",
+    }
+    assert out.status["state"] == "Collecting"
