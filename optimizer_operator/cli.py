@@ -301,7 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("-o", "--output", choices=["table", "json"], default="table")
     lg.set_defaults(func=_cmd_loadgen)
 
+    from .cycle_cli import add_parser as add_cycle_parser
     from .rollout_cli import add_parser as add_rollout_parser
+
+    add_cycle_parser(sub)
 
     add_rollout_parser(sub)
 

@@ -22,19 +22,21 @@ Missing metrics never decide anything: the cycle waits (state Collecting).
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ..analysis.orient import detect_anomaly
 from ..api.common import GROUP, VERSION, parse_decimal, parse_duration
 from ..api.conditions import set_condition
 from ..api.llmconfig import ModelConfig, Parameters
 from ..api.policy import OptimizationPolicySpec, OptimizationPolicyStatus, Rule, TrialRecord
 from ..api.rollout import AnalysisStep, PauseStep, Step
 from ..api.validation import InvalidSpec, parse_spec
-from ..decide import optimizer, rules
+from ..decide import optimizer, predictor, rules
 from ..decide.triggers import due
 from ..gateway.tracing import Tracer
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
@@ -176,6 +178,7 @@ class Cycle:
         extra: dict[str, float] | None = None,
     ) -> None:
         record.values = [f"{values[o.metric]:.6g}" for o in spec.objectives]
+        record.metrics = {k: f"{v:.6g}" for k, v in values.items()}
         cons = {**optimizer.constraint_values(spec.constraints, values, daily), **(extra or {})}
         record.constraints = {k: f"{v:.6g}" for k, v in cons.items()}
 
@@ -204,10 +207,21 @@ class Cycle:
         )
 
     def _create_rollout(
-        self, spec: OptimizationPolicySpec, record: TrialRecord, config: ModelConfig
+        self,
+        spec: OptimizationPolicySpec,
+        record: TrialRecord,
+        config: ModelConfig,
+        cautious: bool,
     ) -> None:
+        """Created after the record is written, so a restart in between finds the record
+        and creates the same Rollout once. ``cautious`` (a low-confidence prediction)
+        halves the first canary weight."""
         assert record.rollout is not None
         steps = list(spec.rollout_template.steps or DEFAULT_STEPS)
+        first = next((i for i, st in enumerate(steps) if st.set_weight), None)
+        if cautious and first is not None:
+            weight = steps[first].set_weight or 0
+            steps[first] = Step(set_weight=max(1, weight // 2))
         # The final gate: the policy judges the objectives there, then promotes or aborts.
         self._create(
             spec,
@@ -215,6 +229,10 @@ class Cycle:
             config,
             steps=[*steps, Step(pause=PauseStep())],
             trial={"policy": self.name, "number": record.number},
+            annotations={
+                f"{GROUP}/prediction": json.dumps(record.prediction, sort_keys=True),
+                f"{GROUP}/prediction-confidence": record.confidence or "low",
+            },
         )
 
     def _create(
@@ -225,6 +243,7 @@ class Cycle:
         *,
         steps: list[Step] | None,
         trial: dict[str, Any] | None,
+        annotations: dict[str, str] | None = None,
     ) -> None:
         template = spec.rollout_template
         rollout_spec: dict[str, Any] = {
@@ -248,6 +267,7 @@ class Cycle:
                 "name": name,
                 "namespace": self.namespace,
                 "labels": {f"{GROUP}/policy": self.name},
+                "annotations": annotations or {},
                 "ownerReferences": [owner_reference(self.body)],
             },
             "spec": rollout_spec,
@@ -491,7 +511,39 @@ class Cycle:
             s.state = "Monitoring"
             s.message = f"not stable: Rollout {active} is active on the LLMConfig"
             return None
+        anomaly = self._stable_anomaly(spec, llmc)
+        if anomaly:
+            s.state = "Idle"
+            s.message = f"not stable: {anomaly}; no experiment while the baseline is disturbed"
+            return None
         return trigger
+
+    def _stable_anomaly(self, spec: OptimizationPolicySpec, llmc: dict[str, Any]) -> str | None:
+        """A high-severity anomaly on stable's error rate or p95 latency over the last 10
+        minutes (no data: nothing to say)."""
+        if self.source is None:
+            return None
+        stable = stable_record(llmc)
+        assert stable is not None
+        for metric in ("error_rate", "latency_p95_seconds"):
+            try:
+                series = self.source.series(
+                    render(
+                        BUILTIN[metric][0],
+                        llm_config=spec.target_ref.name,
+                        variant=stable_variant_id(stable.version),
+                        namespace=self.namespace,
+                        window="1m",
+                    ),
+                    600,
+                    30,
+                )
+            except MetricsUnavailable:
+                continue
+            found = detect_anomaly(series)
+            if found is not None and found.severity == "high":
+                return f"{metric} anomaly ({found.value:.4g}, robust z {found.score:.1f})"
+        return None
 
     def _act(
         self, spec: OptimizationPolicySpec, llmc: dict[str, Any], stable: ModelConfig, trigger: str
@@ -686,6 +738,16 @@ class Cycle:
             )
             return
         s.state = "Validating"
+        forecast = predictor.predict(spec.search_space, s.trial_records, record.params)
+        record.prediction, record.confidence = forecast.summary(), forecast.confidence
+        doomed = self._predicted_violations(spec, forecast)
+        if doomed and forecast.confidence == "high":
+            # Confident it breaks a constraint: tell the study the prediction, skip the rollout.
+            predicted = {m: p.mean for m, p in forecast.metrics.items()}
+            if all(o.metric in predicted for o in spec.objectives):
+                self._judge(spec, record, predicted, None, {"predicted": 1.0})
+                self._record(record, "Complete", "PredictedInfeasible", "; ".join(doomed))
+                return
         if spec.mode == "recommend":
             record.outcome, record.reason = "Recommended", f"mode recommend ({trigger})"
             s.recommendation = record
@@ -699,7 +761,7 @@ class Cycle:
         record.rollout = f"{self.name}-t{number}"
         s.trial_records.append(record)
         s.trial_records = s.trial_records[-RECORDS_KEPT:]
-        self._create_rollout(spec, record, proposal.config)  # after the record: restart-safe
+        self._create_rollout(spec, record, proposal.config, cautious=forecast.confidence == "low")
         s.state = "Deploying"
         self._decide(
             "TrialStarted",
@@ -707,6 +769,34 @@ class Cycle:
             f"{record.params} ({trigger})",
         )
         s.message = s.last_decision
+
+    def _predicted_violations(
+        self, spec: OptimizationPolicySpec, forecast: predictor.Prediction
+    ) -> list[str]:
+        """Constraints the prediction breaks with probability over 90%."""
+        c = spec.constraints
+        checks = [
+            ("latency_p95_seconds", c.max_latency_p95_seconds, True),
+            ("error_rate", c.max_error_rate, True),
+            ("quality_score", c.min_quality, False),
+            ("cost_per_request_usd", c.max_cost_per_request_usd, True),
+        ]
+        out = []
+        cost = forecast.metrics.get("cost_per_request_usd")
+        daily = self._daily_requests(spec.target_ref.name, 3600)
+        if c.max_daily_cost_usd is not None and cost is not None and daily is not None:
+            projected = predictor.Predicted(cost.mean * daily, cost.stddev * daily, cost.neighbours)
+            budget = float(parse_decimal(c.max_daily_cost_usd))
+            if predictor.violation_probability(projected, budget, upper=True) > 0.9:
+                out.append(f"daily cost predicted ${projected.mean:.2f}, budget ${budget:g}")
+        for metric, limit, upper in checks:
+            p = forecast.metrics.get(metric)
+            if limit is None or p is None:
+                continue
+            chance = predictor.violation_probability(p, float(parse_decimal(limit)), upper)
+            if chance > 0.9:
+                out.append(f"{metric} predicted {p.mean:.4g} ± {p.stddev:.2g}, bound {limit}")
+        return out
 
     def _record(self, record: TrialRecord, state: str, outcome: str, reason: str) -> None:
         self.status.trial_records.append(record)

@@ -280,6 +280,15 @@ class TrialRecord(ApiModel):
         default_factory=dict, description="Constraint values; feasible when all <= 0."
     )
     score: str | None = Field(default=None, description="Weighted improvement over stable.")
+    metrics: dict[str, str] = Field(
+        default_factory=dict, description="Every metric measured for the candidate."
+    )
+    prediction: dict[str, str] = Field(
+        default_factory=dict, description="Predicted metrics before the trial (mean ± sd)."
+    )
+    confidence: Literal["high", "low"] | None = Field(
+        default=None, description="How sure the prediction was."
+    )
     rollout: str | None = None
     reason: str = ""
     explanation: str = Field(

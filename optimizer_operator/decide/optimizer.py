@@ -340,31 +340,30 @@ def importance(study: optuna.Study) -> dict[str, str]:
     return {k: f"{v:.3f}" for k, v in found.items()}
 
 
+def param_distance(space: SearchSpace, a: dict[str, str], b: dict[str, str]) -> float:
+    """Distance between two points: numeric parameters scaled by their range (log ranges
+    on the log scale), a different model, category or a missing parameter counting 1."""
+    ranges: dict[str, ParameterRange] = {p.name: p for p in space.parameters}
+    total = 0.0
+    for name in set(a) | set(b):
+        x, y = a.get(name), b.get(name)
+        p = ranges.get(name)
+        if x is None or y is None:
+            total += 1.0
+        elif p is not None and p.type != "categorical":
+            lo, hi = _f(p.low) or 0.0, _f(p.high) or 1.0
+            fx, fy = float(x), float(y)
+            if p.log and lo > 0:
+                lo, hi, fx, fy = math.log(lo), math.log(hi), math.log(fx), math.log(fy)
+            total += ((fx - fy) / (hi - lo)) ** 2 if hi > lo else 0.0
+        else:
+            total += 0.0 if x == y else 1.0
+    return math.sqrt(total)
+
+
 def similar_trials(
     space: SearchSpace, records: Sequence[TrialRecord], params: dict[str, str], k: int = 3
 ) -> list[TrialRecord]:
-    """The ``k`` finished trials nearest to ``params``: numeric parameters scaled by their
-    range, a different model or categorical value counting as distance 1."""
-    ranges: dict[str, ParameterRange] = {p.name: p for p in space.parameters}
-
-    def distance(other: dict[str, str]) -> float:
-        total = 0.0
-        for name in set(params) | set(other):
-            a, b = params.get(name), other.get(name)
-            p = ranges.get(name)
-            if a is None or b is None:
-                total += 1.0
-            elif p is not None and p.type != "categorical":
-                lo, hi = _f(p.low) or 0.0, _f(p.high) or 1.0
-                if p.log and lo > 0:
-                    lo, hi = math.log(lo), math.log(hi)
-                    fa, fb = math.log(float(a)), math.log(float(b))
-                else:
-                    fa, fb = float(a), float(b)
-                total += ((fa - fb) / (hi - lo)) ** 2 if hi > lo else 0.0
-            else:
-                total += 0.0 if a == b else 1.0
-        return math.sqrt(total)
-
+    """The ``k`` finished trials nearest to ``params``."""
     done = [r for r in records if r.state != "Running"]
-    return sorted(done, key=lambda r: (distance(r.params), r.number))[:k]
+    return sorted(done, key=lambda r: (param_distance(space, params, r.params), r.number))[:k]

@@ -138,7 +138,12 @@ async def test_the_loop_promotes_a_better_config_and_survives_a_restart(
     # told its earlier result again), never promoted.
     for r in records:
         if r.get("params", {}).get("model") == "simulator/sim-small" and r["state"] == "Complete":
-            assert r["outcome"] in ("Infeasible", "RolledBack", "Duplicate"), r
+            assert r["outcome"] in (
+                "Infeasible",
+                "RolledBack",
+                "Duplicate",
+                "PredictedInfeasible",
+            ), r
             assert any(float(v) > 0 for v in r["constraints"].values()), r
     events = client.CoreV1Api(api).list_namespaced_event(
         namespace, field_selector="involvedObject.name=tune"
@@ -250,3 +255,53 @@ async def test_each_loop_phase_is_a_span_when_otlp_is_configured(
         "temperature": "0.3",
     }
     assert out.status["state"] == "Collecting"
+
+
+def test_batch_mode_runs_one_cycle_and_exits(
+    api: client.ApiClient, kubeconfig: Path, operator_process: Any, namespace: str
+) -> None:
+    """`llm-optimizer cycle --once` with the operator stopped: the CLI alone writes the
+    policy's status and Events, as the CronJob of the Helm chart's batch mode would."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import wait_for
+
+    _apply(kubeconfig, _bot(namespace, "0.3"))
+    wait_for(
+        lambda: _get(api, namespace, "llmconfigs", "bot").get("status", {}).get("history"),
+        30,
+        "the LLMConfig's first version",
+    )
+    operator_process.kill()
+    try:
+        body = _policy(namespace)
+        body["spec"]["mode"] = "recommend"
+        _apply(kubeconfig, body)
+        cli = Path(sys.executable).parent / "llm-optimizer"
+        out = subprocess.run(
+            [str(cli), "cycle", "--once", "-n", namespace],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith(f"{namespace}/tune: Collecting: trial 0: baseline")
+        status = _get(api, namespace, "optimizationpolicies", "tune")["status"]
+        assert status["trialRecords"][0]["params"]["temperature"] == "0.3"
+        events = client.CoreV1Api(api).list_namespaced_event(
+            namespace, field_selector="involvedObject.name=tune"
+        )
+        assert "TrialStarted" in {e.reason for e in events.items}
+        missing = subprocess.run(
+            [str(cli), "cycle", "--once", "-n", namespace, "nope"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            timeout=60,
+        )
+        assert missing.returncode == 3 and "no policy nope" in missing.stderr
+    finally:
+        operator_process.start()

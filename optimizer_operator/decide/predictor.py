@@ -1,0 +1,88 @@
+"""Predict a proposed configuration's metrics from the trials measured so far.
+
+A kernel regression in the search space: each finished trial's measured
+metrics, weighted by ``exp(-d^2 / 2h^2)`` of its distance to the proposal
+(numeric parameters scaled to [0, 1], a different model or category counting
+as distance 1). The prediction's uncertainty combines the weighted spread of
+the neighbours with how little evidence there is (the effective number of
+neighbours). With no near neighbour the prediction says so: confidence low.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from scipy import stats
+
+from ..api.policy import SearchSpace, TrialRecord
+from .optimizer import param_distance
+
+Confidence = Literal["high", "low"]
+
+
+@dataclass(frozen=True)
+class Predicted:
+    mean: float
+    stddev: float
+    neighbours: float  # effective number of trials behind the prediction
+
+
+@dataclass(frozen=True)
+class Prediction:
+    metrics: dict[str, Predicted]
+    confidence: Confidence
+
+    def summary(self) -> dict[str, str]:
+        return {
+            m: f"{p.mean:.4g} ± {p.stddev:.2g} (n≈{p.neighbours:.1f})"
+            for m, p in self.metrics.items()
+        }
+
+
+def predict(
+    space: SearchSpace,
+    records: Sequence[TrialRecord],
+    params: dict[str, str],
+    *,
+    bandwidth: float = 0.3,
+    min_neighbours: float = 1.5,
+    max_relative_sd: float = 0.15,
+) -> Prediction:
+    measured = [r for r in records if r.metrics and r.state == "Complete"]
+    weights = [
+        math.exp(-(param_distance(space, params, r.params) ** 2) / (2 * bandwidth**2))
+        for r in measured
+    ]
+    out: dict[str, Predicted] = {}
+    names = sorted({m for r in measured for m in r.metrics})
+    for name in names:
+        pairs = [
+            (w, float(r.metrics[name]))
+            for w, r in zip(weights, measured, strict=True)
+            if name in r.metrics
+        ]
+        total = sum(w for w, _ in pairs)
+        if total < 1e-6:
+            continue
+        mean = sum(w * v for w, v in pairs) / total
+        spread = sum(w * (v - mean) ** 2 for w, v in pairs) / total
+        n_eff = total**2 / sum(w * w for w, _ in pairs)
+        # Evidence term: a single trial's value is uncertain by ~10% of its size.
+        prior = (0.1 * abs(mean)) ** 2 / max(n_eff, 1e-6)
+        out[name] = Predicted(mean, math.sqrt(spread + prior), total)
+    confident = bool(out) and all(
+        p.neighbours >= min_neighbours and p.stddev <= max_relative_sd * max(abs(p.mean), 1e-9)
+        for p in out.values()
+    )
+    return Prediction(out, "high" if confident else "low")
+
+
+def violation_probability(predicted: Predicted, bound: float, upper: bool) -> float:
+    """P(metric > bound) when ``upper`` (a maximum), else P(metric < bound)."""
+    if predicted.stddev <= 0:
+        return float(predicted.mean > bound if upper else predicted.mean < bound)
+    z = (predicted.mean - bound) / predicted.stddev
+    return float(stats.norm.cdf(z) if upper else stats.norm.sf(z))
