@@ -68,6 +68,27 @@ def _post(core: client.CoreV1Api, obj: dict[str, Any], outcome: Outcome) -> None
         )
 
 
+def _write(
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    obj: dict[str, Any],
+    plural: str,
+    outcome: Outcome,
+) -> None:
+    """The outcome's status and Events, as the operator's handlers would write them."""
+    meta = obj["metadata"]
+    custom.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        meta["namespace"],
+        plural,
+        meta["name"],
+        {"status": outcome.status},
+        _request_timeout=TIMEOUT,
+    )
+    _post(core, obj, outcome)
+
+
 def run(args: argparse.Namespace) -> int:
     from .act.policy import run_cycle
     from .act.rollout import reconcile_rollout
@@ -110,16 +131,7 @@ def run(args: argparse.Namespace) -> int:
         for pol in policies:
             outcome = run_cycle(pol, custom=custom, source=source)
             meta = pol["metadata"]
-            custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                meta["namespace"],
-                "optimizationpolicies",
-                meta["name"],
-                {"status": outcome.status},
-                _request_timeout=TIMEOUT,
-            )
-            _post(core, pol, outcome)
+            _write(custom, core, pol, "optimizationpolicies", outcome)
             ready: dict[str, Any] = next(
                 (c for c in outcome.status.get("conditions", []) if c["type"] == "Ready"), {}
             )
@@ -133,17 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 if (ro.get("status") or {}).get("phase") in TERMINAL:
                     continue
                 outcome = reconcile_rollout(ro, core=core, apps=apps, custom=custom, source=source)
-                meta = ro["metadata"]
-                custom.patch_namespaced_custom_object_status(
-                    GROUP,
-                    VERSION,
-                    meta["namespace"],
-                    "rollouts",
-                    meta["name"],
-                    {"status": outcome.status},
-                    _request_timeout=TIMEOUT,
-                )
-                _post(core, ro, outcome)
+                _write(custom, core, ro, "rollouts", outcome)
     except ApiException as exc:
         print(f"error: {exc.status} {exc.reason}", file=sys.stderr)
         return 1
