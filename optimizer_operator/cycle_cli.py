@@ -38,6 +38,11 @@ def add_parser(sub: Any) -> None:
     cy.add_argument(
         "--prometheus-url", default=os.environ.get("LLMOPT_PROMETHEUS_URL"), help="Prometheus"
     )
+    cy.add_argument(
+        "--database-url",
+        default=os.environ.get("LLMOPT_DATABASE_URL"),
+        help="PostgreSQL history (default: $LLMOPT_DATABASE_URL; none: status only)",
+    )
     cy.set_defaults(func=run)
 
 
@@ -96,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from .handlers.clients import load_config
     from .observe.prometheus import PrometheusSource
     from .rollout_cli import _namespace
+    from .store.postgres import HistoryStore
 
     try:
         load_config()
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     custom, core, apps = client.CustomObjectsApi(), client.CoreV1Api(), client.AppsV1Api()
     source = PrometheusSource(args.prometheus_url) if args.prometheus_url else None
+    store = HistoryStore(args.database_url) if args.database_url else None
     ns = None if args.all_namespaces else _namespace(args.namespace)
 
     def listing(plural: str) -> list[dict[str, Any]]:
@@ -129,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                 return 3
         failed = 0
         for pol in policies:
-            outcome = run_cycle(pol, custom=custom, source=source)
+            outcome = run_cycle(pol, custom=custom, source=source, store=store)
             meta = pol["metadata"]
             _write(custom, core, pol, "optimizationpolicies", outcome)
             ready: dict[str, Any] = next(

@@ -20,6 +20,7 @@ from optimizer_operator.localcluster import (
     stop_pids,
     tool_path,
 )
+from optimizer_operator.localpostgres import LocalPostgres
 from optimizer_operator.localprometheus import LocalPrometheus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,6 +84,15 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPromet
     prom.start()
     yield prom
     prom.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL for the session (a throwaway cluster on a loopback port)."""
+    pg = LocalPostgres()
+    pg.start()
+    yield pg
+    pg.remove()
 
 
 class OperatorProcess:

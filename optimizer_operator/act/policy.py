@@ -40,6 +40,7 @@ from ..decide import optimizer, predictor, rules
 from ..decide.triggers import due
 from ..gateway.tracing import Tracer
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
+from ..store.postgres import HistoryStore, StoreUnavailable
 from .configmap import REQUEST_TIMEOUT
 from .llmconfig import Outcome
 from .ownership import owner_reference
@@ -75,9 +76,11 @@ class Cycle:
         source: MetricSource | None,
         now: datetime,
         tracer: Tracer | None = None,
+        store: HistoryStore | None = None,
     ) -> None:
         self.body, self.custom, self.source, self.now = body, custom, source, now
-        self.tracer = tracer
+        self.tracer, self.store = tracer, store
+        self._store_error: str | None = None
         self.meta = body["metadata"]
         self.namespace, self.name = self.meta["namespace"], self.meta["name"]
         raw = dict(body.get("status") or {})
@@ -89,8 +92,56 @@ class Cycle:
 
     # -- outcome ----------------------------------------------------------
 
+    def _load_history(self) -> None:
+        """Merge the trials PostgreSQL holds (all of them) with those in status (the
+        recent ones, freshest for the numbers both have)."""
+        if self.store is None:
+            return
+        try:
+            stored = self.store.load(self.namespace, self.name)
+        except StoreUnavailable as exc:
+            self._store_down(str(exc))
+            return
+        mine = {r.number: r for r in self.status.trial_records}
+        merged = {r.number: r for r in stored}
+        merged.update(mine)
+        self.status.trial_records = [merged[n] for n in sorted(merged)]
+
+    def _save_history(self) -> None:
+        s = self.status
+        if self.store is None or self._store_error is not None:
+            return  # none configured, or it failed already this cycle
+        try:
+            self.store.save(
+                self.namespace,
+                self.name,
+                s.trial_records,
+                [(reason, message) for _, reason, message in self.events],
+            )
+        except StoreUnavailable as exc:
+            self._store_down(str(exc))
+            return
+        if (s.history_store or "").startswith("unavailable"):
+            self.events.append(("Normal", "HistoryStoreAvailable", "PostgreSQL history is back"))
+        s.history_store = "ok"
+
+    def _store_down(self, why: str) -> None:
+        s = self.status
+        if self._store_error is None and not (s.history_store or "").startswith("unavailable"):
+            self.events.append(
+                (
+                    "Warning",
+                    "HistoryStoreUnavailable",
+                    f"PostgreSQL history unavailable, carrying on from status: {why}",
+                )
+            )
+        self._store_error = why
+        s.history_store = f"unavailable: {why}"
+
     def _out(self, ok: bool, reason: str, message: str) -> Outcome:
         s = self.status
+        self._save_history()
+        s.trial_records = s.trial_records[-RECORDS_KEPT:]
         s.message = message
         s.last_decision = s.last_decision or message
         wire = s.to_wire()
@@ -437,6 +488,7 @@ class Cycle:
         stable = stable_record(llmc)
         if stable is None:
             return self._out(False, "TargetNotReady", "the LLMConfig has no stable version yet")
+        self._load_history()
         s = self.status
         s.state = "Collecting"
         with self._phase("observe"):
@@ -760,7 +812,6 @@ class Cycle:
             return
         record.rollout = f"{self.name}-t{number}"
         s.trial_records.append(record)
-        s.trial_records = s.trial_records[-RECORDS_KEPT:]
         self._create_rollout(spec, record, proposal.config, cautious=forecast.confidence == "low")
         s.state = "Deploying"
         self._decide(
@@ -825,11 +876,17 @@ def run_cycle(
     source: MetricSource | None,
     now: datetime | None = None,
     tracer: Tracer | None = None,
+    store: HistoryStore | None = None,
 ) -> Outcome:
     """One cycle of the policy's loop."""
     try:
         return Cycle(
-            body, custom=custom, source=source, now=now or datetime.now(UTC), tracer=tracer
+            body,
+            custom=custom,
+            source=source,
+            now=now or datetime.now(UTC),
+            tracer=tracer,
+            store=store,
         ).run()
     except optimizer.SamplerUnavailable as exc:
         cycle = Cycle(body, custom=custom, source=source, now=now or datetime.now(UTC))

@@ -330,6 +330,9 @@ class OptimizationPolicyStatus(ApiModel):
     seen_config_hash: str | None = Field(
         default=None, description="LLMConfig stable hash at the last cycle (event triggers)."
     )
+    history_store: str | None = Field(
+        default=None, description='PostgreSQL history: "ok", or "unavailable: why".'
+    )
     consecutive_failures: int = Field(default=0, ge=0)
     breaker_open_until: str | None = Field(default=None, description="Circuit breaker.")
     rule_evaluations: list[RuleEvaluation] = Field(

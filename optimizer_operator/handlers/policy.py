@@ -11,6 +11,7 @@ import kopf
 from ..act.policy import run_cycle
 from ..api import GROUP, OPTIMIZATION_POLICY, VERSION
 from ..gateway.tracing import Tracer
+from ..store.postgres import HistoryStore
 from . import clients
 from .status import apply_outcome, body_dict
 
@@ -24,11 +25,22 @@ def _tracer() -> Tracer | None:
     return Tracer(endpoint, service_name="llm-optimizer-operator") if endpoint else None
 
 
+@lru_cache(maxsize=1)
+def _store() -> HistoryStore | None:
+    """PostgreSQL history when LLMOPT_DATABASE_URL is set (else status only)."""
+    url = os.environ.get("LLMOPT_DATABASE_URL")
+    return HistoryStore(url) if url else None
+
+
 @kopf.timer(GROUP, VERSION, OPTIMIZATION_POLICY.plural, interval=TICK_SECONDS, initial_delay=0)
 def cycle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Settle trials, check triggers and gates, propose the next trial; status says why."""
     outcome = run_cycle(
-        body_dict(body), custom=clients.custom(), source=clients.metric_source(), tracer=_tracer()
+        body_dict(body),
+        custom=clients.custom(),
+        source=clients.metric_source(),
+        tracer=_tracer(),
+        store=_store(),
     )
     outcome.retry_after = None  # the timer is the retry
     apply_outcome(outcome, body, patch)
