@@ -33,7 +33,13 @@ from ..analysis.orient import detect_anomaly
 from ..api.common import GROUP, VERSION, parse_decimal, parse_duration
 from ..api.conditions import set_condition
 from ..api.llmconfig import ModelConfig, Parameters
-from ..api.policy import OptimizationPolicySpec, OptimizationPolicyStatus, Rule, TrialRecord
+from ..api.policy import (
+    OptimizationPolicySpec,
+    OptimizationPolicyStatus,
+    Rule,
+    RuleCondition,
+    TrialRecord,
+)
 from ..api.rollout import AnalysisStep, PauseStep, Step
 from ..api.validation import InvalidSpec, parse_spec
 from ..decide import optimizer, predictor, rules
@@ -612,7 +618,9 @@ class Cycle:
 
     # -- rules ------------------------------------------------------------
 
-    def _rule_series(self, spec: OptimizationPolicySpec, rule: Rule, variant: str) -> float | None:
+    def _rule_series(
+        self, spec: OptimizationPolicySpec, rule: Rule | RuleCondition, variant: str
+    ) -> float | None:
         if self.source is None:
             return None
         span = parse_duration(rule.for_ or "5m")

@@ -11,37 +11,49 @@ from typing import Any
 
 from kubernetes import client
 
+from ..analysis.bandit import ArmReward
+from ..analysis.canary import Direction
 from ..analysis.measurement import (
     ABOutcome,
     Measurement,
     TriggerResult,
     Variants,
     ab_decide,
+    arm_rewards,
     check_triggers,
     measure,
 )
 from ..api.common import GROUP, VERSION, parse_duration
 from ..api.conditions import set_condition
-from ..api.llmconfig import LLMConfigSpec, QuarantineEntry
-from ..api.rollout import ABTest, RolloutSpec, RolloutStatus
+from ..api.llmconfig import LLMConfigSpec, ModelConfig, QuarantineEntry
+from ..api.rollout import ABTest, Bandit, RolloutSpec, RolloutStatus
 from ..api.validation import InvalidSpec, parse_spec
 from ..decide.rollout import (
     TERMINAL,
+    BanditArms,
     Promote,
     RestoreStable,
+    SetArms,
     SetWeight,
     Tick,
     progress,
     retry,
 )
-from ..observe.prometheus import MetricSource, MetricsUnavailable
+from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable
 from ..store.history import record_version
 from .configmap import REQUEST_TIMEOUT
 from .deployment import DeploymentMissing, annotate_config_hash
 from .llmconfig import Outcome
 from .replicas import canary_ready, ensure_canary, remove_canary
 from .targets import read_llmconfig
-from .variants import Canary, canary_variant_id, render, stable_record, stable_variant_id
+from .variants import (
+    Canary,
+    bandit_canary,
+    canary_variant_id,
+    render,
+    stable_record,
+    stable_variant_id,
+)
 
 _CONDITION_FOR_PHASE: dict[str, tuple[str, str, str]] = {
     # phase: (Progressing, Paused, Degraded)
@@ -231,6 +243,9 @@ def reconcile_rollout(
             raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
         return ab_decide(spec.ab_test or ABTest(), source, variants(), since)
 
+    bandit = (
+        _bandit_arms(spec, source, variants(), namespace) if spec.strategy == "bandit" else None
+    )
     tick = (
         progress(
             spec,
@@ -240,6 +255,7 @@ def reconcile_rollout(
             watch=watch,
             decide_ab=decide_ab,
             pods_ready=(lambda w: canary_ready(apps, llmc, w)) if replicas_mode else None,
+            bandit=bandit,
         )
         if status.phase not in TERMINAL
         else Tick(status, reason=status.phase or "")
@@ -280,6 +296,11 @@ def _carry_out(
     stable = stable_record(llmc)
     assert stable is not None
     replicas_mode = spec.traffic_routing == "replicas"
+    if isinstance(action, SetArms):
+        weights = dict(action.weights)
+        arms = (spec.bandit or Bandit()).arms
+        render(core, llmc, stable, bandit_canary(rollout, spec.candidate, arms, weights))
+        return []
     if isinstance(action, SetWeight):
         if replicas_mode:
             try:
@@ -313,10 +334,11 @@ def _carry_out(
             _quarantine(custom, llmc, spec, rollout, action.reason, now)
         return [*events, ("Normal", "StableRestored", f"all traffic back on v{stable.version}")]
     assert isinstance(action, Promote)
+    winner = action.config or spec.candidate
     llmc_spec = LLMConfigSpec.model_validate(llmc.get("spec"))
     history, version, _ = record_version(
         (llmc.get("status") or {}).get("history"),
-        spec.candidate,
+        winner,
         source=f"rollout/{rollout}",
         now=now,
         limit=llmc_spec.history_limit,
@@ -333,7 +355,7 @@ def _carry_out(
     render(
         core, {**llmc, "status": {**(llmc.get("status") or {}), "history": history}}, promoted, None
     )
-    events.append(("Normal", "Promoted", f"{spec.candidate.model} is v{version} of {meta['name']}"))
+    events.append(("Normal", "Promoted", f"{winner.model} is v{version} of {meta['name']}"))
     if llmc_spec.target.deployment is not None:
         try:
             annotate_config_hash(
@@ -345,6 +367,36 @@ def _carry_out(
 
 
 QUARANTINE_LIMIT = 50
+
+
+def _bandit_arms(
+    spec: RolloutSpec, source: MetricSource | None, v: Variants, namespace: str
+) -> BanditArms:
+    settings = spec.bandit or Bandit()
+    configs: dict[str, ModelConfig | None] = {v.stable: None} if settings.include_stable else {}
+    for config in [spec.candidate, *settings.arms]:
+        configs[canary_variant_id(config.config_hash())] = config
+    template = settings.query or BUILTIN.get(settings.metric, ("", ""))[0]
+    builtin = BUILTIN.get(settings.metric, ("", "lowerIsBetter"))[1]
+    direction: Direction = settings.direction or (
+        "higherIsBetter" if builtin == "higherIsBetter" else "lowerIsBetter"
+    )
+
+    def rewards() -> dict[str, ArmReward]:
+        if source is None:
+            raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
+        if not template:
+            raise MetricsUnavailable(f"bandit metric {settings.metric} has no query")
+        return arm_rewards(
+            template,
+            source,
+            v.llm_config,
+            namespace,
+            sorted(configs),
+            parse_duration(spec.analysis.window),
+        )
+
+    return BanditArms(configs, rewards, direction)
 
 
 def _automatic(spec: RolloutSpec, meta: dict[str, Any]) -> bool:

@@ -26,6 +26,7 @@ class Canary:
     config: ModelConfig
     weight: int
     mirror: int = 0  # percent of requests copied to the candidate
+    others: tuple[tuple[ModelConfig, int], ...] = ()  # bandit: further arms and percents
 
     @property
     def variant_id(self) -> str:
@@ -59,7 +60,42 @@ def canary_of(rollout: dict[str, Any] | None) -> Canary | None:
     if spec.get("trafficRouting") == "replicas":
         return None  # the canary runs in its own Deployment with its own ConfigMap
     candidate = ModelConfig.model_validate(spec.get("candidate"))
+    if spec.get("strategy") == "bandit":
+        return bandit_canary(
+            rollout["metadata"]["name"],
+            candidate,
+            [ModelConfig.model_validate(a) for a in (spec.get("bandit") or {}).get("arms") or []],
+            dict(status.get("armWeights") or {}),
+        )
     return Canary(rollout["metadata"]["name"], candidate, weight, mirror)
+
+
+def bandit_canary(
+    rollout: str, candidate: ModelConfig, arms: list[ModelConfig], weights: dict[str, int]
+) -> Canary | None:
+    """The bandit's arms as one Canary: the candidate plus the others, by variant id."""
+
+    def pct(config: ModelConfig) -> int:
+        return int(weights.get(canary_variant_id(config.config_hash()), 0))
+
+    others = tuple((a, pct(a)) for a in arms)
+    if pct(candidate) <= 0 and not any(w > 0 for _, w in others):
+        return None
+    return Canary(rollout, candidate, pct(candidate), 0, others)
+
+
+def _candidate(config: ModelConfig, weight_bp: int, mirror_bp: int = 0) -> Variant:
+    return Variant(
+        id=canary_variant_id(config.config_hash()),
+        role="candidate",
+        hash=config.config_hash(),
+        weight=weight_bp,
+        mirror=mirror_bp,
+        provider=config.provider,
+        model=config.model,
+        parameters=config.parameters,
+        endpoint=config.endpoint,
+    )
 
 
 def build_variant_set(
@@ -67,12 +103,13 @@ def build_variant_set(
 ) -> VariantSet:
     config = stable.model_config_part()
     canary_bp = canary.weight * TOTAL_WEIGHT // 100 if canary else 0
+    others_bp = [w * TOTAL_WEIGHT // 100 for _, w in canary.others] if canary else []
     variants = [
         Variant(
             id=stable_variant_id(stable.version),
             role="stable",
             hash=stable.hash,
-            weight=TOTAL_WEIGHT - canary_bp,
+            weight=TOTAL_WEIGHT - canary_bp - sum(others_bp),
             provider=config.provider,
             model=config.model,
             parameters=config.parameters,
@@ -80,20 +117,9 @@ def build_variant_set(
         )
     ]
     if canary is not None:
-        c = canary.config
-        variants.append(
-            Variant(
-                id=canary.variant_id,
-                role="candidate",
-                hash=c.config_hash(),
-                weight=canary_bp,
-                mirror=canary.mirror * TOTAL_WEIGHT // 100,
-                provider=c.provider,
-                model=c.model,
-                parameters=c.parameters,
-                endpoint=c.endpoint,
-            )
-        )
+        variants.append(_candidate(canary.config, canary_bp, canary.mirror * TOTAL_WEIGHT // 100))
+        for (other, _), bp in zip(canary.others, others_bp, strict=True):
+            variants.append(_candidate(other, bp))
     return VariantSet(
         llm_config=llm_config,
         namespace=namespace,

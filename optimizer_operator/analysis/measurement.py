@@ -10,7 +10,15 @@ from dataclasses import dataclass
 
 from ..api.common import parse_decimal, parse_duration
 from ..api.rollout import ABTest, Analysis, AnalysisMetric, RollbackTrigger
-from ..observe.prometheus import BUILTIN, COUNTS, SELECTOR, MetricSource, render
+from ..observe.prometheus import (
+    BUILTIN,
+    COUNTS,
+    SELECTOR,
+    MetricSource,
+    MetricsUnavailable,
+    render,
+)
+from .bandit import ArmReward
 from .canary import (
     Direction,
     MetricResult,
@@ -270,3 +278,27 @@ def ab_decide(
         return ABOutcome("none", result)
     better = result.effect < 0 if direction == "lowerIsBetter" else result.effect > 0
     return ABOutcome("canary" if better else "stable", result)
+
+
+def arm_rewards(
+    metric_template: str,
+    source: MetricSource,
+    llm_config: str,
+    namespace: str,
+    arms: list[str],
+    window_seconds: float,
+) -> dict[str, ArmReward]:
+    """Each arm's reward over the last window: the mean of its per-interval samples, their
+    standard error, and its request count. Missing numbers raise MetricsUnavailable."""
+    step = max(window_seconds / 10.0, 2.0)
+    out: dict[str, ArmReward] = {}
+    for arm in arms:
+        v = Variants(llm_config, namespace, stable=arm, canary=arm)
+        requests = source.value(v.query(REQUESTS, arm, _fmt(window_seconds)))
+        samples = source.series(v.query(metric_template, arm, _fmt(2 * step)), window_seconds, step)
+        if len(samples) < 2:
+            raise MetricsUnavailable(f"{arm}: {len(samples)} reward samples in the window")
+        mean = sum(samples) / len(samples)
+        sd = (sum((x - mean) ** 2 for x in samples) / (len(samples) - 1)) ** 0.5
+        out[arm] = ArmReward(mean, sd / len(samples) ** 0.5, requests)
+    return out

@@ -193,6 +193,16 @@ class RuleAction(ApiModel):
     model: ModelChoice | None = Field(default=None, description="For modelSwitch.")
 
 
+class RuleCondition(ApiModel):
+    """A further condition of a composite rule."""
+
+    metric: MetricName
+    signal: Literal["value", "trend", "anomaly"] = Field(default="value")
+    operator: Literal["gt", "gte", "lt", "lte"]
+    value: DecimalString
+    for_: Duration | None = Field(default=None, alias="for", description="Window. Default: 5m.")
+
+
 class Rule(ApiModel):
     """A condition on a metric and an action, with priority and limits."""
 
@@ -207,6 +217,12 @@ class Rule(ApiModel):
     operator: Literal["gt", "gte", "lt", "lte"]
     value: DecimalString
     for_: Duration | None = Field(default=None, alias="for", description="Window. Default: 5m.")
+    also: list[RuleCondition] = Field(
+        default_factory=list, max_length=8, description="Further conditions (composite rule)."
+    )
+    combine: Literal["all", "any"] = Field(
+        default="all", description="How the condition and `also` combine: AND (all) or OR (any)."
+    )
     action: RuleAction
     priority: int = Field(default=100, ge=0, le=10000, description="Lower runs first.")
     cooldown: Duration = Field(default="1h")

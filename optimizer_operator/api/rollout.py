@@ -99,13 +99,39 @@ class ABTest(ApiModel):
     )
 
 
+class Bandit(ApiModel):
+    """Several candidates at once; traffic follows each arm's chance of being best."""
+
+    arms: list[ModelConfig] = Field(
+        default_factory=list,
+        max_length=7,
+        description="Candidates besides spec.candidate (which is always an arm).",
+    )
+    metric: MetricName = Field(default="quality_score", description="The reward.")
+    query: PromQL | None = Field(default=None, description="PromQL template, if not built in.")
+    direction: Literal["lowerIsBetter", "higherIsBetter"] | None = Field(
+        default=None, description="Which way is better (built-ins know theirs)."
+    )
+    include_stable: bool = Field(default=True, description="Stable competes as an arm.")
+    min_weight: int = Field(
+        default=5, ge=0, le=20, description="Percent every arm keeps while it competes."
+    )
+    min_samples: int = Field(
+        default=100, ge=10, description="Requests per arm before re-balancing. Default: 100."
+    )
+    confidence: DecimalString = Field(
+        default="0.95", description="Chance of being best at which an arm wins."
+    )
+    max_duration: Duration = Field(default="24h", description="No winner by then: stable kept.")
+
+
 class RolloutSpec(ApiModel):
     """Desired rollout of a candidate configuration."""
 
     target_ref: LocalObjectReference = Field(description="The LLMConfig to change.")
     candidate: ModelConfig = Field(description="The configuration to try.")
-    strategy: Literal["canary", "blueGreen", "abTest"] = Field(
-        default="canary", description="canary (default), blueGreen or abTest."
+    strategy: Literal["canary", "blueGreen", "abTest", "bandit"] = Field(
+        default="canary", description="canary (default), blueGreen, abTest or bandit."
     )
     traffic_routing: Literal["configMap", "replicas"] = Field(
         default="configMap",
@@ -145,6 +171,9 @@ class RolloutSpec(ApiModel):
     ab_test: ABTest | None = Field(
         default=None, description="abTest settings (defaults apply when omitted)."
     )
+    bandit: Bandit | None = Field(
+        default=None, description="bandit settings (defaults apply when omitted)."
+    )
     step_promotions: int = Field(
         default=0,
         ge=0,
@@ -169,6 +198,10 @@ class RolloutSpec(ApiModel):
             raise FieldProblem("blueGreen", "only valid with strategy blueGreen")
         if self.ab_test is not None and self.strategy != "abTest":
             raise FieldProblem("abTest", "only valid with strategy abTest")
+        if self.bandit is not None and self.strategy != "bandit":
+            raise FieldProblem("bandit", "only valid with strategy bandit")
+        if self.strategy == "bandit" and self.traffic_routing != "configMap":
+            raise FieldProblem("trafficRouting", "bandit needs the per-request split (configMap)")
         return self
 
 
@@ -240,6 +273,12 @@ class RolloutStatus(ApiModel):
     triggers_checked_at: str | None = None
     breached_triggers: list[str] = Field(
         default_factory=list, description="Warning-severity triggers breached at the last check."
+    )
+    arm_weights: dict[str, int] = Field(
+        default_factory=dict, description="bandit: percent of traffic per arm (variant id)."
+    )
+    arm_rewards: dict[str, str] = Field(
+        default_factory=dict, description="bandit: reward per arm (mean ± se, requests, P(best))."
     )
     observed_step_promotions: int = Field(default=0, ge=0)
     observed_retry: int = Field(default=0, ge=0)

@@ -16,11 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..analysis.canary import MetricResult
+from ..analysis.bandit import ArmReward, allocate, chance_best
+from ..analysis.canary import Direction, MetricResult
 from ..analysis.measurement import ABOutcome, Measurement, TriggerResult
-from ..api.common import parse_duration
+from ..api.common import parse_decimal, parse_duration
+from ..api.llmconfig import ModelConfig
 from ..api.rollout import (
     ABTest,
+    Bandit,
     BlueGreen,
     MetricResultStatus,
     RolloutSpec,
@@ -43,7 +46,17 @@ class SetWeight:
 
 @dataclass(frozen=True)
 class Promote:
-    """Make the candidate the LLMConfig's stable version."""
+    """Make the candidate (or, for a bandit, the winning arm) the LLMConfig's stable
+    version."""
+
+    config: ModelConfig | None = None
+
+
+@dataclass(frozen=True)
+class SetArms:
+    """bandit: percent of traffic per arm (variant id; stable's id included)."""
+
+    weights: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ class RestoreStable:
     quarantine: bool = False
 
 
-Action = SetWeight | Promote | RestoreStable
+Action = SetWeight | Promote | RestoreStable | SetArms
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,8 @@ def plan(spec: RolloutSpec) -> list[PlanStep]:
     if spec.strategy == "abTest":
         ab = spec.ab_test or ABTest()
         return [Weight(ab.weight), Decide(ab)]
+    if spec.strategy == "bandit":
+        return []  # no steps: the arms' weights follow the evidence every interval
     out: list[PlanStep] = []
     for step in spec.steps:
         if step.set_weight is not None:
@@ -173,6 +188,7 @@ def progress(
     watch: Callable[[], list[TriggerResult] | None] | None = None,
     decide_ab: Callable[[float], ABOutcome | None] | None = None,
     pods_ready: Callable[[int], tuple[bool, str]] | None = None,
+    bandit: BanditArms | None = None,
 ) -> Tick:
     """Advance the rollout as far as ``now`` allows.
 
@@ -218,6 +234,9 @@ def progress(
             tick.events.append(("Normal", "Paused", "paused by spec.paused"))
         s.phase, s.message, tick.reason = "Paused", "paused by spec.paused", "PausedBySpec"
         return tick
+    if spec.strategy == "bandit":
+        assert bandit is not None, "a bandit rollout needs its arms"
+        return _bandit(spec, s, now, tick, bandit)
     if spec.step_promotions > s.observed_step_promotions:
         s.observed_step_promotions = spec.step_promotions
         i = s.current_step_index or 0
@@ -494,6 +513,98 @@ def _ab_step(
         f"abTest: no significant difference on {ab.metric} ({outcome.result.reason}); stable kept",
         RestoreStable("no significant difference"),
     )
+
+
+@dataclass
+class BanditArms:
+    """The arms (variant id -> config; None for stable) and how to read their rewards."""
+
+    configs: dict[str, ModelConfig | None]
+    rewards: Callable[[], dict[str, ArmReward]]
+    direction: Direction
+
+
+def _bandit(
+    spec: RolloutSpec, s: RolloutStatus, now: datetime, tick: Tick, arms: BanditArms
+) -> Tick:
+    """Re-balance every interval by each arm's chance of being best; stop when one arm's
+    chance reaches ``confidence`` (promote it, or keep stable if stable won)."""
+    settings = spec.bandit or Bandit()
+    ids = sorted(arms.configs)
+    if not s.arm_weights:
+        equal = allocate({i: 1.0 / len(ids) for i in ids}, 0)
+        tick.actions.append(SetArms(tuple(sorted(equal.items()))))
+        tick.events.append(("Normal", "ArmsSet", f"bandit: {len(ids)} arms at equal shares"))
+        s.arm_weights = equal
+    s.canary_weight = 100 - sum(w for i, w in s.arm_weights.items() if arms.configs[i] is None)
+    started = _parse(s.started_at) or now
+    last = _parse(s.last_measured_at)
+    if last is not None and (now - last).total_seconds() < parse_duration(spec.analysis.interval):
+        tick.reason = tick.reason or "Analyzing"
+        return tick
+    try:
+        rewards = arms.rewards()
+    except MetricsUnavailable as exc:
+        return _hold(spec, s, now, tick, exc)
+    if s.holding_since is not None:
+        tick.events.append(("Normal", "Resumed", "metrics available again"))
+    s.holding_since, s.phase, s.last_measured_at = None, "Progressing", _ts(now)
+    s.measurements += 1
+    chances = chance_best(rewards, arms.direction, seed=s.measurements)
+    s.arm_rewards = {
+        i: f"{r.mean:.4g} ± {r.se:.2g} over {r.requests:.0f} requests, P(best) {chances[i]:.2f}"
+        for i, r in rewards.items()
+    }
+    too_few = [i for i, r in rewards.items() if r.requests < settings.min_samples]
+    best = max(chances, key=lambda i: (chances[i], i))
+    if not too_few and chances[best] >= float(parse_decimal(settings.confidence)):
+        config = arms.configs[best]
+        s.verdict = "Pass"
+        if config is None:
+            return _finish(
+                tick,
+                "Aborted",
+                "StableIsBest",
+                f"bandit: stable is best (P {chances[best]:.2f}); stable kept",
+                RestoreStable("stable is best"),
+            )
+        return _finish(
+            tick,
+            "Promoted",
+            "ArmWins",
+            f"bandit: {best} ({config.model}) is best (P {chances[best]:.2f}); promoted",
+            Promote(config),
+        )
+    if (now - started).total_seconds() > parse_duration(settings.max_duration):
+        return _finish(
+            tick,
+            "Aborted",
+            "NoConvergence",
+            f"bandit: no arm reached {settings.confidence} within {settings.max_duration}; "
+            "stable kept",
+            RestoreStable("bandit did not converge"),
+            "Warning",
+        )
+    s.verdict = "Inconclusive"
+    if too_few:
+        s.message = f"bandit: collecting ({', '.join(too_few)} below {settings.min_samples})"
+        tick.reason = "Analyzing"
+        return tick
+    weights = allocate(chances, settings.min_weight)
+    if weights != s.arm_weights:
+        tick.actions.append(SetArms(tuple(sorted(weights.items()))))
+        s.arm_weights = weights
+        tick.events.append(
+            (
+                "Normal",
+                "ArmsRebalanced",
+                "bandit: " + ", ".join(f"{i} {w}%" for i, w in sorted(weights.items())),
+            )
+        )
+    s.canary_weight = 100 - sum(w for i, w in weights.items() if arms.configs[i] is None)
+    s.message = f"bandit: leading {best} (P(best) {chances[best]:.2f})"
+    tick.reason = "Analyzing"
+    return tick
 
 
 def _record_step(s: RolloutStatus, i: int, verdict: str, now: datetime) -> None:

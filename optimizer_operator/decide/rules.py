@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from ..analysis.orient import detect_anomaly, trend
 from ..api.common import parse_decimal, parse_duration
-from ..api.policy import Rule, RuleEvaluation
+from ..api.policy import Rule, RuleCondition, RuleEvaluation
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "gt": lambda a, b: a > b,
@@ -28,7 +28,13 @@ def _parse(ts: str) -> datetime:
     return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
-def signal_value(rule: Rule, series: Sequence[float], step_seconds: float) -> float | None:
+def _holds(cond: Rule | RuleCondition, value: float) -> bool:
+    return _OPS[cond.operator](value, float(parse_decimal(cond.value)))
+
+
+def signal_value(
+    rule: Rule | RuleCondition, series: Sequence[float], step_seconds: float
+) -> float | None:
     """The number the rule compares, from the metric's samples over its window."""
     if not series:
         return None
@@ -52,7 +58,7 @@ class RuleDecision:
 
 def evaluate(
     rules: Sequence[Rule],
-    read: Callable[[Rule], float | None],
+    read: Callable[[Rule | RuleCondition], float | None],
     firings: dict[str, list[str]],
     now: datetime,
 ) -> RuleDecision:
@@ -72,7 +78,13 @@ def evaluate(
             ev.outcome = "NoData"
         else:
             ev.value = f"{value:.6g}"
-            ev.fired = _OPS[rule.operator](value, float(parse_decimal(rule.value)))
+            ev.fired = _holds(rule, value)
+            if rule.also:
+                more = [(c, read(c)) for c in rule.also]
+                # No data on a further condition: it does not hold (never fires on absence).
+                held = [v is not None and _holds(c, v) for c, v in more]
+                combined = [ev.fired, *held]
+                ev.fired = all(combined) if rule.combine == "all" else any(combined)
             ev.outcome = "Fired" if ev.fired else "NotMet"
         evaluations.append(ev)
         if not ev.fired:

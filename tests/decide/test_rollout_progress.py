@@ -361,3 +361,43 @@ def test_retry_restarts_only_a_finished_rollout() -> None:
     assert fresh.observed_retry == 1
     assert retry(_spec(retry=1), RolloutStatus(phase="Progressing")) is None
     assert retry(_spec(retry=1), fresh) is None
+
+
+def test_bandit_rebalances_toward_the_best_arm_then_promotes_it() -> None:
+    from optimizer_operator.analysis.bandit import ArmReward
+    from optimizer_operator.api.llmconfig import ModelConfig
+    from optimizer_operator.decide.rollout import BanditArms, SetArms
+
+    spec = RolloutSpec.model_validate(
+        {
+            "targetRef": {"name": "bot"},
+            "candidate": {"provider": "simulator", "model": "sim-small"},
+            "strategy": "bandit",
+            "bandit": {
+                "arms": [{"provider": "simulator", "model": "sim-large"}],
+                "minSamples": 100,
+            },
+            "analysis": {"interval": "1m"},
+        }
+    )
+    large = ModelConfig(provider="simulator", model="sim-large")
+    small = ModelConfig(provider="simulator", model="sim-small")
+    rounds = iter(
+        [
+            {"v1": (0.82, 0.05, 50), "c-s": (0.66, 0.05, 50), "c-l": (0.90, 0.05, 50)},
+            {"v1": (0.82, 0.03, 200), "c-s": (0.66, 0.03, 200), "c-l": (0.88, 0.03, 200)},
+            {"v1": (0.82, 0.01, 900), "c-s": (0.66, 0.01, 300), "c-l": (0.90, 0.01, 900)},
+        ]
+    )
+    arms = BanditArms(
+        {"v1": None, "c-s": small, "c-l": large},
+        lambda: {k: ArmReward(*v) for k, v in next(rounds).items()},
+        "higherIsBetter",
+    )
+    ticks = _walk(spec, 4, observe=_script(), bandit=arms)
+    assert ticks[0].actions == [SetArms((("c-l", 33), ("c-s", 33), ("v1", 34)))]
+    assert ticks[1].reason == "Analyzing" and "collecting" in (ticks[1].status.message or "")
+    rebalanced = ticks[2].actions[0]
+    assert isinstance(rebalanced, SetArms)
+    assert dict(rebalanced.weights)["c-l"] > 50 and dict(rebalanced.weights)["c-s"] == 5
+    assert ticks[3].reason == "ArmWins" and ticks[3].actions == [Promote(large)]

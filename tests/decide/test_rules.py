@@ -63,3 +63,28 @@ def test_signals_value_trend_and_anomaly() -> None:
     z = signal_value(_rule("a", 1, signal="anomaly"), spike, 10)
     assert z is not None and z > 10
     assert signal_value(_rule("v", 1), [], 10) is None
+
+
+def test_composite_rules_combine_with_all_and_any() -> None:
+    both = _rule(
+        "both",
+        1,
+        also=[{"metric": "latency_p95_seconds", "operator": "gt", "value": "2"}],
+    )
+    values = {"error_rate": 0.1, "latency_p95_seconds": 1.0}
+
+    def read(cond: object) -> float | None:
+        return values.get(cond.metric)  # type: ignore[attr-defined]
+
+    assert evaluate([both], read, {}, NOW).applied is None  # errors high, latency fine
+    either = _rule(
+        "either",
+        1,
+        combine="any",
+        also=[{"metric": "latency_p95_seconds", "operator": "gt", "value": "2"}],
+    )
+    assert evaluate([either], read, {}, NOW).applied is not None
+    values["latency_p95_seconds"] = 3.0
+    assert evaluate([both], read, {}, NOW).applied is not None
+    values.pop("latency_p95_seconds")  # no data on the further condition: it does not hold
+    assert evaluate([both], read, {}, NOW).applied is None

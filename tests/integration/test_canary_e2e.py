@@ -472,3 +472,49 @@ async def test_a_critical_trigger_rolls_back_during_a_pause_and_quarantines_the_
     assert entry["hash"] == status["candidateHash"] and entry["rollout"] == "guarded"
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "RollbackTrigger"
+
+
+@pytest.mark.timeout(240)
+async def test_a_bandit_shifts_traffic_to_the_best_arm_and_promotes_it(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three arms by the oracle's quality: stable sim-medium 0.84, sim-small 0.68, sim-large
+    0.92. Thompson sampling on quality_score should favour sim-large and promote it."""
+    _apply(kubeconfig, _llmconfig(namespace))
+    custom = client.CustomObjectsApi(api)
+    async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
+        rollout = _rollout(namespace, "arms", {"provider": "simulator", "model": "sim-small"})
+        del rollout["spec"]["steps"]
+        rollout["spec"]["strategy"] = "bandit"
+        rollout["spec"]["bandit"] = {
+            "arms": [{"provider": "simulator", "model": "sim-large"}],
+            "minSamples": 40,
+            "confidence": "0.95",
+        }
+        _apply(kubeconfig, rollout)
+        seen: list[dict[str, int]] = []
+        for _ in range(150):
+            status = custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "rollouts", "arms"
+            ).get("status", {})
+            if status.get("armWeights") and (not seen or seen[-1] != status["armWeights"]):
+                seen.append(dict(status["armWeights"]))
+            if status.get("phase") in ("Promoted", "RolledBack", "Aborted", "Failed"):
+                break
+            await asyncio.sleep(1)
+    assert status["phase"] == "Promoted", status
+    assert "sim-large" in status["message"]
+    assert len(seen[0]) == 3 and set(seen[0].values()) <= {33, 34}  # equal shares first
+    large = next(k for k in seen[0] if k not in (status["stableVariant"], status["canaryVariant"]))
+    assert max(w[large] for w in seen) > 34 or len(seen) == 1  # shifted toward it, if re-balanced
+    history = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "llmconfigs", "bot"
+    )["status"]["history"]
+    assert history[-1]["model"] == "sim-large" and history[-1]["source"] == "rollout/arms"
+    cm = client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config", namespace)
+    assert [v["weight"] for v in json.loads(cm.data["variants.json"])["variants"]] == [10000]
