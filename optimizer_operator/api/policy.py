@@ -265,8 +265,56 @@ class OptimizationPolicySpec(ApiModel):
                     f"objectives[{i}].metric",
                     f"{obj.metric!r} is neither built-in nor in spec.metrics",
                 )
+            if obj.metric in [o.metric for o in self.objectives[:i]]:
+                raise FieldProblem(f"objectives[{i}].metric", f"{obj.metric!r} is listed twice")
+            if parse_decimal(obj.weight) <= 0:
+                raise FieldProblem(f"objectives[{i}].weight", "must be above 0")
+        if not self.search_space.models and not self.search_space.parameters:
+            raise FieldProblem(
+                "searchSpace", "is empty: give models, parameters, or both to search over"
+            )
+        seen = [(m.provider, m.model) for m in self.search_space.models]
+        if len(set(seen)) != len(seen):
+            raise FieldProblem("searchSpace.models", "lists a model twice")
+        names = [p.name for p in self.search_space.parameters]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise FieldProblem(f"searchSpace.parameters[{i}].name", f"{name} listed twice")
+        for i, p in enumerate(self.search_space.parameters):
+            limits = _PARAMETER_LIMITS.get(p.name)
+            values = [v for v in (p.low, p.high, *(p.choices or [])) if v is not None]
+            if limits and any(not limits[0] <= parse_decimal(v) <= limits[1] for v in values):
+                raise FieldProblem(
+                    f"searchSpace.parameters[{i}]",
+                    f"{p.name} must stay within {limits[0]}..{limits[1]}",
+                )
+        c = self.constraints
+        for field, value, lo, hi in (
+            ("minQuality", c.min_quality, 0, 1),
+            ("maxErrorRate", c.max_error_rate, 0, 1),
+            ("maxLatencyP95Seconds", c.max_latency_p95_seconds, 0, None),
+            ("maxCostPerRequestUsd", c.max_cost_per_request_usd, 0, None),
+            ("maxDailyCostUsd", c.max_daily_cost_usd, 0, None),
+        ):
+            if value is None:
+                continue
+            v = parse_decimal(value)
+            if v < lo or (hi is not None and v > hi) or (hi is None and v == 0):
+                bound = f"between {lo} and {hi}" if hi is not None else "above 0"
+                raise FieldProblem(
+                    f"constraints.{field}", f"{value} cannot be met: must be {bound}"
+                )
         return self
 
+
+_PARAMETER_LIMITS = {
+    "temperature": (0, 2),
+    "topP": (0, 1),
+    "topK": (1, 1000),
+    "maxTokens": (1, 1_000_000),
+    "presencePenalty": (-2, 2),
+    "frequencyPenalty": (-2, 2),
+}
 
 LoopState = Literal[
     "Idle",

@@ -305,3 +305,38 @@ def test_batch_mode_runs_one_cycle_and_exits(
         assert missing.returncode == 3 and "no policy nope" in missing.stderr
     finally:
         operator_process.start()
+
+
+@pytest.mark.timeout(240)
+async def test_recommend_mode_measures_and_recommends_but_creates_no_rollout(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _apply(kubeconfig, _bot(namespace, "0.3"))  # inside the space: trial 0 is the baseline
+    policy = _policy(namespace)
+    policy["spec"]["mode"] = "recommend"
+    async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
+        _apply(kubeconfig, policy)
+        for _ in range(90):
+            status = _get(api, namespace, "optimizationpolicies", "tune").get("status", {})
+            if status.get("recommendation"):
+                break
+            await asyncio.sleep(1)
+        else:
+            raise AssertionError(f"no recommendation: {status}")
+    baseline = status["trialRecords"][0]
+    assert baseline["outcome"] == "Baseline" and baseline["state"] == "Complete"
+    assert float(baseline["values"][0]) > 0.7  # sim-medium at 0.3: quality about 0.82
+    rec = status["recommendation"]
+    assert rec["outcome"] == "Recommended" and rec["params"]["model"].startswith("simulator/")
+    assert status["lastDecision"].startswith("recommend ")
+    rollouts = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "rollouts"
+    )["items"]
+    assert rollouts == []
+    history = _get(api, namespace, "llmconfigs", "bot")["status"]["history"]
+    assert len(history) == 1  # nothing changed

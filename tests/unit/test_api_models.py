@@ -158,3 +158,40 @@ def test_non_object_spec_is_refused() -> None:
     with pytest.raises(InvalidSpec) as err:
         parse_spec(LLMConfigSpec, None)
     assert err.value.field == "spec"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"searchSpace": {}}, "spec.searchSpace"),
+        ({"constraints": {"minQuality": "1.2"}}, "spec.constraints.minQuality"),
+        ({"constraints": {"maxErrorRate": "-0.1"}}, "spec.constraints.maxErrorRate"),
+        ({"constraints": {"maxLatencyP95Seconds": "0"}}, "spec.constraints.maxLatencyP95Seconds"),
+        (
+            {"objectives": [{"metric": "quality_score", "direction": "maximize"}] * 2},
+            "spec.objectives[1].metric",
+        ),
+        (
+            {"objectives": [{"metric": "quality_score", "direction": "maximize", "weight": "0"}]},
+            "spec.objectives[0].weight",
+        ),
+        (
+            {
+                "searchSpace": {
+                    "parameters": [{"name": "topP", "type": "float", "low": "0.5", "high": "1.5"}]
+                }
+            },
+            "spec.searchSpace.parameters[0]",
+        ),
+        ({"sampler": {"name": "cmaes"}}, "spec.sampler.name"),
+        (
+            {"schedule": {"triggers": [{"type": "cron", "cron": "99 * * * *"}]}},
+            "spec.schedule.triggers[0].cron",
+        ),
+    ],
+)
+def test_bad_policies_are_invalid_naming_the_field(change: dict[str, object], field: str) -> None:
+    raw = {**_sample("optimizationpolicy.yaml"), **change}
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(OptimizationPolicySpec, raw)
+    assert str(info.value).startswith(field), str(info.value)
