@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help deps venv system-deps kube-tools kube-build crds crds-check lint test \
         test-unit cluster-up cluster-down demo kind-up kind-down clean bench-gateway \
-        bench-canary
+        bench-canary bench-optimizer
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -71,6 +71,9 @@ bench-gateway: venv bench/.venv-litellm/.installed ## gateway overhead vs direct
 
 bench-canary: venv ## false rollbacks and detection time vs Argo/Flagger-style rules -> bench/results/canary.{md,json}
 	$(BIN)/python bench/canary_bench.py
+
+bench-optimizer: venv ## trials to the oracle's cost at the quality floor vs random / scalar TPE -> bench/results/optimizer.{md,json}
+	$(BIN)/python bench/optimizer_bench.py $(BENCH_ARGS)
 
 # For users with Docker: a real kind cluster (not usable on machines without a Docker engine).
 kind-up:

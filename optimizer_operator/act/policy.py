@@ -801,7 +801,7 @@ class Cycle:
         forecast = predictor.predict(spec.search_space, s.trial_records, record.params)
         record.prediction, record.confidence = forecast.summary(), forecast.confidence
         doomed = self._predicted_violations(spec, forecast)
-        if doomed and forecast.confidence == "high":
+        if doomed:
             # Confident it breaks a constraint: tell the study the prediction, skip the rollout.
             predicted = {m: p.mean for m, p in forecast.metrics.items()}
             if all(o.metric in predicted for o in spec.objectives):
@@ -832,7 +832,7 @@ class Cycle:
     def _predicted_violations(
         self, spec: OptimizationPolicySpec, forecast: predictor.Prediction
     ) -> list[str]:
-        """Constraints the prediction breaks with probability over 90%."""
+        """Constraints the prediction is confident the config breaks."""
         c = spec.constraints
         checks = [
             ("latency_p95_seconds", c.max_latency_p95_seconds, True),
@@ -846,14 +846,13 @@ class Cycle:
         if c.max_daily_cost_usd is not None and cost is not None and daily is not None:
             projected = predictor.Predicted(cost.mean * daily, cost.stddev * daily, cost.neighbours)
             budget = float(parse_decimal(c.max_daily_cost_usd))
-            if predictor.violation_probability(projected, budget, upper=True) > 0.9:
+            if predictor.confident_violation(projected, budget, upper=True):
                 out.append(f"daily cost predicted ${projected.mean:.2f}, budget ${budget:g}")
         for metric, limit, upper in checks:
             p = forecast.metrics.get(metric)
             if limit is None or p is None:
                 continue
-            chance = predictor.violation_probability(p, float(parse_decimal(limit)), upper)
-            if chance > 0.9:
+            if predictor.confident_violation(p, float(parse_decimal(limit)), upper):
                 out.append(f"{metric} predicted {p.mean:.4g} ± {p.stddev:.2g}, bound {limit}")
         return out
 

@@ -86,3 +86,12 @@ def violation_probability(predicted: Predicted, bound: float, upper: bool) -> fl
         return float(predicted.mean > bound if upper else predicted.mean < bound)
     z = (predicted.mean - bound) / predicted.stddev
     return float(stats.norm.cdf(z) if upper else stats.norm.sf(z))
+
+
+def confident_violation(predicted: Predicted, bound: float, upper: bool) -> bool:
+    """Skip-worthy: a violation more likely than 90% with the evidence of at least one and
+    a half near trials, or more likely than 99% with at least one near trial's worth."""
+    chance = violation_probability(predicted, bound, upper)
+    return (chance > 0.9 and predicted.neighbours >= 1.5) or (
+        chance > 0.99 and predicted.neighbours >= 0.8
+    )
