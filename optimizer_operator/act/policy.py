@@ -40,7 +40,7 @@ from ..api.policy import (
     RuleCondition,
     TrialRecord,
 )
-from ..api.rollout import AnalysisStep, PauseStep, Step
+from ..api.rollout import AnalysisStep, PauseStep, RollbackTrigger, Step
 from ..api.validation import InvalidSpec, parse_spec
 from ..decide import optimizer, predictor, rules
 from ..decide.triggers import due
@@ -303,11 +303,19 @@ class Cycle:
         annotations: dict[str, str] | None = None,
     ) -> None:
         template = spec.rollout_template
+        analysis = template.analysis.model_copy(deep=True)
+        # The policy's hard constraints guard every one of its Rollouts from the first
+        # measurement on: a candidate that breaks one is rolled back at its first step,
+        # so little traffic ever reaches a config below the floor.
+        names = {t.name for t in analysis.rollback_triggers}
+        analysis.rollback_triggers += [t for t in constraint_triggers(spec) if t.name not in names][
+            : 16 - len(analysis.rollback_triggers)
+        ]
         rollout_spec: dict[str, Any] = {
             "targetRef": {"name": spec.target_ref.name},
             "candidate": config.to_wire(),
             "strategy": template.strategy if steps is None or trial else "canary",
-            "analysis": template.analysis.to_wire(),
+            "analysis": analysis.to_wire(),
         }
         if trial is not None:
             rollout_spec["trial"] = trial
@@ -874,6 +882,21 @@ class Cycle:
         if len(records) >= 3:
             study = optimizer.build_study(spec, records, stable)
             self.status.importance = optimizer.importance(study)
+
+
+def constraint_triggers(spec: OptimizationPolicySpec) -> list[RollbackTrigger]:
+    """The policy's per-request constraints as critical rollback triggers."""
+    c = spec.constraints
+    out = []
+    for name, bound, side in (
+        ("quality_score", c.min_quality, "min"),
+        ("error_rate", c.max_error_rate, "max"),
+        ("latency_p95_seconds", c.max_latency_p95_seconds, "max"),
+        ("cost_per_request_usd", c.max_cost_per_request_usd, "max"),
+    ):
+        if bound is not None:
+            out.append(RollbackTrigger.model_validate({"name": name, side: bound}))
+    return out
 
 
 def run_cycle(
