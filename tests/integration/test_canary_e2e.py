@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import random
 from collections.abc import AsyncIterator
@@ -129,7 +130,7 @@ def _rollout(namespace: str, name: str, candidate: dict[str, Any]) -> dict[str, 
             "targetRef": {"name": "bot"},
             "candidate": candidate,
             "steps": [{"setWeight": 50}, {"analysis": {"measurements": 2}}],
-            "analysis": ANALYSIS,
+            "analysis": copy.deepcopy(ANALYSIS),  # tests change it: never share it
             "progressDeadline": "5m",
         },
     }
@@ -507,7 +508,7 @@ async def test_a_bandit_shifts_traffic_to_the_best_arm_and_promotes_it(
             if status.get("phase") in ("Promoted", "RolledBack", "Aborted", "Failed"):
                 break
             await asyncio.sleep(1)
-    assert status["phase"] == "Promoted", status
+    assert status["phase"] == "Promoted", json.dumps(status, indent=1)[:4000]
     assert "sim-large" in status["message"]
     assert len(seen[0]) == 3 and set(seen[0].values()) <= {33, 34}  # equal shares first
     large = next(k for k in seen[0] if k not in (status["stableVariant"], status["canaryVariant"]))

@@ -10,6 +10,7 @@ the quality floor (sim-small, about 0.65).
 from __future__ import annotations
 
 import asyncio
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def _policy(namespace: str) -> dict[str, Any]:
             "budgets": {"maxTrials": 8, "maxRolloutsPerDay": 20},
             "rolloutTemplate": {
                 "steps": [{"setWeight": 50}, {"analysis": {"measurements": 2}}],
-                "analysis": ANALYSIS,
+                "analysis": copy.deepcopy(ANALYSIS),
             },
         },
     }
