@@ -340,9 +340,11 @@ async def test_latency_and_error_regressions_are_rolled_back(
                 "parameters": {"temperature": "0.3", "maxTokens": 512},
             },
         )
-        # Long enough for the evidence these effects need at this traffic (about a thousand
-        # requests per variant); a regression must be caught before the step ends.
-        rollout["spec"]["steps"] = [{"setWeight": 50}, {"analysis": {"measurements": 12}}]
+        # Long enough for the evidence these effects need at this traffic (over a thousand
+        # requests per variant; at twelve measurements, about 700, a +2.6-point error rate
+        # once stopped at p=0.010, just short of significance); a regression must be
+        # caught before the step ends.
+        rollout["spec"]["steps"] = [{"setWeight": 50}, {"analysis": {"measurements": 20}}]
         # Judge the metric this candidate regresses; the other defaults have their own tests.
         rollout["spec"]["analysis"]["metrics"] = [
             {
