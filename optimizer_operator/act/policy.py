@@ -26,6 +26,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import optuna
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -87,6 +88,7 @@ class Cycle:
         self.body, self.custom, self.source, self.now = body, custom, source, now
         self.tracer, self.store = tracer, store
         self._store_error: str | None = None
+        self._built: optuna.Study | None = None
         self.meta = body["metadata"]
         self.namespace, self.name = self.meta["namespace"], self.meta["name"]
         raw = dict(body.get("status") or {})
@@ -766,8 +768,7 @@ class Cycle:
             s.state = "Collecting"
             s.message = s.last_decision
             return
-        study = optimizer.build_study(spec, s.trial_records, stable)
-        proposal = optimizer.ask(study, spec, stable)
+        proposal = optimizer.ask(self._study(spec, stable), spec, stable)
         number = proposal.trial.number
         record = TrialRecord(
             number=number,
@@ -871,17 +872,24 @@ class Cycle:
         self._decide(f"Trial{outcome}", f"trial {record.number}: {outcome}: {reason}")
         self.status.message = self.status.last_decision
 
+    def _study(self, spec: OptimizationPolicySpec, stable: ModelConfig) -> optuna.Study:
+        """The study rebuilt from the records, once per cycle (summary and ask share it)."""
+        if self._built is None:
+            self._built = optimizer.build_study(spec, self.status.trial_records, stable)
+        return self._built
+
     def _summarize(self, spec: OptimizationPolicySpec, stable: ModelConfig) -> None:
         records = self.status.trial_records
-        self.status.trials = len([r for r in records if r.state != "Running"])
+        finished = len([r for r in records if r.state != "Running"])
+        changed = finished != self.status.trials
+        self.status.trials = finished
         front = optimizer.pareto_front(records, spec.objectives)
         self.status.pareto_front = front
         best = optimizer.choose(records, spec.objectives, front)
         self.status.best = best
         self.status.best_hash = best.hash if best else None
-        if len(records) >= 3:
-            study = optimizer.build_study(spec, records, stable)
-            self.status.importance = optimizer.importance(study)
+        if changed and len(records) >= 3:  # fANOVA is not cheap: only when a trial ended
+            self.status.importance = optimizer.importance(self._study(spec, stable))
 
 
 def constraint_triggers(spec: OptimizationPolicySpec) -> list[RollbackTrigger]:

@@ -125,7 +125,7 @@ def ensure_canary(
         ),
     )
     replicas = canary_replicas(target.spec.replicas or 1, weight)
-    api = client.ApiClient()
+    api = apps.api_client  # the caller's client: its serializer, no new connection pool
     template = api.sanitize_for_serialization(target.spec.template)
     template = copy.deepcopy(template)
     _swap_configmap(template, stable_cm, cm_name)

@@ -78,10 +78,7 @@ def mann_whitney(
         return _too_few(metric, c, s, min_samples, _median, dry_run)
     c_med, s_med = float(np.median(c)), float(np.median(s))
     effect = relative_effect(c_med, s_med)
-    if np.all(c == c[0]) and np.all(s == c[0]):
-        p = 1.0  # identical constant samples: no difference (scipy would warn)
-    else:
-        p = float(stats.mannwhitneyu(c, s, alternative="two-sided").pvalue)
+    p = _mw_p(c, s)
     significant = p < alpha
     if significant and effect > tolerance:
         classification: Classification = "High"
@@ -121,10 +118,7 @@ def compare_two_sided(
         return _too_few(metric, c, s, min_samples, _mean, False)
     c_mean, s_mean = float(c.mean()), float(s.mean())
     effect = relative_effect(c_mean, s_mean)
-    if np.all(c == c[0]) and np.all(s == c[0]):
-        p = 1.0
-    else:
-        p = float(stats.mannwhitneyu(c, s, alternative="two-sided").pvalue)
+    p = _mw_p(c, s)
     if p >= alpha:
         return MetricResult(
             metric,
@@ -313,6 +307,13 @@ def combine(results: Sequence[MetricResult]) -> Verdict:
     if any(r.verdict == "Marginal" for r in acting):
         return "Marginal"
     return "Pass"
+
+
+def _mw_p(c: np.ndarray, s: np.ndarray) -> float:
+    """Two-sided Mann-Whitney p-value; 1 for identical constant samples (scipy would warn)."""
+    if np.all(c == c[0]) and np.all(s == c[0]):
+        return 1.0
+    return float(stats.mannwhitneyu(c, s, alternative="two-sided").pvalue)
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
