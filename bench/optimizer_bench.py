@@ -83,6 +83,7 @@ class Env:
     floor: float
     oracle_cost: float
     oracle: dict[str, str]
+    price_of: Callable[[str], float | None]  # model key -> list price (the catalog)
 
 
 def _spec(models: list[str], params: list[dict[str, Any]], floor: float) -> OptimizationPolicySpec:
@@ -145,7 +146,14 @@ def simulator_env() -> Env:
             ("maxTokens", tokens),
         ]
     )
-    return _finish_env("simulator", models, params, floor, truth, grid, "sim-medium", "0.7", "1024")
+
+    def price_of(key: str) -> float | None:
+        p = fleet.models[key.split("/")[1]].price
+        return float(p.input_per_mtok + p.output_per_mtok)
+
+    return _finish_env(
+        "simulator", models, params, floor, truth, grid, "sim-medium", "0.7", "1024", price_of
+    )
 
 
 def replay_env(path: Path) -> Env:
@@ -181,7 +189,12 @@ def replay_env(path: Path) -> Env:
     # The starting config is the cheap model, below the floor: the search must find the
     # strong model and then the smallest answer budget that keeps it above the floor.
     cheap = min(models, key=lambda m: data[m]["correct"].mean())
-    return _finish_env("replay", models, params, floor, truth, grid, cheap, None, "768")
+
+    def price_of(key: str) -> float | None:
+        pin, pout = data[key.split("/")[1]]["price"]
+        return float(pin + pout)
+
+    return _finish_env("replay", models, params, floor, truth, grid, cheap, None, "768", price_of)
 
 
 def _finish_env(
@@ -194,6 +207,7 @@ def _finish_env(
     stable_model: str,
     stable_temp: str | None,
     stable_tokens: str,
+    price_of: Callable[[str], float | None],
 ) -> Env:
     feasible = [(truth(p)[1], p) for p in grid if truth(p)[0] >= floor]
     oracle_cost, oracle = min(feasible, key=lambda x: x[0])
@@ -203,7 +217,9 @@ def _finish_env(
     stable = ModelConfig.model_validate(
         {"provider": "simulator", "model": stable_model, "parameters": parameters}
     )
-    return Env(name, _spec(models, params, floor), stable, truth, floor, oracle_cost, oracle)
+    return Env(
+        name, _spec(models, params, floor), stable, truth, floor, oracle_cost, oracle, price_of
+    )
 
 
 def _measure(env: Env, params: dict[str, str], rng: np.random.Generator) -> tuple[float, float]:
@@ -242,10 +258,17 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
     baseline = optimizer.baseline_params(spec, env.stable)
     for n in range(trials):
         if n == 0 and baseline is not None:
-            study.enqueue_trial(
-                {k: (float(v) if k == "temperature" else v) for k, v in baseline.items()}
-            )
-        proposal = optimizer.ask(study, spec, env.stable)
+            # Trial 0 is the stable config measured on its own traffic: no canary, no Rollout.
+            proposal = optimizer.ask(study, spec, env.stable, first=baseline)
+            quality, cost = _measure(env, proposal.params, rng)
+            proposal.trial.set_constraint("minQuality", env.floor - quality)
+            study.tell(proposal.trial, [cost, quality])
+            records.append(_record(n, proposal.params, quality, cost, env.floor, rollout=None))
+            judged.append((proposal.params, quality, cost))
+            best.append(_track(env, judged))
+            continue
+        screen = optimizer.screening_params(spec, env.stable, records, env.price_of)
+        proposal = optimizer.ask(study, spec, env.stable, first=screen)
         params = proposal.params
         seen = next((r for r in records if r.params == params), None)
         if seen is not None:
@@ -254,6 +277,18 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
                 proposal.trial.set_constraint(k, float(v))
             study.tell(proposal.trial, values)
             records.append(seen.model_copy(update={"number": n}))
+            best.append(_track(env, judged))
+            continue
+        bound = predictor.bounded_violation(records, params, {"quality_score": (env.floor, False)})
+        if bound is not None:
+            # Proven below the floor by a measured larger budget: no Rollout, no traffic.
+            known = bound[0]
+            q_known = float(known.metrics["quality_score"])
+            c_known = float(known.metrics["cost_per_request_usd"])
+            proposal.trial.set_constraint("minQuality", env.floor - q_known)
+            study.tell(proposal.trial, [c_known, q_known])
+            rec = _record(n, params, q_known, c_known, env.floor)
+            records.append(rec.model_copy(update={"outcome": "PredictedInfeasible"}))
             best.append(_track(env, judged))
             continue
         forecast = predictor.predict(spec.search_space, records, params)
@@ -284,9 +319,17 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
     return Run(best, served, violating)
 
 
-def _record(n: int, params: dict[str, str], q: float, c: float, floor: float) -> TrialRecord:
+def _record(
+    n: int,
+    params: dict[str, str],
+    q: float,
+    c: float,
+    floor: float,
+    rollout: str | None = "trial",
+) -> TrialRecord:
     return TrialRecord(
         number=n,
+        rollout=rollout,
         params=params,
         hash=str(sorted(params.items())),
         state="Complete",

@@ -47,6 +47,7 @@ from ..decide import optimizer, predictor, rules
 from ..decide.triggers import due
 from ..gateway.tracing import Tracer
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
+from ..providers.simulator import list_price
 from ..store.postgres import HistoryStore, StoreUnavailable
 from .configmap import REQUEST_TIMEOUT
 from .llmconfig import Outcome
@@ -62,6 +63,17 @@ DEFAULT_STEPS = [
     Step(analysis=AnalysisStep(measurements=3)),
 ]
 REQUESTS_RATE = 'sum(rate(llmopt_requests_total{llm_config="{{llm_config}}"}[{{window}}]))'
+
+
+def _bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
+    """The per-request bounds of the constraints: metric -> (limit, upper)."""
+    c = spec.constraints
+    out: dict[str, tuple[float, bool]] = {}
+    if c.min_quality is not None:
+        out["quality_score"] = (float(parse_decimal(c.min_quality)), False)
+    if c.max_cost_per_request_usd is not None:
+        out["cost_per_request_usd"] = (float(parse_decimal(c.max_cost_per_request_usd)), True)
+    return out
 
 
 def _ts(now: datetime) -> str:
@@ -768,7 +780,8 @@ class Cycle:
             s.state = "Collecting"
             s.message = s.last_decision
             return
-        proposal = optimizer.ask(self._study(spec, stable), spec, stable)
+        screen = optimizer.screening_params(spec, stable, s.trial_records, list_price)
+        proposal = optimizer.ask(self._study(spec, stable), spec, stable, first=screen)
         number = proposal.trial.number
         record = TrialRecord(
             number=number,
@@ -783,6 +796,12 @@ class Cycle:
             + (f" score {r.score}" if r.score else "")
             for r in near
         )
+        if screen is not None:
+            record.explanation = (
+                f"model screening: {screen['model']} at the stable parameters, before the "
+                "sampler explores"
+                + ("; similar: " + record.explanation if record.explanation else "")
+            )
         if record.hash == stable.config_hash():
             s.trial_records.append(record)  # stable again: measured on its own traffic
             self._decide("TrialStarted", f"trial {number}: baseline, the stable config ({trigger})")
@@ -809,6 +828,15 @@ class Cycle:
         s.state = "Validating"
         forecast = predictor.predict(spec.search_space, s.trial_records, record.params)
         record.prediction, record.confidence = forecast.summary(), forecast.confidence
+        bound = predictor.bounded_violation(s.trial_records, record.params, _bounds(spec))
+        if bound is not None:
+            # Proven by a measured neighbour (monotone in maxTokens): no rollout needed.
+            evidence, why = bound
+            known = {m: float(v) for m, v in evidence.metrics.items()}
+            if all(o.metric in known for o in spec.objectives):
+                self._judge(spec, record, known, None, {"predicted": 1.0})
+                self._record(record, "Complete", "PredictedInfeasible", why)
+                return
         doomed = self._predicted_violations(spec, forecast)
         if doomed:
             # Confident it breaks a constraint: tell the study the prediction, skip the rollout.

@@ -113,6 +113,14 @@ class Sampler(ApiModel):
 
     name: Literal["tpe", "gp", "nsga2", "random"] = Field(default="tpe")
     seed: int | None = Field(default=None, ge=0, description="Seed for reproducible search.")
+    screen_models: bool = Field(
+        default=True,
+        description=(
+            "Before the sampler explores on its own, measure each model of the search space "
+            "once at the stable configuration's parameters (pricier models first while the "
+            "stable config misses a constraint, cheaper ones first otherwise). Not for random."
+        ),
+    )
 
 
 class Trigger(ApiModel):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,15 +173,72 @@ def baseline_params(spec: OptimizationPolicySpec, stable: ModelConfig) -> dict[s
     for p in space.parameters:
         if not _active(p, key) or p.name not in current:
             continue  # the stable config leaves it to the provider: not part of this point
-        d = distribution(p)
-        raw = str(current[p.name])
-        value = (
-            raw
-            if isinstance(d, CategoricalDistribution)
-            else _decode({p.name: raw}, {p.name: d})[p.name]
-        )
-        if not d._contains(d.to_internal_repr(value)):
+        value = _in_space(p, current[p.name])
+        if value is None:
             return None  # outside the range: the baseline is not a point of this space
+        params[p.name] = _encode(value)
+    return params
+
+
+def _in_space(p: ParameterRange, raw: object) -> Any:
+    """A stable parameter value as a value of ``p``'s distribution, or None outside it."""
+    d = distribution(p)
+    value = (
+        str(raw)
+        if isinstance(d, CategoricalDistribution)
+        else _decode({p.name: str(raw)}, {p.name: d})[p.name]
+    )
+    return value if d._contains(d.to_internal_repr(value)) else None
+
+
+def screening_params(
+    spec: OptimizationPolicySpec,
+    stable: ModelConfig,
+    records: Sequence[TrialRecord],
+    price_of: Callable[[str], float | None],
+) -> dict[str, str] | None:
+    """The next model to screen, as a point of the space, or None when all are measured.
+
+    A structured initial design in place of the sampler's random start-up trials: each
+    model of the space is measured once at the stable configuration's parameters (or the
+    middle of a range the stable value falls outside). While the stable configuration
+    misses a constraint the pricier models come first (quality is what is missing);
+    otherwise the cheaper ones (savings are what is sought). ``price_of`` gives a model
+    key's output price per token, or None when the catalog does not know it (last)."""
+    space = spec.search_space
+    if not spec.sampler.screen_models or spec.sampler.name == "random" or len(space.models) < 2:
+        return None
+    tried = {r.params.get(MODEL) for r in records}
+    keys = [model_key(m.provider, m.model) for m in space.models]
+    todo = [k for k in keys if k not in tried]
+    if not todo:
+        return None
+    base = next((r for r in records if r.rollout is None and r.state == "Complete"), None)
+    up = base is not None and any(float(v) > 0 for v in base.constraints.values())
+
+    def order(key: str) -> tuple[int, float]:
+        price = price_of(key)
+        if price is None:
+            return (1, 0.0)
+        return (0, -price if up else price)
+
+    key = min(todo, key=order)
+    current = stable.parameters.to_wire()
+    params = {MODEL: key}
+    for p in space.parameters:
+        if not _active(p, key):
+            continue
+        d = distribution(p)
+        value = _in_space(p, current[p.name]) if p.name in current else None
+        if value is None:
+            if isinstance(d, CategoricalDistribution):
+                value = d.choices[len(d.choices) // 2]
+            else:
+                assert isinstance(d, (IntDistribution, FloatDistribution))
+                mid = (d.low + d.high) / 2
+                if d.step:
+                    mid = d.low + round((mid - d.low) / d.step) * d.step
+                value = int(mid) if isinstance(d, IntDistribution) else float(mid)
         params[p.name] = _encode(value)
     return params
 
@@ -193,8 +250,19 @@ class Proposal:
     config: ModelConfig
 
 
-def ask(study: optuna.Study, spec: OptimizationPolicySpec, stable: ModelConfig) -> Proposal:
-    """A new candidate: the model first, then the parameters active for it."""
+def ask(
+    study: optuna.Study,
+    spec: OptimizationPolicySpec,
+    stable: ModelConfig,
+    first: dict[str, str] | None = None,
+) -> Proposal:
+    """A new candidate: the model first, then the parameters active for it. ``first``
+    (a point of the space, e.g. from :func:`screening_params`) is asked instead of the
+    sampler's choice."""
+    if first is not None:
+        key = first.get(MODEL) or model_key(stable.provider, stable.model)
+        dists = distributions(spec.search_space, key)
+        study.enqueue_trial(_decode(first, dists))
     trial = study.ask()
     space = spec.search_space
     key = model_key(stable.provider, stable.model)
@@ -340,9 +408,17 @@ def importance(study: optuna.Study) -> dict[str, str]:
     return {k: f"{v:.3f}" for k, v in found.items()}
 
 
+def _ordinal(p: ParameterRange) -> bool:
+    try:
+        return bool(p.choices) and all(math.isfinite(float(c)) for c in p.choices or [])
+    except ValueError:
+        return False
+
+
 def param_distance(space: SearchSpace, a: dict[str, str], b: dict[str, str]) -> float:
     """Distance between two points: numeric parameters scaled by their range (log ranges
-    on the log scale), a different model, category or a missing parameter counting 1."""
+    on the log scale), numeric choices by rank, a different model, category or a missing
+    parameter counting 1."""
     ranges: dict[str, ParameterRange] = {p.name: p for p in space.parameters}
     total = 0.0
     for name in set(a) | set(b):
@@ -350,6 +426,13 @@ def param_distance(space: SearchSpace, a: dict[str, str], b: dict[str, str]) -> 
         p = ranges.get(name)
         if x is None or y is None:
             total += 1.0
+        elif p is not None and p.type == "categorical" and _ordinal(p):
+            # Numbers offered as choices (e.g. maxTokens 64/128/256) are ordered: by rank.
+            ranks = sorted(p.choices or [], key=float)
+            if x in ranks and y in ranks and len(ranks) > 1:
+                total += ((ranks.index(x) - ranks.index(y)) / (len(ranks) - 1)) ** 2
+            else:
+                total += 0.0 if x == y else 1.0
         elif p is not None and p.type != "categorical":
             lo, hi = _f(p.low) or 0.0, _f(p.high) or 1.0
             fx, fy = float(x), float(y)

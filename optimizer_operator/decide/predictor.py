@@ -95,3 +95,47 @@ def confident_violation(predicted: Predicted, bound: float, upper: bool) -> bool
     return (chance > 0.9 and predicted.neighbours >= 1.5) or (
         chance > 0.99 and predicted.neighbours >= 0.8
     )
+
+
+# A larger answer budget never lowers an answer's quality (a cut answer is at best as
+# good as the whole one) nor its cost: metric -> +1 (non-decreasing in maxTokens).
+MONOTONE_IN_MAX_TOKENS = {"quality_score": 1, "cost_per_request_usd": 1}
+
+
+def bounded_violation(
+    records: Sequence[TrialRecord],
+    params: dict[str, str],
+    bounds: dict[str, tuple[float, bool]],
+) -> tuple[TrialRecord, str] | None:
+    """A measured trial that proves ``params`` breaks a bound, by monotonicity in
+    maxTokens: the same config with a larger budget measured below a quality floor (a
+    smaller budget can only do worse), or with a smaller budget measured above a cost cap.
+    ``bounds``: metric -> (limit, upper). Predictions are not evidence: only trials that
+    were measured (outcome not PredictedInfeasible) count."""
+    if "maxTokens" not in params:
+        return None
+    mine = float(params["maxTokens"])
+    rest = {k: v for k, v in params.items() if k != "maxTokens"}
+    for r in records:
+        if r.state != "Complete" or not r.metrics or r.outcome == "PredictedInfeasible":
+            continue
+        if "maxTokens" not in r.params:
+            continue
+        if {k: v for k, v in r.params.items() if k != "maxTokens"} != rest:
+            continue
+        theirs = float(r.params["maxTokens"])
+        for metric, (limit, upper) in bounds.items():
+            if metric not in r.metrics or metric not in MONOTONE_IN_MAX_TOKENS:
+                continue
+            value = float(r.metrics[metric])
+            if not upper and theirs >= mine and value < limit:
+                return r, (
+                    f"{metric} at most {value:.4g} (trial {r.number} with maxTokens "
+                    f"{r.params['maxTokens']} >= {params['maxTokens']}), bound {limit:g}"
+                )
+            if upper and theirs <= mine and value > limit:
+                return r, (
+                    f"{metric} at least {value:.4g} (trial {r.number} with maxTokens "
+                    f"{r.params['maxTokens']} <= {params['maxTokens']}), bound {limit:g}"
+                )
+    return None

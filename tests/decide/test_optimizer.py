@@ -236,3 +236,71 @@ def test_similar_trials_are_the_nearest_in_the_scaled_space() -> None:
         spec.search_space, records, {"model": "simulator/sim-medium", "temperature": "0.4"}, k=2
     )
     assert [r.number for r in near] == [0, 2]  # same model first; running trials left out
+
+
+def _three_models() -> OptimizationPolicySpec:
+    spec = _spec()
+    space = spec.search_space.model_copy(
+        update={
+            "models": [
+                *spec.search_space.models,
+                spec.search_space.models[0].model_copy(update={"model": "sim-large"}),
+            ]
+        }
+    )
+    return spec.model_copy(update={"search_space": space})
+
+
+PRICES = {"simulator/sim-small": 1.0, "simulator/sim-medium": 4.0, "simulator/sim-large": 20.0}
+
+
+def test_screening_measures_each_model_once_pricier_first_when_stable_misses_the_floor() -> None:
+    spec = _three_models()
+    missing = [_record(0, {"model": "simulator/sim-medium", "temperature": "0.3"}, ["0.7", "1"])]
+    missing[0].constraints = {"minQuality": "0.05"}  # the stable config is below the floor
+    first = optimizer.screening_params(spec, STABLE, missing, PRICES.get)
+    # Up-market first, at the stable temperature; maxTokens is not active for sim-large.
+    assert first == {"model": "simulator/sim-large", "temperature": "0.3"}
+    missing.append(_record(1, first, ["0.9", "5"], rollout="t1"))
+    second = optimizer.screening_params(spec, STABLE, missing, PRICES.get)
+    assert second == {"model": "simulator/sim-small", "temperature": "0.3"}
+    missing.append(_record(2, second, ["0.6", "0.5"], rollout="t2"))
+    assert optimizer.screening_params(spec, STABLE, missing, PRICES.get) is None
+    # Stable within the constraints: the cheaper models come first.
+    holding = [_record(0, {"model": "simulator/sim-medium", "temperature": "0.3"}, ["0.8", "1"])]
+    holding[0].constraints = {"minQuality": "-0.05"}
+    assert optimizer.screening_params(spec, STABLE, holding, PRICES.get) == {
+        "model": "simulator/sim-small",
+        "temperature": "0.3",
+    }
+    # Random search is left random; the policy can turn screening off.
+    rnd = spec.model_copy(update={"sampler": spec.sampler.model_copy(update={"name": "random"})})
+    assert optimizer.screening_params(rnd, STABLE, holding, PRICES.get) is None
+    off = spec.model_copy(
+        update={"sampler": spec.sampler.model_copy(update={"screen_models": False})}
+    )
+    assert optimizer.screening_params(off, STABLE, holding, PRICES.get) is None
+
+
+def test_a_screened_point_is_what_ask_proposes() -> None:
+    spec = _three_models()
+    study = optimizer.build_study(spec, [], STABLE)
+    point = {"model": "simulator/sim-medium", "temperature": "0.3", "maxTokens": "512"}
+    proposal = optimizer.ask(study, spec, STABLE, first=point)
+    assert proposal.params == point
+    assert proposal.config.model == "sim-medium" and proposal.config.parameters.max_tokens == 512
+
+
+def test_numeric_choices_are_ordered_by_rank() -> None:
+    space = _spec().search_space.model_copy(
+        update={
+            "parameters": [
+                optimizer.ParameterRange.model_validate(
+                    {"name": "maxTokens", "type": "categorical", "choices": ["64", "128", "256"]}
+                )
+            ]
+        }
+    )
+    near = optimizer.param_distance(space, {"maxTokens": "64"}, {"maxTokens": "128"})
+    far = optimizer.param_distance(space, {"maxTokens": "64"}, {"maxTokens": "256"})
+    assert near == pytest.approx(0.5) and far == pytest.approx(1.0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from optimizer_operator.api.policy import SearchSpace, TrialRecord
-from optimizer_operator.decide.predictor import predict, violation_probability
+from optimizer_operator.decide.predictor import bounded_violation, predict, violation_probability
 
 SPACE = SearchSpace.model_validate(
     {
@@ -46,3 +46,43 @@ def test_far_from_any_trial_the_prediction_is_unsure() -> None:
     p = predict(SPACE, RECORDS, {"model": "simulator/sim-medium", "temperature": "0.9"})
     assert p.confidence == "low"
     assert predict(SPACE, [], {"model": "simulator/sim-small"}).confidence == "low"
+
+
+def _budget(n: int, tokens: str, quality: str, cost: str, outcome: str = "") -> TrialRecord:
+    return TrialRecord(
+        number=n,
+        params={"model": "simulator/sim-medium", "maxTokens": tokens},
+        hash=f"h{n}",
+        state="Complete",
+        outcome=outcome,  # type: ignore[arg-type]
+        values=[quality],
+        metrics={"quality_score": quality, "cost_per_request_usd": cost},
+    )
+
+
+def test_a_smaller_answer_budget_than_one_below_the_floor_is_proven_infeasible() -> None:
+    records = [_budget(1, "256", "0.70", "0.002")]
+    floor = {"quality_score": (0.75, False)}
+    found = bounded_violation(records, {"model": "simulator/sim-medium", "maxTokens": "128"}, floor)
+    assert found is not None and found[0].number == 1 and "maxTokens 256 >= 128" in found[1]
+    # A larger budget, another model, or a prediction proves nothing.
+    assert (
+        bounded_violation(records, {"model": "simulator/sim-medium", "maxTokens": "512"}, floor)
+        is None
+    )
+    assert (
+        bounded_violation(records, {"model": "simulator/sim-small", "maxTokens": "128"}, floor)
+        is None
+    )
+    predicted = [_budget(1, "256", "0.70", "0.002", outcome="PredictedInfeasible")]
+    assert (
+        bounded_violation(predicted, {"model": "simulator/sim-medium", "maxTokens": "128"}, floor)
+        is None
+    )
+    # A cost cap works the other way: a larger budget than one already over it.
+    cap = {"cost_per_request_usd": (0.001, True)}
+    assert bounded_violation(records, {"model": "simulator/sim-medium", "maxTokens": "512"}, cap)
+    assert (
+        bounded_violation(records, {"model": "simulator/sim-medium", "maxTokens": "128"}, cap)
+        is None
+    )

@@ -152,6 +152,72 @@ async def test_the_loop_promotes_a_better_config_and_survives_a_restart(
     assert {"TrialStarted", "TrialPromoted"} <= {e.reason for e in events.items}
 
 
+@pytest.mark.timeout(300)
+async def test_the_loop_finds_a_cheaper_config_at_the_floor_within_the_daily_limit(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stable is sim-large (quality about 0.92, $15/M output tokens); the floor is 0.80.
+    Model screening tries the cheaper models first: sim-small (about 0.68) is rolled back
+    at its first check by the floor's critical trigger, sim-medium (about 0.84, $1.80/M)
+    is promoted. maxRolloutsPerDay 2 then stops further experiments."""
+    bot = _bot(namespace, "0.3")
+    bot["spec"]["model"] = "sim-large"
+    _apply(kubeconfig, bot)
+    policy = _policy(namespace)
+    policy["spec"]["objectives"] = [
+        {"metric": "cost_per_request_usd", "direction": "minimize", "weight": "0.7"},
+        {"metric": "quality_score", "direction": "maximize", "weight": "0.3"},
+    ]
+    policy["spec"]["constraints"] = {"minQuality": "0.80"}
+    policy["spec"]["searchSpace"]["models"].append({"provider": "simulator", "model": "sim-large"})
+    policy["spec"]["searchSpace"]["parameters"][0].update({"low": "0.1", "high": "0.5"})
+    policy["spec"]["budgets"] = {"maxRolloutsPerDay": 2}
+    async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
+        _apply(kubeconfig, policy)
+        for _ in range(200):
+            status = _get(api, namespace, "optimizationpolicies", "tune").get("status", {})
+            records = status.get("trialRecords", [])
+            if any(r.get("outcome") == "Promoted" for r in records):
+                break
+            await asyncio.sleep(1)
+        else:
+            raise AssertionError(f"nothing promoted: {status}")
+        await asyncio.sleep(10)  # a few more cycles: the daily limit must hold them back
+        status = _get(api, namespace, "optimizationpolicies", "tune")["status"]
+    records = status["trialRecords"]
+    by_model = {r["params"].get("model"): r for r in records if r.get("rollout")}
+    small, medium = by_model["simulator/sim-small"], by_model["simulator/sim-medium"]
+    # The screening order and the verdicts.
+    assert [r["params"]["model"] for r in records[:3]] == [
+        "simulator/sim-large",  # trial 0: the baseline, stable as it runs
+        "simulator/sim-small",
+        "simulator/sim-medium",
+    ]
+    assert "model screening" in small["explanation"]
+    assert small["outcome"] in ("RolledBack", "Infeasible"), small
+    assert float(small["constraints"]["minQuality"]) > 0
+    assert medium["outcome"] == "Promoted", medium
+    # Cheaper than the starting config, at the floor.
+    baseline = records[0]
+    assert float(medium["metrics"]["quality_score"]) >= 0.80
+    cost = float(medium["metrics"]["cost_per_request_usd"])
+    assert cost < 0.5 * float(baseline["metrics"]["cost_per_request_usd"])
+    current = _get(api, namespace, "llmconfigs", "bot")["status"]["history"][-1]
+    assert current["source"] == f"rollout/{medium['rollout']}"
+    assert current["model"] == "sim-medium"
+    # The daily limit: two Rollouts, then the policy waits and says why.
+    rollouts = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "rollouts"
+    )["items"]
+    assert len(rollouts) == 2
+    assert "maxRolloutsPerDay" in status["message"], status["message"]
+
+
 @pytest.mark.timeout(240)
 async def test_rules_apply_by_priority_and_the_winner_rolls_out(
     api: client.ApiClient,
