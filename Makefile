@@ -33,11 +33,13 @@ kube-tools: ## pinned kubectl and helm into the cache
 kube-build: system-deps ## build kube-apiserver/kube-controller-manager v1.20.2 once per machine
 	bash hack/build-kube.sh
 
-crds: venv ## regenerate crds/ from the pydantic models
+crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(BIN)/llm-optimizer crds --out crds
+	$(BIN)/llm-optimizer crds --out charts/llm-optimizer/crds
 
 crds-check: venv
 	$(BIN)/llm-optimizer crds --out crds --check
+	$(BIN)/llm-optimizer crds --out charts/llm-optimizer/crds --check
 
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check optimizer_operator tests

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -22,18 +23,43 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     if args.prometheus_url:
         os.environ["LLMOPT_PROMETHEUS_URL"] = args.prometheus_url
     if args.peering:
+        priority = args.priority
+        if args.priority_from_ordinal:
+            pod = os.environ.get("POD_NAME") or socket.gethostname()
+            ordinal = pod.rsplit("-", 1)[-1]
+            if not ordinal.isdigit():
+                print(f"error: --priority-from-ordinal: {pod!r} has no -N suffix", file=sys.stderr)
+                return 2
+            priority = 100 - int(ordinal)
         os.environ["LLMOPT_PEERING_NAME"] = args.peering
-        os.environ["LLMOPT_PEERING_PRIORITY"] = str(args.priority)
+        os.environ["LLMOPT_PEERING_PRIORITY"] = str(priority)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     namespaces = args.namespace or []
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            liveness_endpoint=args.liveness or None,
-            standalone=not args.peering,
-        )
-    )
+    if namespaces:
+        # Watching named namespaces needs nothing cluster-wide: no CRD/namespace scanning.
+        os.environ["LLMOPT_NO_SCANNING"] = "1"
+
+    async def main() -> None:
+        runner = None
+        if args.metrics_port:
+            from .handlers import clients, telemetry
+
+            clients.load_config()
+            from .handlers.policy import TICK_SECONDS
+
+            runner = await telemetry.serve(args.metrics_port, policy_tick=TICK_SECONDS)
+        try:
+            await kopf.operator(
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                liveness_endpoint=args.liveness or None,
+                standalone=not args.peering,
+            )
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+
+    asyncio.run(main())
     return 0
 
 
@@ -216,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--peering", default="", help="kopf peering name for HA (off by default: one replica)"
     )
     op.add_argument("--priority", type=int, default=0, help="peering priority of this process")
+    op.add_argument(
+        "--priority-from-ordinal",
+        action="store_true",
+        help="peering priority 100 - N from a StatefulSet pod name ending in -N ($POD_NAME "
+        "or the hostname): distinct per replica, replica 0 first",
+    )
+    op.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("LLMOPT_METRICS_PORT", "0")),
+        help="serve /metrics and /readyz on this port (0: off)",
+    )
     op.add_argument("-v", "--verbose", action="store_true")
     op.set_defaults(func=_cmd_operator)
 

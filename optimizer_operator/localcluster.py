@@ -168,7 +168,7 @@ class ControlPlane:
                     [
                         str(cm),
                         f"--kubeconfig={self.kubeconfig}",
-                        "--controllers=garbagecollector,namespace",
+                        "--controllers=garbagecollector,namespace,clusterrole-aggregation",
                         "--leader-elect=false",
                         "--port=0",
                         "--secure-port=0",

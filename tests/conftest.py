@@ -101,6 +101,7 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log: Path, env: dict[str, str]) -> None:
         self.kubeconfig, self.log, self.env = kubeconfig, log, env
         self.start()
+        SESSION_OPERATORS.append(self)
 
     def start(self) -> None:
         self.proc, _ = start_operator(self.kubeconfig, self.log, env=self.env)
@@ -112,6 +113,11 @@ class OperatorProcess:
 
     def stop(self) -> None:
         stop_pids([self.proc.pid])
+
+
+# Operators started for the session: a test that must be the only operator acting (the
+# chart's RBAC test) stops them and starts them again.
+SESSION_OPERATORS: list[OperatorProcess] = []
 
 
 @pytest.fixture(scope="session")

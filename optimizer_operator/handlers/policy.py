@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -12,7 +13,7 @@ from ..act.policy import run_cycle
 from ..api import GROUP, OPTIMIZATION_POLICY, VERSION
 from ..gateway.tracing import Tracer
 from ..store.postgres import HistoryStore
-from . import clients
+from . import clients, telemetry
 from .status import apply_outcome, body_dict
 
 TICK_SECONDS = float(os.environ.get("LLMOPT_POLICY_TICK", "15"))
@@ -35,12 +36,29 @@ def _store() -> HistoryStore | None:
 @kopf.timer(GROUP, VERSION, OPTIMIZATION_POLICY.plural, interval=TICK_SECONDS, initial_delay=0)
 def cycle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Settle trials, check triggers and gates, propose the next trial; status says why."""
-    outcome = run_cycle(
-        body_dict(body),
-        custom=clients.custom(),
-        source=clients.metric_source(),
-        tracer=_tracer(),
-        store=_store(),
+    meta = body["metadata"]
+    started = time.monotonic()
+    try:
+        outcome = run_cycle(
+            body_dict(body),
+            custom=clients.custom(),
+            source=clients.metric_source(),
+            tracer=_tracer(),
+            store=_store(),
+        )
+    except Exception:
+        telemetry.record_cycle(
+            meta["namespace"], meta["name"], time.monotonic() - started, False, []
+        )
+        raise
+    telemetry.record_cycle(
+        meta["namespace"], meta["name"], time.monotonic() - started, True, outcome.events
     )
     outcome.retry_after = None  # the timer is the retry
     apply_outcome(outcome, body, patch)
+
+
+@kopf.on.delete(GROUP, VERSION, OPTIMIZATION_POLICY.plural, optional=True)
+def forget(body: kopf.Body, **_: Any) -> None:
+    """A deleted policy's loop is no longer expected to be fresh (no finalizer needed)."""
+    telemetry.forget_policy(body["metadata"]["namespace"], body["metadata"]["name"])

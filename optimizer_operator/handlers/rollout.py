@@ -10,7 +10,7 @@ import kopf
 from ..act.rollout import reconcile_rollout
 from ..api import GROUP, ROLLOUT, VERSION
 from ..decide.rollout import TERMINAL
-from . import clients
+from . import clients, telemetry
 from .status import apply_outcome, body_dict
 
 TICK_SECONDS = float(os.environ.get("LLMOPT_ROLLOUT_TICK", "10"))
@@ -33,4 +33,7 @@ def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         source=clients.metric_source(),
     )
     outcome.retry_after = None  # the timer is the retry
+    phase = outcome.status.get("phase")
+    if phase in TERMINAL and (body.get("status") or {}).get("phase") != phase:
+        telemetry.record_rollout_end(str(phase))
     apply_outcome(outcome, body, patch)

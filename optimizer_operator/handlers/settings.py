@@ -33,6 +33,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     # Handler errors become Warning Events on the object, not only log lines.
     settings.posting.level = logging.WARNING
+    # Namespaced mode: the chart grants nothing cluster-wide, so kopf must not scan CRDs
+    # and namespaces (the resources are found through API discovery, open to all).
+    settings.scanning.disabled = os.environ.get("LLMOPT_NO_SCANNING") == "1"
     peering = os.environ.get("LLMOPT_PEERING_NAME")
     if peering:
         settings.peering.name = peering

@@ -1,0 +1,108 @@
+{{- define "llmopt.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "llmopt.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "llmopt.selector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "llmopt.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "llmopt.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "llmopt.image" -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+
+{{/* The namespaces the operator watches in namespaced mode. */}}
+{{- define "llmopt.namespaces" -}}
+{{- if .Values.operator.watch.namespaces -}}
+{{- join "," .Values.operator.watch.namespaces -}}
+{{- else -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The restricted pod security profile, shared by every container. */}}
+{{- define "llmopt.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "llmopt.containerSecurity" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The rules the operator needs, and no more: its three kinds (no delete: it
+never deletes them), their status, the ConfigMaps and canary Deployments it
+renders and removes, and Events. */}}
+{{- define "llmopt.operatorRules" -}}
+- apiGroups: ["optimizer.llmops.dev"]
+  resources: ["llmconfigs", "optimizationpolicies", "rollouts"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["optimizer.llmops.dev"]
+  resources: ["rollouts"]
+  verbs: ["create"]
+- apiGroups: ["optimizer.llmops.dev"]
+  resources: ["llmconfigs/status", "optimizationpolicies/status", "rollouts/status"]
+  verbs: ["get", "patch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}
+
+{{- define "llmopt.env" -}}
+- name: LLMOPT_PROMETHEUS_URL
+  value: {{ .Values.operator.prometheusUrl | quote }}
+- name: LLMOPT_POLICY_TICK
+  value: {{ .Values.operator.policyTick | quote }}
+- name: LLMOPT_ROLLOUT_TICK
+  value: {{ .Values.operator.rolloutTick | quote }}
+{{- if .Values.operator.database.existingSecret }}
+- name: LLMOPT_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.operator.database.existingSecret }}
+      key: {{ .Values.operator.database.key }}
+{{- end }}
+{{- if .Values.operator.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .Values.operator.otlpEndpoint | quote }}
+{{- end }}
+{{- with .Values.operator.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
