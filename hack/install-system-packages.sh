@@ -2,7 +2,7 @@
 # Installs the Debian packages the project needs (idempotent: apt runs only
 # when something is missing).
 source "$(dirname "$0")/common.sh"
-PACKAGES=(etcd-server rsync make ca-certificates unzip prometheus postgresql)
+PACKAGES=(etcd-server rsync make ca-certificates unzip prometheus postgresql lua5.4)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
