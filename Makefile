@@ -9,7 +9,8 @@ CLUSTER_DIR := out/cluster
 PYTEST_ARGS ?=
 
 .PHONY: help deps venv system-deps kube-tools kube-build crds crds-check lint test \
-        test-unit cluster-up cluster-down demo kind-up kind-down clean bench-gateway \
+        test-unit cluster-up cluster-down demo kind-up kind-down image kind-load deploy demo-kind \
+        clean bench-gateway \
         bench-canary bench-optimizer
 
 help: ## list targets
@@ -77,13 +78,32 @@ bench-canary: venv ## false rollbacks and detection time vs Argo/Flagger-style r
 bench-optimizer: venv ## trials to the oracle's cost at the quality floor vs random / scalar TPE -> bench/results/optimizer.{md,json}
 	$(BIN)/python bench/optimizer_bench.py $(BENCH_ARGS)
 
-# For users with Docker: a real kind cluster (not usable on machines without a Docker engine).
-kind-up:
-	kind create cluster --name llm-optimizer --config kind-config.yaml
-	kubectl apply -f crds/
+# For users with Docker: a real kind cluster (Docker cannot run on this project's CI
+# machines; tests/unit/test_kind_path.py checks the commands these targets run).
+IMAGE ?= ghcr.io/llmops/llm-optimizer:dev
+KIND_CLUSTER ?= llm-optimizer
+KIND_NAMESPACE ?= llm-optimizer
 
-kind-down:
-	kind delete cluster --name llm-optimizer
+kind-up: ## (Docker) create the kind cluster from kind-config.yaml
+	kind create cluster --name $(KIND_CLUSTER) --config kind-config.yaml
+
+image: ## (Docker) build the operator/gateway image as $(IMAGE)
+	docker build -t $(IMAGE) .
+
+kind-load: ## (Docker) load $(IMAGE) into the kind cluster
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+deploy: ## (Docker) install the chart into the current kube context with $(IMAGE)
+	helm upgrade --install llm-optimizer charts/llm-optimizer --namespace $(KIND_NAMESPACE) \
+	  --create-namespace --set image.repository=$(firstword $(subst :, ,$(IMAGE))) \
+	  --set image.tag=$(lastword $(subst :, ,$(IMAGE))) --set image.pullPolicy=IfNotPresent
+
+demo-kind: kind-up image kind-load deploy ## (Docker) the chart on kind, then the samples
+	kubectl apply -f config/samples/
+	kubectl get llmopt -A
+
+kind-down: ## (Docker) delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
 
 clean: cluster-down
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
