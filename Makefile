@@ -59,7 +59,7 @@ cluster-up: deps ## start the local control plane in the background (out/cluster
 cluster-down: ## stop the local control plane
 	$(BIN)/python -m optimizer_operator.localcluster down --dir $(CLUSTER_DIR)
 
-demo: deps ## control plane + CRDs + operator + samples, then `kubectl get llmopt`
+demo: deps ## the whole loop live (control plane, Prometheus, gateway, simulator, operator) -> out/demo/report.md, pareto.png
 	$(BIN)/python -m optimizer_operator.demo
 
 LITELLM_VERSION := 1.108.7
