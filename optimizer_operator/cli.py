@@ -218,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-optimizer",
         description="Keep LLM applications on their best configuration (Kubernetes operator).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""first steps:
+  llm-optimizer get policies -A            what every policy is doing, in a table
+  llm-optimizer describe policy NAME       its decisions, why, what next; its trials
+  llm-optimizer history CONFIG             an LLMConfig's versions and where they came from
+  llm-optimizer rollout promote NAME       skip the current pause or analysis step
+  llm-optimizer rollout abort NAME         roll back now
+  llm-optimizer export-study POLICY        the trials as CSV (--format json)
+  kubectl llmopt ...                       the same, as a kubectl plugin
+
+exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usage,
+3 not found. `llm-optimizer COMMAND --help` explains each command.""",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -345,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_cycle_parser(sub)
 
     add_rollout_parser(sub)
+
+    from .inspect_cli import add_parsers as add_inspect_parsers
+
+    add_inspect_parsers(sub)
 
     val = sub.add_parser("validate", help="validate YAML files of our kinds offline (for CI)")
     val.add_argument("files", nargs="+")

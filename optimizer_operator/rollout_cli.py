@@ -138,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def kubectl_plugin() -> int:
-    """``kubectl llmopt ACTION NAME``: the same as ``llm-optimizer rollout ACTION NAME``."""
+    """``kubectl llmopt ACTION NAME`` is ``llm-optimizer rollout ACTION NAME``; any other
+    command (get, describe, history, recommendations, export-study, …) is passed as is."""
     from .cli import main
 
-    return main(["rollout", *sys.argv[1:]])
+    argv = sys.argv[1:]
+    if argv and argv[0] in (*ACTIONS, "status"):
+        return main(["rollout", *argv])
+    return main(argv)

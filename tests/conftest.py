@@ -120,6 +120,18 @@ class OperatorProcess:
 SESSION_OPERATORS: list[OperatorProcess] = []
 
 
+@pytest.fixture()
+def sole_operator() -> Iterator[None]:
+    """Stop the session's cluster-wide operator (if one runs) so the only operator acting
+    is the test's own (or none); start it again afterwards."""
+    running = [p for p in SESSION_OPERATORS if p.proc.poll() is None]
+    for p in running:
+        p.stop()
+    yield
+    for p in running:
+        p.start()
+
+
 @pytest.fixture(scope="session")
 def operator_process(
     kubeconfig: Path,

@@ -16,7 +16,6 @@ import json
 import subprocess
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from kubernetes import client
 
 from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.localcluster import free_port, start_operator, stop_pids, tool_path
-from tests.conftest import REPO, SESSION_OPERATORS, kubectl, wait_for
+from tests.conftest import REPO, kubectl, wait_for
 
 CHART = REPO / "charts" / "llm-optimizer"
 AUDIENCE = "https://kubernetes.default.svc.cluster.local"
@@ -159,18 +158,6 @@ def _token_kubeconfig(api: client.ApiClient, kubeconfig: Path, ns: str, sa: str,
             c["context"]["namespace"] = ns
     out.write_text(yaml.safe_dump(admin))
     return out
-
-
-@pytest.fixture()
-def sole_operator() -> Iterator[None]:
-    """Stop the session's cluster-wide operator (if one runs) so the only operator acting
-    is the one with the chart's credentials; start it again afterwards."""
-    running = [p for p in SESSION_OPERATORS if p.proc.poll() is None]
-    for p in running:
-        p.stop()
-    yield
-    for p in running:
-        p.start()
 
 
 def _can(kubeconfig: Path, who: str, *args: str) -> bool:
