@@ -59,6 +59,8 @@ VALUE_SETS: dict[str, list[str]] = {
         "podDisruptionBudget.enabled=true",
         "--set",
         "operator.database.existingSecret=llmopt-db",
+        "--set",
+        "grafanaDashboard.enabled=true",
     ],
 }
 
