@@ -346,6 +346,9 @@ async def _run(args: argparse.Namespace, out: Path, plane: ControlPlane) -> int:
             if any(r.get("outcome") == "Promoted" for r in records):
                 promoted = True
                 break
+            st = policy.get("status") or {}
+            if st.get("breakerOpenUntil") or (st.get("message") or "").startswith("budget spent"):
+                break  # the policy has stopped proposing: report what it found
             if operator.poll() is not None:
                 raise ControlPlaneError("the operator exited; see out/demo/operator.log")
             await asyncio.sleep(1.5)
@@ -369,15 +372,19 @@ async def _run(args: argparse.Namespace, out: Path, plane: ControlPlane) -> int:
                 await asyncio.sleep(1)
         return 0
     finally:
-        stop.set()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if runner is not None:
-            await runner.cleanup()
+        # Processes first (nothing may outlive the demo), then in-process parts, each
+        # with a deadline so a stuck connection cannot hold the exit.
         if operator is not None:
             stop_pids([operator.pid])
         prom.stop()
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+        if runner is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.cleanup(), 10)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ import optuna
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ..analysis.measurement import DEFAULT_METRICS
 from ..analysis.orient import detect_anomaly
 from ..api.common import GROUP, VERSION, parse_decimal, parse_duration
 from ..api.conditions import set_condition
@@ -62,7 +63,10 @@ DEFAULT_STEPS = [
     Step(set_weight=50),
     Step(analysis=AnalysisStep(measurements=3)),
 ]
-REQUESTS_RATE = 'sum(rate(llmopt_requests_total{llm_config="{{llm_config}}"}[{{window}}]))'
+REQUESTS_RATE = (
+    "sum(rate(llmopt_requests_total{"
+    'llm_config_namespace="{{namespace}}",llm_config="{{llm_config}}"}[{{window}}]))'
+)
 
 
 def _bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
@@ -318,6 +322,16 @@ class Cycle:
     ) -> None:
         template = spec.rollout_template
         analysis = template.analysis.model_copy(deep=True)
+        if not analysis.metrics:
+            # The policy trades its objectives against each other (e.g. quality for cost,
+            # down to the floor): a canary check "no worse than stable" on those would veto
+            # exactly the trade asked for. They are judged at the final gate against the
+            # constraints (which also ride as critical triggers); the canary analysis guards
+            # the default metrics the policy does not trade.
+            traded = {o.metric for o in spec.objectives}
+            analysis.metrics = [
+                m.model_copy() for m in DEFAULT_METRICS if m.name not in traded
+            ] or [DEFAULT_METRICS[0].model_copy()]
         # The policy's hard constraints guard every one of its Rollouts from the first
         # measurement on: a candidate that breaks one is rolled back at its first step,
         # so little traffic ever reaches a config below the floor.

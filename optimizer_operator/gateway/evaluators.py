@@ -239,7 +239,7 @@ class EvaluationQueue:
                 self.metrics.eval_dropped.labels(evaluator.name).inc()
 
     def observe(self, llm_config: str, variant: str, evaluator: str, value: float) -> None:
-        self.metrics.quality.labels(llm_config, variant, evaluator).observe(
+        self.metrics.quality.labels(self.metrics.ns, llm_config, variant, evaluator).observe(
             min(1.0, max(0.0, value))
         )
 

@@ -4,7 +4,9 @@ Duration and token usage follow the OpenTelemetry GenAI semantic conventions
 (``gen_ai_client_operation_duration_seconds``, ``gen_ai_client_token_usage``
 with ``gen_ai_operation_name``, ``gen_ai_provider_name``,
 ``gen_ai_request_model``, ``gen_ai_token_type``); the rest is ours under
-``llmopt_``. Every per-request series carries ``llm_config`` and ``variant``.
+``llmopt_``. Every per-request series carries ``llm_config_namespace``, ``llm_config``
+and ``variant`` (``llm_config_namespace``, not ``namespace``: scrape configs set
+``namespace`` to the pod's own, which would rename ours to ``exported_namespace``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
 QUALITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
-VARIANT = ("llm_config", "variant")
+VARIANT = ("llm_config_namespace", "llm_config", "variant")
 GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
 
 
@@ -131,29 +133,36 @@ class GatewayMetrics:
             "llmopt_gateway_mirrored",
             "Requests copied to a mirror variant, by result (sent, skipped when the "
             "gateway is busy).",
-            ("llm_config", "variant", "result"),
+            (*VARIANT, "result"),
             registry=r,
         )
-        self._series: dict[tuple[str, str, str, str], _VariantSeries] = {}
+        self._series: dict[tuple[str, str, str, str, str], _VariantSeries] = {}
+        # The namespace of the LLMConfig served (one per gateway), from its VariantSet.
+        self.ns = ""
 
-    def series(self, llm_config: str, variant: str, provider: str, model: str) -> _VariantSeries:
+    def series(
+        self, namespace: str, llm_config: str, variant: str, provider: str, model: str
+    ) -> _VariantSeries:
         """Pre-resolved children for one variant (label lookups off the hot path)."""
-        key = (llm_config, variant, provider, model)
+        key = (namespace, llm_config, variant, provider, model)
         s = self._series.get(key)
         if s is None:
-            genai = (llm_config, variant, "chat", provider, model)
+            genai = (namespace, llm_config, variant, "chat", provider, model)
             s = _VariantSeries(
                 duration_ok=self.duration.labels(*genai, ""),
-                ttft=self.ttft.labels(llm_config, variant, model),
+                ttft=self.ttft.labels(namespace, llm_config, variant, model),
                 input_tokens=self.tokens.labels(*genai, "input"),
                 output_tokens=self.tokens.labels(*genai, "output"),
-                cost=self.cost.labels(llm_config, variant, model),
+                cost=self.cost.labels(namespace, llm_config, variant, model),
             )
             self._series[key] = s
         return s
 
-    def set_weights(self, llm_config: str, variants: list[tuple[str, str, str, int]]) -> None:
+    def set_weights(
+        self, namespace: str, llm_config: str, variants: list[tuple[str, str, str, int]]
+    ) -> None:
         """Publish live weights; variants no longer live are removed."""
+        self.ns = namespace
         self.weight.clear()
         for variant_id, role, config_hash, weight in variants:
-            self.weight.labels(llm_config, variant_id, role, config_hash).set(weight)
+            self.weight.labels(namespace, llm_config, variant_id, role, config_hash).set(weight)

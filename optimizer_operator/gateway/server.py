@@ -190,7 +190,9 @@ class Gateway:
     def _on_config(self, table: RoutingTable) -> None:
         self.metrics.config_reloads.labels("ok").inc()
         self.metrics.set_weights(
-            table.llm_config, [(v.id, v.role, v.hash, v.weight) for v in table.variant_set.variants]
+            table.variant_set.namespace,
+            table.llm_config,
+            [(v.id, v.role, v.hash, v.weight) for v in table.variant_set.variants],
         )
 
     def provider(self, name: str) -> Provider:
@@ -314,7 +316,7 @@ class Gateway:
             )
         llm_config, variant = served
         self.evaluations.observe(llm_config, variant, "human", float(score))
-        self.metrics.feedback.labels(llm_config, variant).inc()
+        self.metrics.feedback.labels(self.metrics.ns, llm_config, variant).inc()
         return web.json_response({"status": "recorded", "variant": variant})
 
     # -- chat completions --------------------------------------------------
@@ -331,8 +333,8 @@ class Gateway:
         headers: dict[str, str] | None = None,
     ) -> web.Response:
         if llm_config:
-            self.metrics.requests.labels(llm_config, variant, str(status)).inc()
-            self.metrics.errors.labels(llm_config, variant, error_type).inc()
+            self.metrics.requests.labels(self.metrics.ns, llm_config, variant, str(status)).inc()
+            self.metrics.errors.labels(self.metrics.ns, llm_config, variant, error_type).inc()
         else:
             self.metrics.rejected.labels(error_type).inc()
         return _error(status, message, error_type, param=param, headers=headers)
@@ -486,9 +488,9 @@ class Gateway:
         skipped (and counted) when the gateway is past half its in-flight limit, so
         mirroring never costs the answered traffic its capacity."""
         if len(self._shadows) >= self.s.max_in_flight // 2:
-            self.metrics.mirrored.labels(llm_config, shadow.id, "skipped").inc()
+            self.metrics.mirrored.labels(self.metrics.ns, llm_config, shadow.id, "skipped").inc()
             return
-        self.metrics.mirrored.labels(llm_config, shadow.id, "sent").inc()
+        self.metrics.mirrored.labels(self.metrics.ns, llm_config, shadow.id, "sent").inc()
         params = client_params.model_copy(
             update={k: v for k, v in shadow.parameters.model_dump().items() if v is not None}
         )
@@ -542,7 +544,7 @@ class Gateway:
                 err = exc
             if not err.retryable or attempt >= self.s.max_attempts:
                 raise err
-            self.metrics.retries.labels(llm_config, variant.id).inc()
+            self.metrics.retries.labels(self.metrics.ns, llm_config, variant.id).inc()
             await asyncio.sleep(self._backoff(attempt, err.retry_after))
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -586,7 +588,7 @@ class Gateway:
                 )
                 if not err.retryable or attempt >= self.s.max_attempts:
                     raise err from None
-                self.metrics.retries.labels(llm_config, variant.id).inc()
+                self.metrics.retries.labels(self.metrics.ns, llm_config, variant.id).inc()
                 await asyncio.sleep(self._backoff(attempt, err.retry_after))
         ttft = time.perf_counter() - started
         resp = web.StreamResponse(
@@ -654,7 +656,9 @@ class Gateway:
         span: Any,
     ) -> None:
         elapsed = time.perf_counter() - started
-        series = self.metrics.series(llm_config, variant.id, variant.provider, variant.model)
+        series = self.metrics.series(
+            self.metrics.ns, llm_config, variant.id, variant.provider, variant.model
+        )
         series.duration_ok.observe(elapsed)
         series.input_tokens.observe(result.input_tokens)
         series.output_tokens.observe(result.output_tokens)
@@ -662,10 +666,12 @@ class Gateway:
             series.ttft.observe(result.time_to_first_token)
         cost = self.pricing.cost(variant.model, result.input_tokens, result.output_tokens)
         if cost is None:
-            self.metrics.unpriced.labels(llm_config, variant.id, variant.model).inc()
+            self.metrics.unpriced.labels(
+                self.metrics.ns, llm_config, variant.id, variant.model
+            ).inc()
         else:
             series.cost.inc(cost)
-        self.metrics.requests.labels(llm_config, variant.id, "200").inc()
+        self.metrics.requests.labels(self.metrics.ns, llm_config, variant.id, "200").inc()
         key = (llm_config, variant.id)
         self._served[response_id] = self._served_keys.setdefault(key, key)
         if len(self._served) > self.s.feedback_capacity:
@@ -713,10 +719,16 @@ class Gateway:
         self, err: ProviderError, variant: Variant, llm_config: str, started: float, span: Any
     ) -> None:
         self.metrics.duration.labels(
-            llm_config, variant.id, "chat", variant.provider, variant.model, err.error_type
+            self.metrics.ns,
+            llm_config,
+            variant.id,
+            "chat",
+            variant.provider,
+            variant.model,
+            err.error_type,
         ).observe(time.perf_counter() - started)
-        self.metrics.requests.labels(llm_config, variant.id, str(err.status)).inc()
-        self.metrics.errors.labels(llm_config, variant.id, err.error_type).inc()
+        self.metrics.requests.labels(self.metrics.ns, llm_config, variant.id, str(err.status)).inc()
+        self.metrics.errors.labels(self.metrics.ns, llm_config, variant.id, err.error_type).inc()
         if span is not None:
             from opentelemetry.trace import Status, StatusCode
 

@@ -17,7 +17,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.exceptions import RequestException
 
-SELECTOR = 'llm_config="{{llm_config}}",variant="{{variant}}"'
+SELECTOR = 'llm_config_namespace="{{namespace}}",llm_config="{{llm_config}}",variant="{{variant}}"'
 
 # Built-in metrics: name -> (rate-style PromQL over {{window}}, direction).
 BUILTIN: dict[str, tuple[str, str]] = {

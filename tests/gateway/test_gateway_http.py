@@ -323,8 +323,8 @@ async def test_config_change_is_picked_up_without_restart(
             text = await resp.text()
     assert 'llmopt_gateway_config_reloads_total{result="failed"} 1.0' in text
     assert (
-        'llmopt_variant_weight{config_hash="h-c9",llm_config="bot",role="candidate"'
-        ',variant="c9"} 10000.0' in text
+        'llmopt_variant_weight{config_hash="h-c9",llm_config="bot",llm_config_namespace="default",'
+        'role="candidate",variant="c9"} 10000.0' in text
     )
 
 

@@ -35,6 +35,7 @@ def _queries() -> list[tuple[str, str]]:
                 .replace("$__rate_interval", "30s")
                 .replace("$__range", "5m")
                 .replace("$llm_config", ".*")
+                .replace("$namespace", ".*")
             )
             out.append((panel["title"], expr))
     return out
@@ -75,7 +76,11 @@ async def test_gateway_panels_show_each_variant_under_load(
     for title, body in results.items():
         if title.startswith(("Latency", "Cost", "Quality", "Error", "Traffic")):
             series = body["data"]["result"]
-            assert any(s["metric"].get("llm_config") == "bot" for s in series), (title, body)
+            assert any(
+                s["metric"].get("llm_config") == "bot"
+                and s["metric"].get("llm_config_namespace") == namespace
+                for s in series
+            ), (title, body)
 
 
 def test_the_chart_ships_the_same_dashboard() -> None:

@@ -44,7 +44,12 @@ def _demo(out: Path) -> subprocess.Popen[str]:
 @pytest.mark.timeout(420)
 def test_the_demo_promotes_a_cheaper_config_and_writes_its_report(tmp_path: Path) -> None:
     proc = _demo(tmp_path)
-    output, _ = proc.communicate(timeout=400)
+    try:
+        output, _ = proc.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # the demo cleans up on Ctrl-C
+        output, _ = proc.communicate(timeout=60)
+        raise AssertionError(f"the demo did not finish in 400 s:\n{output[-6000:]}") from None
     assert proc.returncode == 0, output[-4000:]
     report = (tmp_path / "report.md").read_text()
     assert "Promoted **" in report and "| cost per request (USD) |" in report

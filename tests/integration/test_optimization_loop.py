@@ -179,31 +179,35 @@ async def test_the_loop_finds_a_cheaper_config_at_the_floor_within_the_daily_lim
     policy["spec"]["budgets"] = {"maxRolloutsPerDay": 2}
     async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
         _apply(kubeconfig, policy)
-        for _ in range(200):
+        for _ in range(240):
             status = _get(api, namespace, "optimizationpolicies", "tune").get("status", {})
             records = status.get("trialRecords", [])
-            if any(r.get("outcome") == "Promoted" for r in records):
+            promoted = any(r.get("outcome") == "Promoted" for r in records)
+            # Done once something is promoted and the daily limit holds the loop back.
+            if promoted and "maxRolloutsPerDay" in (status.get("message") or ""):
                 break
             await asyncio.sleep(1)
         else:
-            raise AssertionError(f"nothing promoted: {status}")
-        await asyncio.sleep(10)  # a few more cycles: the daily limit must hold them back
+            raise AssertionError(f"not promoted and held by the daily limit: {status}")
+        await asyncio.sleep(5)  # a few more cycles: still held, no third Rollout
         status = _get(api, namespace, "optimizationpolicies", "tune")["status"]
     records = status["trialRecords"]
     by_model = {r["params"].get("model"): r for r in records if r.get("rollout")}
     small, medium = by_model["simulator/sim-small"], by_model["simulator/sim-medium"]
-    # The screening order and the verdicts.
+    # Screening order: cheaper models first when the stable config meets the constraints
+    # as measured (pricier first when it misses one).
+    baseline = records[0]
+    meets = all(float(v) <= 0 for v in baseline["constraints"].values())
+    order = ["simulator/sim-small", "simulator/sim-medium"]
     assert [r["params"]["model"] for r in records[:3]] == [
         "simulator/sim-large",  # trial 0: the baseline, stable as it runs
-        "simulator/sim-small",
-        "simulator/sim-medium",
-    ]
+        *(order if meets else order[::-1]),
+    ], records
     assert "model screening" in small["explanation"]
     assert small["outcome"] in ("RolledBack", "Infeasible"), small
     assert float(small["constraints"]["minQuality"]) > 0
     assert medium["outcome"] == "Promoted", medium
     # Cheaper than the starting config, at the floor.
-    baseline = records[0]
     assert float(medium["metrics"]["quality_score"]) >= 0.80
     cost = float(medium["metrics"]["cost_per_request_usd"])
     assert cost < 0.5 * float(baseline["metrics"]["cost_per_request_usd"])
