@@ -29,8 +29,9 @@ from typing import Any
 import optuna
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..analysis.measurement import DEFAULT_METRICS
+from ..analysis.measurement import DEFAULT_METRICS, REQUESTS
 from ..analysis.orient import detect_anomaly
 from ..api.common import GROUP, VERSION, parse_decimal, parse_duration
 from ..api.conditions import set_condition
@@ -47,6 +48,7 @@ from ..api.validation import InvalidSpec, parse_spec
 from ..decide import optimizer, predictor, rules
 from ..decide.triggers import due
 from ..gateway.tracing import Tracer
+from ..observe.aggregates import observe_stable
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
 from ..providers.simulator import list_price
 from ..store.postgres import HistoryStore, StoreUnavailable
@@ -386,10 +388,26 @@ class Cycle:
                 window = parse_duration(spec.rollout_template.analysis.window)
                 stable = stable_record(llmc)
                 assert stable is not None
+                variant = stable_variant_id(stable.version)
                 try:
-                    values = self._values(
-                        spec, llm_config, stable_variant_id(stable.version), window
-                    )
+                    # As a canary step would: no judgement on fewer than minSampleSize
+                    # requests in the window (a fresh version's first seconds are noise).
+                    if self.source is not None:
+                        seen = self.source.value(
+                            render(
+                                REQUESTS,
+                                llm_config=llm_config,
+                                variant=variant,
+                                namespace=self.namespace,
+                                window=f"{int(window)}s",
+                            )
+                        )
+                        needed = spec.rollout_template.analysis.min_sample_size
+                        if seen < needed:
+                            raise MetricsUnavailable(
+                                f"{seen:.0f} of {needed} requests in the window"
+                            )
+                    values = self._values(spec, llm_config, variant, window)
                 except MetricsUnavailable as exc:
                     self.status.state = "Collecting"
                     self.status.message = (
@@ -534,6 +552,7 @@ class Cycle:
         s = self.status
         s.state = "Collecting"
         with self._phase("observe"):
+            self._observe(spec, llmc)
             settling = self._settle(spec, llmc)
         if settling:
             return self._ready(spec)
@@ -545,6 +564,31 @@ class Cycle:
             with self._phase("act"):
                 self._act(spec, llmc, stable.model_config_part(), proceed)
         return self._ready(spec)
+
+    def _observe(self, spec: OptimizationPolicySpec, llmc: dict[str, Any]) -> None:
+        """Refresh the stable config's windowed aggregates and baselines every
+        ``spec.observe.every``; Prometheus trouble is noted, never fatal."""
+        s = self.status
+        history = (llmc.get("status") or {}).get("history") or []
+        if self.source is None or not history:
+            return
+        last = _parse(s.observation.observed_at) if s.observation else None
+        every = parse_duration(spec.observe.every)
+        if last is not None and (self.now - last).total_seconds() < every:
+            return
+        try:
+            s.observation, s.baselines = observe_stable(
+                self.source,
+                spec,
+                s,
+                namespace=self.namespace,
+                history=history,
+                now=self.now,
+                price_of=list_price,
+            )
+        except MetricsUnavailable as exc:
+            if s.observation is not None:
+                s.observation.message = f"refresh failed: {exc}"
 
     def _gates(self, spec: OptimizationPolicySpec, llmc: dict[str, Any]) -> str | None:
         """The seed's decision order; the trigger that lets the optimizer propose, or None."""
@@ -916,6 +960,21 @@ class Cycle:
 
     def _study(self, spec: OptimizationPolicySpec, stable: ModelConfig) -> optuna.Study:
         """The study rebuilt from the records, once per cycle (summary and ask share it)."""
+        if self._built is None and self.store is not None and spec.mode == "auto":
+            # With PostgreSQL the study itself lives in Optuna's RDBStorage; if that is
+            # unreachable the loop carries on with the study rebuilt from the records.
+            # (Mode recommend asks without recording a trial, so it keeps the in-memory
+            # study: a stored trial per cycle would only pile up.)
+            try:
+                self._built = optimizer.persistent_study(
+                    spec,
+                    self.status.trial_records,
+                    stable,
+                    self.store.url,
+                    f"{self.namespace}.{self.name}.{self.meta.get('uid', '')}",
+                )
+            except SQLAlchemyError as exc:
+                self._store_down(f"optuna storage: {str(exc).strip().splitlines()[0][:200]}")
         if self._built is None:
             self._built = optimizer.build_study(spec, self.status.trial_records, stable)
         return self._built

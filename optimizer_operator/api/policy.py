@@ -15,6 +15,7 @@ from .common import (
     FieldProblem,
     LocalObjectReference,
     parse_decimal,
+    parse_duration,
 )
 from .llmconfig import Endpoint, ModelName, ProviderName
 from .rollout import Analysis, MetricName, PromQL, Step
@@ -245,6 +246,29 @@ class RolloutTemplate(ApiModel):
     analysis: Analysis = Field(default_factory=Analysis)
 
 
+class Observe(ApiModel):
+    """What the loop observes of the stable configuration, besides its trials."""
+
+    windows: list[Duration] = Field(
+        default_factory=lambda: ["5m", "1h", "1d"],
+        max_length=6,
+        description="Windows of the aggregates in status.observation, 1m to 7d each.",
+    )
+    every: Duration = Field(default="5m", description="How often the aggregates are refreshed.")
+    golden: int | None = Field(
+        default=None,
+        ge=0,
+        description="A trial number whose measured config is the golden baseline.",
+    )
+
+    @model_validator(mode="after")
+    def _windows(self) -> Observe:
+        for i, w in enumerate(self.windows):
+            if not 60 <= parse_duration(w) <= 7 * 86400:
+                raise FieldProblem(f"windows[{i}]", f"{w} is outside 1m..7d")
+        return self
+
+
 class OptimizationPolicySpec(ApiModel):
     """Desired optimization of one LLMConfig."""
 
@@ -262,6 +286,7 @@ class OptimizationPolicySpec(ApiModel):
     budgets: Budgets = Field(default_factory=Budgets)
     rules: list[Rule] = Field(default_factory=list, max_length=64)
     rollout_template: RolloutTemplate = Field(default_factory=RolloutTemplate)
+    observe: Observe = Field(default_factory=Observe)
 
     @model_validator(mode="after")
     def _objectives_known(self) -> OptimizationPolicySpec:
@@ -380,6 +405,52 @@ class RuleEvaluation(ApiModel):
     at: str
 
 
+class WindowStats(ApiModel):
+    """Aggregates of the stable configuration over one window (numbers as strings)."""
+
+    window: str
+    values: dict[str, str] = Field(
+        default_factory=dict,
+        description="requests, rate_per_second, latency mean/p50/p95/p99, error_rate, "
+        "cost_per_request_usd, quality_score, and *_stddev spreads; absent when no data.",
+    )
+
+
+class Observation(ApiModel):
+    """What the loop saw of the stable configuration, enriched with the catalog and SLAs."""
+
+    observed_at: str
+    variant: str
+    model: str
+    list_price_per_mtok: str | None = Field(
+        default=None, description="Input + output list price (pricing catalog)."
+    )
+    windows: list[WindowStats] = Field(default_factory=list)
+    sla: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each constraint against the shortest window: value, bound, headroom.",
+    )
+    message: str = Field(default="", description="Why something is missing, if it is.")
+
+
+class BaselineResult(ApiModel):
+    """The stable configuration now against one baseline."""
+
+    kind: Literal["initial", "rolling", "preChange", "best", "golden"]
+    source: str = Field(description="What the baseline is, e.g. trial 0 or version 2.")
+    changes: dict[str, str] = Field(
+        default_factory=dict, description="Relative change now vs the baseline, per metric."
+    )
+    p_values: dict[str, str] = Field(
+        default_factory=dict,
+        description="Welch t / Mann-Whitney U p-values where both sides have samples.",
+    )
+    significant: list[str] = Field(
+        default_factory=list, description="Metrics that changed significantly (p < 0.05)."
+    )
+    message: str = Field(default="", description="Why a metric could not be compared.")
+
+
 class OptimizationPolicyStatus(ApiModel):
     """Observed state of an OptimizationPolicy."""
 
@@ -415,4 +486,10 @@ class OptimizationPolicyStatus(ApiModel):
     )
     importance: dict[str, str] = Field(
         default_factory=dict, description="Parameter importance (Optuna's evaluator)."
+    )
+    observation: Observation | None = Field(
+        default=None, description="Windowed aggregates of the stable configuration."
+    )
+    baselines: list[BaselineResult] = Field(
+        default_factory=list, description="The stable configuration against its baselines."
     )

@@ -10,6 +10,7 @@ is the one the policy names, seeded as it says.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -144,6 +145,73 @@ def build_study(
     )
     if storage is not None and len(study.trials) >= len(records):
         return study
+    _tell_records(study, spec, records, stable)
+    return study
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A libpq URL (postgresql://…) as SQLAlchemy's psycopg 3 dialect wants it."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@functools.lru_cache(maxsize=8)
+def _rdb(url: str) -> optuna.storages.RDBStorage:
+    """One storage (and connection pool) per database, created on first use."""
+    return optuna.storages.RDBStorage(
+        url=sqlalchemy_url(url),
+        engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}},
+    )
+
+
+def persistent_study(
+    spec: OptimizationPolicySpec,
+    records: Sequence[TrialRecord],
+    stable: ModelConfig,
+    url: str,
+    study_name: str,
+) -> optuna.Study:
+    """The policy's study in Optuna's RDBStorage (PostgreSQL), brought in line with the
+    records: trials it lacks are told; trials still running there but finished in the
+    records are told their result; running trials no record knows (an operator that died
+    between ask and writing status) are failed, so they do not hold the sampler back.
+
+    Raises ``sqlalchemy.exc.SQLAlchemyError`` when the database cannot be reached."""
+    study = optuna.create_study(
+        storage=_rdb(url),
+        study_name=study_name,
+        directions=[o.direction for o in spec.objectives],
+        sampler=sampler_for(spec.sampler, len(spec.objectives)),
+        load_if_exists=True,
+    )
+    known = {t.number: t for t in study.get_trials(deepcopy=False)}
+    by_number = {r.number: r for r in records}
+    for number, t in known.items():
+        if t.state != optuna.trial.TrialState.RUNNING:
+            continue
+        r = by_number.get(number)
+        if r is None:
+            study.tell(number, state=optuna.trial.TrialState.FAIL)
+        elif r.state == "Complete" and r.values is not None:
+            trial = optuna.trial.Trial(study, t._trial_id)
+            for key, value in r.constraints.items():
+                trial.set_constraint(key, float(value))
+            study.tell(number, [float(v) for v in r.values])
+        elif r.state == "Failed":
+            study.tell(number, state=optuna.trial.TrialState.FAIL)
+    missing = [r for r in sorted(records, key=lambda r: r.number) if r.number not in known]
+    _tell_records(study, spec, missing, stable)
+    return study
+
+
+def _tell_records(
+    study: optuna.Study,
+    spec: OptimizationPolicySpec,
+    records: Sequence[TrialRecord],
+    stable: ModelConfig,
+) -> None:
     for r in records:
         dists = distributions(spec.search_space, _model_of(r.params, stable))
         dists = {k: v for k, v in dists.items() if k in r.params}
@@ -156,7 +224,6 @@ def build_study(
         elif r.state == "Failed":
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         # Running trials stay running: TPE's constant liar keeps the next ask away.
-    return study
 
 
 def baseline_params(spec: OptimizationPolicySpec, stable: ModelConfig) -> dict[str, str] | None:

@@ -75,7 +75,9 @@ class MetricSource(Protocol):
 
     def value(self, query: str) -> float: ...
 
-    def series(self, query: str, seconds: float, step_seconds: float) -> list[float]: ...
+    def series(
+        self, query: str, seconds: float, step_seconds: float, end: datetime | None = None
+    ) -> list[float]: ...
 
 
 @dataclass
@@ -110,9 +112,12 @@ class PrometheusSource:
             raise MetricsUnavailable(f"no finite value for {query} (got {value})")
         return value
 
-    def series(self, query: str, seconds: float, step_seconds: float) -> list[float]:
-        """Finite values of a range query over the last ``seconds``; NaN points dropped."""
-        end = datetime.now(UTC)
+    def series(
+        self, query: str, seconds: float, step_seconds: float, end: datetime | None = None
+    ) -> list[float]:
+        """Finite values of a range query over ``seconds`` ending at ``end`` (default now);
+        NaN points dropped."""
+        end = end or datetime.now(UTC)
         result = self._call(
             self._client.custom_query_range,
             query,

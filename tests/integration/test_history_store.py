@@ -11,6 +11,9 @@ import psycopg
 from kubernetes import client
 
 from optimizer_operator.act.policy import run_cycle
+from optimizer_operator.api.llmconfig import ModelConfig
+from optimizer_operator.api.policy import OptimizationPolicySpec, TrialRecord
+from optimizer_operator.decide import optimizer
 from optimizer_operator.localpostgres import LocalPostgres
 from optimizer_operator.store.postgres import HistoryStore
 from tests.conftest import wait_for
@@ -90,3 +93,86 @@ def test_the_loop_carries_on_without_postgres_and_syncs_when_it_returns(
             "SELECT count(*) FROM llmopt_trials WHERE namespace = %s", (namespace,)
         ).fetchone() or (0,)
     assert count == 1
+
+
+def _records() -> list[TrialRecord]:
+    def rec(n: int, temp: str, state: str, **kw: Any) -> TrialRecord:
+        return TrialRecord.model_validate(
+            {"number": n, "params": {"model": "simulator/sim-medium", "temperature": temp},
+             "hash": f"h{n}", "state": state, **kw}
+        )  # fmt: skip
+
+    return [
+        rec(0, "0.3", "Complete", values=["0.80", "0.0004"], constraints={"minQuality": "-0.05"}),
+        rec(1, "0.6", "Complete", values=["0.70", "0.0004"], constraints={"minQuality": "0.05"},
+            rollout="tune-t1"),
+        rec(2, "0.4", "Running", rollout="tune-t2"),
+    ]  # fmt: skip
+
+
+def test_the_study_lives_in_optuna_rdbstorage_and_survives_a_restart(
+    namespace: str, postgres: LocalPostgres
+) -> None:
+    spec = OptimizationPolicySpec.model_validate(_policy(namespace)["spec"])
+    stable = ModelConfig.model_validate(_bot(namespace, "0.3")["spec"])
+    name = f"{namespace}.tune.uid-rdb"
+    records = _records()
+    study = optimizer.persistent_study(spec, records, stable, postgres.url, name)
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["COMPLETE", "COMPLETE", "RUNNING"]
+    assert study.get_trials()[1].constraints == {"minQuality": 0.05}  # infeasible, learned
+    # An operator restart: a new process has no cached storage; trial 2 finished meanwhile.
+    optimizer._rdb.cache_clear()
+    records[2] = records[2].model_copy(
+        update={"state": "Complete", "values": ["0.82", "0.0004"],
+                "constraints": {"minQuality": "-0.07"}}
+    )  # fmt: skip
+    again = optimizer.persistent_study(spec, records, stable, postgres.url, name)
+    trials = again.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3  # told, not duplicated
+    assert trials[2].values == [0.82, 0.0004]
+    # An operator that died between ask and writing status leaves a running trial that no
+    # record knows: it is failed, and the next ask continues the numbering.
+    orphan = again.ask()
+    optimizer._rdb.cache_clear()
+    third = optimizer.persistent_study(spec, records, stable, postgres.url, name)
+    assert third.get_trials()[orphan.number].state.name == "FAIL"
+    assert optimizer.ask(third, spec, stable).trial.number == orphan.number + 1
+    with psycopg.connect(postgres.url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM trials JOIN studies USING (study_id) WHERE study_name = %s",
+            (name,),
+        ).fetchone()
+    assert row is not None and row[0] == 5  # in PostgreSQL, Optuna's own tables
+
+
+def test_a_cycle_keeps_its_study_in_postgres(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    postgres: LocalPostgres,
+) -> None:
+    _ready_bot(api, kubeconfig, namespace)
+    custom = client.CustomObjectsApi(api)
+    store = HistoryStore(postgres.url)
+    baseline = _records()[0].model_copy(update={"outcome": "Baseline"}).to_wire()
+    body = _body(namespace, "uid-cyc", status={"trialRecords": [baseline]})
+    body["spec"]["mode"] = "auto"  # the body is never applied: the Rollout is not run
+    out = run_cycle(body, custom=custom, source=None, store=store)
+    assert out.status["historyStore"] == "ok", out.status
+    started = out.status["trialRecords"][-1]
+    assert started["state"] == "Running" and started["rollout"] == f"tune-t{started['number']}"
+    spec = OptimizationPolicySpec.model_validate(body["spec"])
+    stable = ModelConfig.model_validate(_bot(namespace, "0.3")["spec"])
+    optimizer._rdb.cache_clear()
+    records = [TrialRecord.model_validate(r) for r in out.status["trialRecords"]]
+    study = optimizer.persistent_study(
+        spec, records, stable, postgres.url, f"{namespace}.tune.uid-cyc"
+    )
+    trials = study.get_trials()
+    assert [(t.number, t.state.name) for t in trials] == [
+        (0, "COMPLETE"),
+        (started["number"], "RUNNING"),
+    ]
+    assert {k: str(v) for k, v in trials[1].params.items()} == started["params"]
