@@ -56,9 +56,10 @@ from .configmap import REQUEST_TIMEOUT
 from .llmconfig import Outcome
 from .ownership import owner_reference
 from .targets import read_llmconfig
-from .variants import stable_record, stable_variant_id
+from .variants import canary_variant_id, stable_record, stable_variant_id
 
 RECORDS_KEPT = 200
+BANDIT_ARMS = 8  # the Rollout's candidate plus its 7 arms
 DEFAULT_STEPS = [
     Step(set_weight=10),
     Step(analysis=AnalysisStep(measurements=3)),
@@ -321,6 +322,7 @@ class Cycle:
         steps: list[Step] | None,
         trial: dict[str, Any] | None,
         annotations: dict[str, str] | None = None,
+        bandit: dict[str, Any] | None = None,
     ) -> None:
         template = spec.rollout_template
         analysis = template.analysis.model_copy(deep=True)
@@ -349,6 +351,8 @@ class Cycle:
         }
         if trial is not None:
             rollout_spec["trial"] = trial
+        if bandit is not None:
+            rollout_spec["strategy"], rollout_spec["bandit"] = "bandit", bandit
         if rollout_spec["strategy"] == "canary":
             rollout_spec["steps"] = [
                 s.to_wire() for s in (steps or template.steps or DEFAULT_STEPS)
@@ -442,6 +446,8 @@ class Cycle:
         phase = st.get("phase")
         started = _parse(st.get("startedAt")) or self.now
         span = max((self.now - started).total_seconds(), 10.0)
+        if (ro.get("spec") or {}).get("strategy") == "bandit":
+            return self._settle_arm(spec, record, ro, span)
         canary, stable = st.get("canaryVariant"), st.get("stableVariant")
         steps = (ro.get("spec") or {}).get("steps") or []
         at_gate = (
@@ -501,6 +507,36 @@ class Cycle:
         self.status.message = f"trial {record.number}: Rollout {record.rollout} is {phase}"
         return False
 
+    def _settle_arm(
+        self, spec: OptimizationPolicySpec, record: TrialRecord, ro: dict[str, Any], span: float
+    ) -> bool:
+        """A bandit arm: measured on its own share once the Rollout has ended."""
+        st = ro.get("status") or {}
+        phase = st.get("phase")
+        if phase not in ("Promoted", "RolledBack", "Aborted", "Failed"):
+            self.status.state = "Monitoring"
+            self.status.message = f"bandit Rollout {record.rollout} is {phase}"
+            return False
+        llmc = read_llmconfig(self.custom, self.namespace, spec.target_ref.name) or {}
+        history = (llmc.get("status") or {}).get("history") or [{}]
+        won = (
+            phase == "Promoted"
+            and history[-1].get("hash") == record.hash
+            and history[-1].get("source") == f"rollout/{record.rollout}"
+        )
+        variant = canary_variant_id(record.hash)
+        dropped = (st.get("excludedArms") or {}).get(variant)
+        self._measure_after(spec, record, variant, span, {"rollout": 1.0} if dropped else {})
+        why = f"bandit {phase}: " + (f"dropped ({dropped})" if dropped else st.get("message", ""))
+        if record.values is None:
+            self._finish(record, "Failed", "Failed", f"{why[:300]}; no measurable data")
+        elif won:
+            self._finish(record, "Complete", "Promoted", why[:300])
+        else:
+            infeasible = any(float(v) > 0 for v in record.constraints.values())
+            self._finish(record, "Complete", "Infeasible" if infeasible else "NotBetter", why[:300])
+        return True
+
     def _measure_after(
         self,
         spec: OptimizationPolicySpec,
@@ -548,6 +584,16 @@ class Cycle:
         stable = stable_record(llmc)
         if stable is None:
             return self._out(False, "TargetNotReady", "the LLMConfig has no stable version yet")
+        if (
+            spec.strategy == "bandit"
+            and self._bandit_points(spec, stable.model_config_part()) is None
+        ):
+            return self._out(
+                False,
+                "InvalidSpec",
+                f"spec.strategy: bandit needs a discrete search space (categorical or stepped "
+                f"parameters) of at most {BANDIT_ARMS + 1} configurations",
+            )
         self._load_history()
         s = self.status
         s.state = "Collecting"
@@ -838,6 +884,9 @@ class Cycle:
             s.state = "Collecting"
             s.message = s.last_decision
             return
+        if self._bandit_points(spec, stable) is not None:
+            self._bandit(spec, llmc, stable, trigger)
+            return
         screen = optimizer.screening_params(spec, stable, s.trial_records, list_price)
         proposal = optimizer.ask(self._study(spec, stable), spec, stable, first=screen)
         number = proposal.trial.number
@@ -921,6 +970,76 @@ class Cycle:
             "TrialStarted",
             f"trial {number}: Rollout {record.rollout} for {proposal.config.model} "
             f"{record.params} ({trigger})",
+        )
+        s.message = s.last_decision
+
+    def _bandit_points(
+        self, spec: OptimizationPolicySpec, stable: ModelConfig
+    ) -> list[dict[str, str]] | None:
+        """The space's points when the policy serves them all as one bandit, else None."""
+        if spec.strategy == "trials":
+            return None
+        return optimizer.grid_points(spec, stable, BANDIT_ARMS + 1)
+
+    def _bandit(
+        self,
+        spec: OptimizationPolicySpec,
+        llmc: dict[str, Any],
+        stable: ModelConfig,
+        trigger: str,
+    ) -> None:
+        """Every candidate of a small discrete space at once, in one bandit Rollout whose
+        arms are each guarded by the policy's constraints; each is a trial of the study,
+        measured on its own share when the Rollout ends."""
+        s = self.status
+        if any((r.rollout or "").startswith(f"{self.name}-bandit") for r in s.trial_records):
+            s.state = "Idle"
+            s.message = "bandit finished: every candidate of the space was served and measured"
+            return
+        quarantined = {e.get("hash") for e in (llmc.get("status") or {}).get("quarantine") or []}
+        study = self._study(spec, stable)
+        proposals = []
+        for point in self._bandit_points(spec, stable) or []:
+            proposal = optimizer.ask(study, spec, stable, first=point)
+            h = proposal.config.config_hash()
+            if h == stable.config_hash() or h in quarantined:
+                study.tell(proposal.trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            proposals.append(proposal)
+        if not proposals:
+            s.state, s.message = "Idle", "bandit: no candidate besides stable and quarantine"
+            return
+        name = f"{self.name}-bandit-t{proposals[0].trial.number}"
+        for p in proposals:
+            s.trial_records.append(
+                TrialRecord(
+                    number=p.trial.number,
+                    params=p.params,
+                    hash=p.config.config_hash(),
+                    state="Running",
+                    started_at=_ts(self.now),
+                    rollout=name,
+                    explanation=f"bandit arm of {len(proposals)} (small discrete space)",
+                )
+            )
+        top = max(spec.objectives, key=lambda o: float(parse_decimal(o.weight)))
+        self._create(
+            spec,
+            name,
+            proposals[0].config,
+            steps=None,
+            trial={"policy": self.name, "number": proposals[0].trial.number},
+            bandit={
+                "arms": [p.config.to_wire() for p in proposals[1:]],
+                "metric": top.metric,
+                "includeStable": True,
+            },
+        )
+        s.state = "Deploying"
+        self._decide(
+            "BanditStarted",
+            f"Rollout {name}: {len(proposals)} candidates and stable served at once, traffic "
+            f"by Thompson sampling on {top.metric}, each arm held to the constraints ({trigger})",
         )
         s.message = s.last_decision
 

@@ -396,7 +396,20 @@ def _bandit_arms(
             parse_duration(spec.analysis.window),
         )
 
-    return BanditArms(configs, rewards, direction)
+    critical = [t for t in spec.analysis.rollback_triggers if t.severity == "critical"]
+
+    def guard(arm: str) -> list[TriggerResult] | None:
+        if source is None:
+            raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
+        return check_triggers(
+            critical,
+            parse_duration(spec.analysis.window),
+            spec.analysis.min_sample_size,
+            source,
+            Variants(llm_config=v.llm_config, namespace=v.namespace, stable=v.stable, canary=arm),
+        )
+
+    return BanditArms(configs, rewards, direction, guard if critical else None)
 
 
 def _automatic(spec: RolloutSpec, meta: dict[str, Any]) -> bool:

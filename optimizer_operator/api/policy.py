@@ -287,6 +287,14 @@ class OptimizationPolicySpec(ApiModel):
     rules: list[Rule] = Field(default_factory=list, max_length=64)
     rollout_template: RolloutTemplate = Field(default_factory=RolloutTemplate)
     observe: Observe = Field(default_factory=Observe)
+    strategy: Literal["trials", "bandit", "auto"] = Field(
+        default="trials",
+        description="trials: one canary Rollout per Optuna trial. bandit: after the "
+        "baseline, every point of a small discrete space (at most 8 besides stable) at once "
+        "in one bandit Rollout, traffic by Thompson sampling on the top-weighted objective, "
+        "each arm guarded by the constraints. auto: bandit when the space is that small, "
+        "else trials.",
+    )
 
     @model_validator(mode="after")
     def _objectives_known(self) -> OptimizationPolicySpec:

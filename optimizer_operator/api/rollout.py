@@ -280,6 +280,11 @@ class RolloutStatus(ApiModel):
     arm_rewards: dict[str, str] = Field(
         default_factory=dict, description="bandit: reward per arm (mean ± se, requests, P(best))."
     )
+    excluded_arms: dict[str, str] = Field(
+        default_factory=dict,
+        description="bandit: arms dropped because they broke a critical rollback trigger "
+        "(variant id -> why); they get no traffic and cannot win.",
+    )
     observed_step_promotions: int = Field(default=0, ge=0)
     observed_retry: int = Field(default=0, ge=0)
     retries: int = Field(default=0, ge=0, description="Times a person retried this rollout.")

@@ -310,6 +310,42 @@ def screening_params(
     return params
 
 
+def grid_points(
+    spec: OptimizationPolicySpec, stable: ModelConfig, limit: int
+) -> list[dict[str, str]] | None:
+    """Every point of a discrete search space (models x categorical or stepped
+    parameters), or None when the space is continuous or has more than ``limit``
+    points."""
+    space = spec.search_space
+    keys = [model_key(m.provider, m.model) for m in space.models] or [
+        model_key(stable.provider, stable.model)
+    ]
+    points: list[dict[str, str]] = []
+    for key in keys:
+        per: list[dict[str, str]] = [{MODEL: key} if space.models else {}]
+        for p in space.parameters:
+            if not _active(p, key):
+                continue
+            d = distribution(p)
+            values: list[Any]
+            if isinstance(d, CategoricalDistribution):
+                values = list(d.choices)
+            elif isinstance(d, IntDistribution) and not d.log:
+                values = list(range(d.low, d.high + 1, d.step))
+            elif isinstance(d, FloatDistribution) and d.step:
+                n = round((d.high - d.low) / d.step)
+                values = [round(d.low + i * d.step, 10) for i in range(n + 1)]
+            else:
+                return None  # continuous: not a small discrete set
+            per = [{**x, p.name: _encode(v)} for x in per for v in values]
+            if len(per) > limit:
+                return None
+        points += per
+        if len(points) > limit:
+            return None
+    return points
+
+
 @dataclass
 class Proposal:
     trial: optuna.trial.Trial

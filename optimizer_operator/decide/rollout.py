@@ -227,7 +227,8 @@ def progress(
             "promoted by spec.promote; the candidate is stable",
             Promote(),
         )
-    if watch is not None and _triggers(spec, s, now, watch, tick):
+    # A bandit's triggers are checked per arm (see _bandit): one bad arm drops out.
+    if watch is not None and spec.strategy != "bandit" and _triggers(spec, s, now, watch, tick):
         return tick
     if spec.paused:
         if s.phase != "Paused":
@@ -522,6 +523,9 @@ class BanditArms:
     configs: dict[str, ModelConfig | None]
     rewards: Callable[[], dict[str, ArmReward]]
     direction: Direction
+    # Critical rollback triggers checked per arm (variant id); None while the arm has
+    # fewer than minSampleSize requests. A breaking arm is dropped, not the whole rollout.
+    guard: Callable[[str], list[TriggerResult] | None] | None = None
 
 
 def _bandit(
@@ -550,6 +554,36 @@ def _bandit(
         tick.events.append(("Normal", "Resumed", "metrics available again"))
     s.holding_since, s.phase, s.last_measured_at = None, "Progressing", _ts(now)
     s.measurements += 1
+    if arms.guard is not None:
+        before = len(s.excluded_arms)
+        for arm in ids:
+            if arms.configs[arm] is None or arm in s.excluded_arms:
+                continue
+            try:
+                results = arms.guard(arm)
+            except MetricsUnavailable:
+                continue  # no number, no verdict
+            broken = [r for r in results or [] if r.breached and r.severity == "critical"]
+            if broken:
+                why = "; ".join(f"{r.name}: {r.reason}" for r in broken)
+                s.excluded_arms[arm] = why
+                tick.events.append(("Warning", "ArmExcluded", f"bandit: {arm} dropped ({why})"))
+        kept = {i: w for i, w in s.arm_weights.items() if i not in s.excluded_arms}
+        alive = [i for i in ids if arms.configs[i] is not None and i not in s.excluded_arms]
+        if len(s.excluded_arms) > before and alive and sum(kept.values()) > 0:
+            total = sum(kept.values())
+            s.arm_weights = allocate({i: w / total for i, w in kept.items()}, 0)
+            tick.actions.append(SetArms(tuple(sorted(s.arm_weights.items()))))
+    rewards = {i: r for i, r in rewards.items() if i not in s.excluded_arms}
+    if not any(arms.configs[i] is not None for i in rewards):
+        return _finish(
+            tick,
+            "RolledBack",
+            "RollbackTrigger",
+            "bandit: every candidate arm broke a critical rollback trigger; stable restored",
+            RestoreStable("every arm broke a guardrail", quarantine=True),
+            "Warning",
+        )
     chances = chance_best(rewards, arms.direction, seed=s.measurements)
     s.arm_rewards = {
         i: f"{r.mean:.4g} ± {r.se:.2g} over {r.requests:.0f} requests, P(best) {chances[i]:.2f}"

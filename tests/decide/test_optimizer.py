@@ -304,3 +304,26 @@ def test_numeric_choices_are_ordered_by_rank() -> None:
     near = optimizer.param_distance(space, {"maxTokens": "64"}, {"maxTokens": "128"})
     far = optimizer.param_distance(space, {"maxTokens": "64"}, {"maxTokens": "256"})
     assert near == pytest.approx(0.5) and far == pytest.approx(1.0)
+
+
+def test_grid_points_of_a_small_discrete_space_and_none_otherwise() -> None:
+    spec = _spec()  # temperature is stepped (11 values) for two models, maxTokens log int
+    assert optimizer.grid_points(spec, STABLE, 100) is None  # a log int range: continuous
+    small = spec.model_copy(
+        update={
+            "search_space": spec.search_space.model_copy(
+                update={
+                    "parameters": [
+                        optimizer.ParameterRange.model_validate(
+                            {"name": "temperature", "type": "float", "low": "0.2",
+                             "high": "0.4", "step": "0.1"}
+                        )
+                    ]
+                }
+            )
+        }
+    )  # fmt: skip
+    points = optimizer.grid_points(small, STABLE, 9)
+    assert points is not None and len(points) == 6
+    assert {"model": "simulator/sim-small", "temperature": "0.3"} in points
+    assert optimizer.grid_points(small, STABLE, 5) is None  # more than the limit

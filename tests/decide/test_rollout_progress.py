@@ -401,3 +401,81 @@ def test_bandit_rebalances_toward_the_best_arm_then_promotes_it() -> None:
     assert isinstance(rebalanced, SetArms)
     assert dict(rebalanced.weights)["c-l"] > 50 and dict(rebalanced.weights)["c-s"] == 5
     assert ticks[3].reason == "ArmWins" and ticks[3].actions == [Promote(large)]
+
+
+def test_a_bandit_drops_an_arm_that_breaks_a_critical_trigger_and_never_promotes_it() -> None:
+    """Guardrails per arm: the cheap arm breaks the quality floor; it loses its traffic and
+    cannot win even though it has the best reward (cost, lower is better), and the
+    rollout goes on with the others instead of rolling back as a whole."""
+    from optimizer_operator.analysis.bandit import ArmReward
+    from optimizer_operator.api.llmconfig import ModelConfig
+    from optimizer_operator.decide.rollout import BanditArms, SetArms
+
+    spec = RolloutSpec.model_validate(
+        {
+            "targetRef": {"name": "bot"},
+            "candidate": {"provider": "simulator", "model": "sim-small"},
+            "strategy": "bandit",
+            "bandit": {
+                "arms": [{"provider": "simulator", "model": "sim-medium"}],
+                "metric": "cost_per_request_usd",
+                "minSamples": 100,
+            },
+            "analysis": {
+                "interval": "1m",
+                "rollbackTriggers": [{"name": "quality_score", "min": "0.8"}],
+            },
+        }
+    )
+    small = ModelConfig(provider="simulator", model="sim-small")
+    medium = ModelConfig(provider="simulator", model="sim-medium")
+    cost = {"v1": (4.0, 0.01, 900), "c-s": (0.1, 0.01, 900), "c-m": (0.5, 0.01, 900)}
+    checked: list[str] = []
+
+    def guard(arm: str) -> list[TriggerResult] | None:
+        checked.append(arm)
+        broken = arm == "c-s"
+        return [TriggerResult("quality_score", "critical", broken, 0.68, 0.9, "0.68 < min 0.8")]
+
+    arms = BanditArms(
+        {"v1": None, "c-s": small, "c-m": medium},
+        lambda: {k: ArmReward(*v) for k, v in cost.items()},
+        "lowerIsBetter",
+        guard,
+    )
+    ticks = _walk(spec, 4, observe=_script(), bandit=arms)
+    first = next(t for t in ticks if t.status.excluded_arms)
+    assert first.status.excluded_arms == {"c-s": "quality_score: 0.68 < min 0.8"}
+    assert ("Warning", "ArmExcluded") in [(t, r) for t, r, _ in first.events]
+    dropped = [a for a in first.actions if isinstance(a, SetArms)][-1]
+    assert "c-s" not in dict(dropped.weights) and sum(dict(dropped.weights).values()) == 100
+    assert "v1" not in checked and "c-m" in checked  # stable is not guarded
+    won = next(t for t in ticks if t.reason == "ArmWins")
+    assert won.actions[-1] == Promote(medium)  # after dropping sim-small, in the same tick
+
+
+def test_a_bandit_whose_every_arm_breaks_a_trigger_rolls_back() -> None:
+    from optimizer_operator.analysis.bandit import ArmReward
+    from optimizer_operator.api.llmconfig import ModelConfig
+    from optimizer_operator.decide.rollout import BanditArms
+
+    spec = RolloutSpec.model_validate(
+        {
+            "targetRef": {"name": "bot"},
+            "candidate": {"provider": "simulator", "model": "sim-small"},
+            "strategy": "bandit",
+            "analysis": {
+                "interval": "1m",
+                "rollbackTriggers": [{"name": "quality_score", "min": "0.8"}],
+            },
+        }
+    )
+    arms = BanditArms(
+        {"v1": None, "c-s": ModelConfig(provider="simulator", model="sim-small")},
+        lambda: {"v1": ArmReward(0.9, 0.01, 900), "c-s": ArmReward(0.6, 0.01, 900)},
+        "higherIsBetter",
+        lambda arm: [TriggerResult("quality_score", "critical", True, 0.6, 0.9, "low")],
+    )
+    tick = _walk(spec, 2, observe=_script(), bandit=arms)[-1]
+    assert tick.status.phase == "RolledBack" and tick.reason == "RollbackTrigger"
+    assert tick.actions == [RestoreStable("every arm broke a guardrail", quarantine=True)]

@@ -252,6 +252,58 @@ async def test_the_loop_finds_a_cheaper_config_at_the_floor_within_the_daily_lim
     assert "maxRolloutsPerDay" in status["message"], status["message"]
 
 
+@pytest.mark.timeout(300)
+async def test_a_small_discrete_space_runs_as_one_guarded_bandit(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three models, no parameters: strategy auto serves sim-small and sim-medium beside
+    stable sim-large in one bandit Rollout, traffic by Thompson sampling on cost (the
+    top-weighted objective). sim-small is cheapest but below the quality floor: its arm is
+    dropped by the floor's critical trigger and cannot win; sim-medium wins."""
+    bot = _bot(namespace, "0.3")
+    bot["spec"]["model"] = "sim-large"
+    _apply(kubeconfig, bot)
+    policy = _policy(namespace)
+    policy["spec"]["strategy"] = "auto"
+    policy["spec"]["objectives"] = [
+        {"metric": "cost_per_request_usd", "direction": "minimize", "weight": "0.7"},
+        {"metric": "quality_score", "direction": "maximize", "weight": "0.3"},
+    ]
+    policy["spec"]["constraints"] = {"minQuality": "0.80"}
+    policy["spec"]["searchSpace"] = {
+        "models": [
+            {"provider": "simulator", "model": m} for m in ("sim-small", "sim-medium", "sim-large")
+        ]
+    }
+    async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
+        _apply(kubeconfig, policy)
+        for _ in range(200):
+            status = _get(api, namespace, "optimizationpolicies", "tune").get("status", {})
+            if (status.get("message") or "").startswith("bandit finished"):
+                break
+            await asyncio.sleep(1)
+        else:
+            raise AssertionError(f"the bandit did not finish: {status}")
+    records = {r["params"].get("model"): r for r in status["trialRecords"] if r.get("rollout")}
+    assert set(records) == {"simulator/sim-small", "simulator/sim-medium"}  # stable not a trial
+    name = records["simulator/sim-medium"]["rollout"]
+    assert name == records["simulator/sim-small"]["rollout"] and "-bandit-" in name
+    rollout = _get(api, namespace, "rollouts", name)
+    assert rollout["spec"]["strategy"] == "bandit"
+    assert rollout["spec"]["bandit"]["metric"] == "cost_per_request_usd"
+    small, medium = records["simulator/sim-small"], records["simulator/sim-medium"]
+    assert list(rollout["status"]["excludedArms"]) == [f"canary-{small['hash'][:8]}"]
+    assert small["outcome"] == "Infeasible" and "dropped" in small["reason"], small
+    assert medium["outcome"] == "Promoted", medium
+    current = _get(api, namespace, "llmconfigs", "bot")["status"]["history"][-1]
+    assert current["source"] == f"rollout/{name}" and current["model"] == "sim-medium"
+
+
 @pytest.mark.timeout(240)
 async def test_rules_apply_by_priority_and_the_winner_rolls_out(
     api: client.ApiClient,
