@@ -37,10 +37,12 @@ from ..api.common import GROUP, VERSION, parse_decimal, parse_duration
 from ..api.conditions import set_condition
 from ..api.llmconfig import ModelConfig, Parameters
 from ..api.policy import (
+    BaselineResult,
     OptimizationPolicySpec,
     OptimizationPolicyStatus,
     Rule,
     RuleCondition,
+    RuleEvaluation,
     TrialRecord,
 )
 from ..api.rollout import AnalysisStep, PauseStep, RollbackTrigger, Step
@@ -107,6 +109,10 @@ class Cycle:
         self.body, self.custom, self.source, self.now = body, custom, source, now
         self.tracer, self.store = tracer, store
         self._store_error: str | None = None
+        # What this cycle adds to the history store besides trials and decisions.
+        self._llmc: dict[str, Any] = {}
+        self._fresh_rules: list[RuleEvaluation] = []
+        self._fresh_baselines: list[BaselineResult] = []
         self._built: optuna.Study | None = None
         self.meta = body["metadata"]
         self.namespace, self.name = self.meta["namespace"], self.meta["name"]
@@ -144,6 +150,10 @@ class Cycle:
                 self.name,
                 s.trial_records,
                 [(reason, message) for _, reason, message in self.events],
+                llmconfig=(self._llmc.get("metadata") or {}).get("name"),
+                versions=(self._llmc.get("status") or {}).get("history") or [],
+                baselines=self._fresh_baselines,
+                rules=self._fresh_rules,
             )
         except StoreUnavailable as exc:
             self._store_down(str(exc))
@@ -575,6 +585,7 @@ class Cycle:
         except InvalidSpec as exc:
             return self._out(False, "InvalidSpec", str(exc))
         llmc = read_llmconfig(self.custom, self.namespace, spec.target_ref.name)
+        self._llmc = llmc or {}
         if llmc is None:
             return self._out(
                 False,
@@ -632,6 +643,7 @@ class Cycle:
                 now=self.now,
                 price_of=list_price,
             )
+            self._fresh_baselines = list(s.baselines)
         except MetricsUnavailable as exc:
             if s.observation is not None:
                 s.observation.message = f"refresh failed: {exc}"
@@ -781,6 +793,7 @@ class Cycle:
             spec.rules, lambda r: self._rule_series(spec, r, variant), s.rule_firings, self.now
         )
         s.rule_evaluations = decision.evaluations
+        self._fresh_rules = list(decision.evaluations)
         rule = decision.applied
         if rule is None:
             s.rule_firings = decision.firings

@@ -30,7 +30,8 @@ def _tracer() -> Tracer | None:
 def _store() -> HistoryStore | None:
     """PostgreSQL history when LLMOPT_DATABASE_URL is set (else status only)."""
     url = os.environ.get("LLMOPT_DATABASE_URL")
-    return HistoryStore(url) if url else None
+    retention = float(os.environ.get("LLMOPT_DATABASE_RETENTION_DAYS", "90"))
+    return HistoryStore(url, retention_days=retention) if url else None
 
 
 @kopf.timer(GROUP, VERSION, OPTIMIZATION_POLICY.plural, interval=TICK_SECONDS, initial_delay=0)

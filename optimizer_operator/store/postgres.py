@@ -2,38 +2,115 @@
 
 The cluster keeps the recent trials in each policy's status (enough to rebuild
 its study); with ``LLMOPT_DATABASE_URL`` set, PostgreSQL keeps all of them and
-an audit row per decision, so a study outlives status trimming and even the
-policy's deletion and re-creation. Every call has a connect and a statement
-timeout; when the database is down the loop carries on from status and says so.
+every decision, so a study outlives status trimming and even the policy's
+deletion and re-creation; and config versions, rollouts, baselines, rule
+executions and an audit log of the changes, in tables made by versioned
+migrations, with retention. Every call has a connect and a statement timeout;
+when the database is down the loop carries on from status, says so, and keeps
+the rows to append in memory until the next successful save.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 
-from ..api.policy import TrialRecord
+from ..api.policy import BaselineResult, RuleEvaluation, TrialRecord
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS llmopt_trials (
-    namespace text NOT NULL,
-    policy text NOT NULL,
-    number integer NOT NULL,
-    record jsonb NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (namespace, policy, number)
-);
-CREATE TABLE IF NOT EXISTS llmopt_decisions (
-    id bigserial PRIMARY KEY,
-    at timestamptz NOT NULL DEFAULT now(),
-    namespace text NOT NULL,
-    policy text NOT NULL,
-    reason text NOT NULL,
-    message text NOT NULL
-);
-"""
+DECISION, AUDIT, BASELINE, RULE = "decision", "audit", "baseline", "rule"
+INSERTS = {
+    DECISION: "INSERT INTO llmopt_decisions (namespace, policy, reason, message) "
+    "VALUES (%s, %s, %s, %s)",
+    AUDIT: "INSERT INTO llmopt_audit (namespace, object, action, detail) VALUES (%s, %s, %s, %s)",
+    BASELINE: "INSERT INTO llmopt_baselines (namespace, policy, result) VALUES (%s, %s, %s::jsonb)",
+    RULE: "INSERT INTO llmopt_rule_executions (namespace, policy, rule, outcome, value) "
+    "VALUES (%s, %s, %s, %s, %s)",
+}
+
+# Versioned migrations, applied in order once each (recorded in llmopt_schema_migrations,
+# under an advisory lock so two operators never migrate at once). Append; never edit.
+MIGRATIONS: list[str] = [
+    # 1: trials (the study) and decisions (optimization events: kind and reasoning)
+    """
+    CREATE TABLE IF NOT EXISTS llmopt_trials (
+        namespace text NOT NULL,
+        policy text NOT NULL,
+        number integer NOT NULL,
+        record jsonb NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (namespace, policy, number)
+    );
+    CREATE TABLE IF NOT EXISTS llmopt_decisions (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        namespace text NOT NULL,
+        policy text NOT NULL,
+        reason text NOT NULL,
+        message text NOT NULL
+    );
+    """,
+    # 2: config versions, rollouts, baselines, rule executions, the audit log
+    """
+    CREATE TABLE IF NOT EXISTS llmopt_config_versions (
+        namespace text NOT NULL,
+        llmconfig text NOT NULL,
+        version integer NOT NULL,
+        hash text NOT NULL,
+        model text NOT NULL,
+        parameters jsonb NOT NULL,
+        source text NOT NULL,
+        applied_at timestamptz,
+        PRIMARY KEY (namespace, llmconfig, version)
+    );
+    CREATE TABLE IF NOT EXISTS llmopt_rollouts (
+        namespace text NOT NULL,
+        name text NOT NULL,
+        policy text NOT NULL,
+        trial integer NOT NULL,
+        outcome text NOT NULL,
+        reason text NOT NULL,
+        quality text,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (namespace, name, trial)
+    );
+    CREATE TABLE IF NOT EXISTS llmopt_baselines (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        namespace text NOT NULL,
+        policy text NOT NULL,
+        result jsonb NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS llmopt_rule_executions (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        namespace text NOT NULL,
+        policy text NOT NULL,
+        rule text NOT NULL,
+        outcome text NOT NULL,
+        value text
+    );
+    CREATE TABLE IF NOT EXISTS llmopt_audit (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        namespace text NOT NULL,
+        object text NOT NULL,
+        action text NOT NULL,
+        detail text NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS llmopt_decisions_at ON llmopt_decisions (at);
+    CREATE INDEX IF NOT EXISTS llmopt_audit_at ON llmopt_audit (at);
+    """,
+]
+# Decisions that change what runs: each also becomes an audit row.
+AUDITED = ("TrialStarted", "TrialPromoted", "TrialRolledBack", "RuleApplied", "BanditStarted",
+           "CircuitBreakerOpen", "Recommendation")  # fmt: skip
+BUFFER_LIMIT = 10_000
+# Rows older than this are deleted (trials and versions are kept: the study needs them).
+RETAINED = ("llmopt_decisions", "llmopt_baselines", "llmopt_rule_executions", "llmopt_audit")
 
 
 class StoreUnavailable(RuntimeError):
@@ -43,10 +120,14 @@ class StoreUnavailable(RuntimeError):
 class HistoryStore:
     """Trials and decisions in PostgreSQL (psycopg 3, a connection per call)."""
 
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, timeout: float = 5.0, retention_days: float = 90.0) -> None:
         self.url = url
         self.timeout = timeout
+        self.retention_days = retention_days
         self._schema_ready = False
+        self._pending: list[tuple[str, tuple[object, ...]]] = []  # unsaved while down
+        self.dropped = 0  # rows lost past BUFFER_LIMIT during a long outage
+        self._pruned_at = 0.0
 
     def _connect(self) -> psycopg.Connection:
         try:
@@ -59,13 +140,33 @@ class HistoryStore:
             raise StoreUnavailable(str(exc).strip().splitlines()[0]) from None
         if not self._schema_ready:
             try:
-                with conn.transaction():
-                    conn.execute(SCHEMA)
+                self._migrate(conn)
             except psycopg.Error as exc:
                 conn.close()
                 raise StoreUnavailable(str(exc).strip().splitlines()[0]) from None
             self._schema_ready = True
         return conn
+
+    def _migrate(self, conn: psycopg.Connection) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(7243001)")  # one migrator at a time
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS llmopt_schema_migrations ("
+                "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            row = conn.execute("SELECT max(version) FROM llmopt_schema_migrations").fetchone()
+            done = (row[0] if row else None) or 0
+            for version, sql in enumerate(MIGRATIONS, start=1):
+                if version > done:
+                    conn.execute(sql)  # our own constant DDL
+                    conn.execute(
+                        "INSERT INTO llmopt_schema_migrations (version) VALUES (%s)", (version,)
+                    )
+
+    def schema_version(self) -> int:
+        with self._connect() as conn:
+            row = conn.execute("SELECT max(version) FROM llmopt_schema_migrations").fetchone()
+        return int(row[0]) if row and row[0] else 0
 
     def load(self, namespace: str, policy: str) -> list[TrialRecord]:
         try:
@@ -85,8 +186,28 @@ class HistoryStore:
         policy: str,
         records: Sequence[TrialRecord],
         decisions: Sequence[tuple[str, str]],
+        *,
+        llmconfig: str | None = None,
+        versions: Sequence[dict[str, Any]] = (),
+        baselines: Sequence[BaselineResult] = (),
+        rules: Sequence[RuleEvaluation] = (),
     ) -> None:
-        """Upsert ``records`` and append ``decisions`` (reason, message), atomically."""
+        """Upsert the trials, rollouts and config versions (idempotent: the whole current
+        state each time), append this cycle's decisions, audit rows, baselines and rule
+        executions, atomically. While the database is down the appended rows wait in memory
+        (up to BUFFER_LIMIT) and go in with the next successful save."""
+        appended: list[tuple[str, tuple[object, ...]]] = []
+        for reason, message in decisions:
+            appended.append((DECISION, (namespace, policy, reason, message)))
+            if reason in AUDITED:
+                appended.append((AUDIT, (namespace, f"OptimizationPolicy/{policy}", reason,
+                                         message)))  # fmt: skip
+        appended += [(BASELINE, (namespace, policy, json.dumps(b.to_wire()))) for b in baselines]
+        appended += [(RULE, (namespace, policy, r.rule, r.outcome, r.value)) for r in rules]
+        self._pending += appended
+        if len(self._pending) > BUFFER_LIMIT:
+            self.dropped += len(self._pending) - BUFFER_LIMIT
+            self._pending = self._pending[-BUFFER_LIMIT:]
         try:
             with self._connect() as conn, conn.transaction(), conn.cursor() as cur:
                 cur.executemany(
@@ -96,14 +217,49 @@ class HistoryStore:
                     "WHERE llmopt_trials.record IS DISTINCT FROM EXCLUDED.record",
                     [(namespace, policy, r.number, json.dumps(r.to_wire())) for r in records],
                 )
-                if decisions:
+                cur.executemany(
+                    "INSERT INTO llmopt_rollouts (namespace, name, policy, trial, outcome, "
+                    "reason, quality) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (namespace, name, trial) DO UPDATE SET outcome = "
+                    "EXCLUDED.outcome, reason = EXCLUDED.reason, quality = EXCLUDED.quality, "
+                    "updated_at = now()",
+                    [
+                        (namespace, r.rollout, policy, r.number, r.outcome or r.state,
+                         r.reason, r.metrics.get("quality_score"))
+                        for r in records if r.rollout
+                    ],
+                )  # fmt: skip
+                if llmconfig is not None:
                     cur.executemany(
-                        "INSERT INTO llmopt_decisions (namespace, policy, reason, message) "
-                        "VALUES (%s, %s, %s, %s)",
-                        [(namespace, policy, reason, message) for reason, message in decisions],
-                    )
+                        "INSERT INTO llmopt_config_versions (namespace, llmconfig, version, "
+                        "hash, model, parameters, source, applied_at) VALUES "
+                        "(%s, %s, %s, %s, %s, %s::jsonb, %s, %s) ON CONFLICT DO NOTHING",
+                        [
+                            (namespace, llmconfig, v["version"], v["hash"],
+                             f"{v['provider']}/{v['model']}", json.dumps(v.get("parameters") or {}),
+                             v["source"], v.get("appliedAt"))
+                            for v in versions
+                        ],
+                    )  # fmt: skip
+                for kind in (DECISION, AUDIT, BASELINE, RULE):
+                    rows = [row for k, row in self._pending if k == kind]
+                    if rows:
+                        cur.executemany(INSERTS[kind], rows)
+                self._prune(cur)
         except psycopg.Error as exc:
             raise StoreUnavailable(str(exc).strip().splitlines()[0]) from None
+        self._pending = []
+
+    def _prune(self, cur: psycopg.Cursor[Any]) -> None:
+        """Retention: at most hourly, delete appended rows older than retention_days."""
+        if time.monotonic() - self._pruned_at < 3600 and self._pruned_at:
+            return
+        self._pruned_at = time.monotonic()
+        for table in RETAINED:
+            cur.execute(
+                f"DELETE FROM {table} WHERE at < now() - make_interval(secs => %s)",
+                (self.retention_days * 86400,),
+            )
 
     def decisions(self, namespace: str, policy: str) -> list[tuple[str, str]]:
         try:

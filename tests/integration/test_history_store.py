@@ -176,3 +176,66 @@ def test_a_cycle_keeps_its_study_in_postgres(
         (started["number"], "RUNNING"),
     ]
     assert {k: str(v) for k, v in trials[1].params.items()} == started["params"]
+
+
+def test_versioned_migrations_tables_buffering_and_retention(
+    namespace: str, postgres: LocalPostgres
+) -> None:
+    from optimizer_operator.api.policy import BaselineResult, RuleEvaluation
+    from optimizer_operator.store.postgres import MIGRATIONS, StoreUnavailable
+
+    store = HistoryStore(postgres.url, timeout=2, retention_days=90)
+    assert store.schema_version() == len(MIGRATIONS)
+    assert HistoryStore(postgres.url).schema_version() == len(MIGRATIONS)  # applied once
+    records = _records()
+    versions = [
+        {"version": 1, "hash": "a", "provider": "simulator", "model": "sim-large",
+         "parameters": {"temperature": "0.3"}, "source": "spec",
+         "appliedAt": "2026-11-25T07:00:00Z"},
+    ]  # fmt: skip
+    store.save(
+        namespace,
+        "tune",
+        records,
+        [("TrialStarted", "trial 2: Rollout tune-t2"), ("Idle", "waiting for a trigger")],
+        llmconfig="bot",
+        versions=versions,
+        baselines=[BaselineResult(kind="rolling", source="v1", changes={"quality_score": "+1%"})],
+        rules=[RuleEvaluation(rule="r", fired=True, outcome="Applied", at="2026-11-25T07:00:00Z")],
+    )
+
+    def count(table: str) -> int:
+        with psycopg.connect(postgres.url) as conn:
+            row = conn.execute(
+                f"SELECT count(*) FROM {table} WHERE namespace = %s",  # type: ignore[arg-type]
+                (namespace,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    assert count("llmopt_config_versions") == 1
+    assert count("llmopt_rollouts") == 2  # trials 1 and 2 ran as Rollouts
+    assert count("llmopt_baselines") == 1 and count("llmopt_rule_executions") == 1
+    assert count("llmopt_decisions") == 2 and count("llmopt_audit") == 1  # only the change
+    # Down: the rows to append wait in memory and go in with the next save.
+    postgres.stop()
+    try:
+        try:
+            store.save(namespace, "tune", records, [("TrialPromoted", "trial 2 promoted")])
+        except StoreUnavailable:
+            pass
+        else:
+            raise AssertionError("saved with the database down")
+    finally:
+        postgres.start()
+    store.save(namespace, "tune", records, [])
+    assert count("llmopt_decisions") == 3 and count("llmopt_audit") == 2
+    # Retention: rows older than retention_days go at the next (hourly) prune.
+    with psycopg.connect(postgres.url) as conn:
+        conn.execute(
+            "INSERT INTO llmopt_decisions (at, namespace, policy, reason, message) "
+            "VALUES (now() - interval '100 days', %s, 'tune', 'Old', 'old')",
+            (namespace,),
+        )
+    fresh = HistoryStore(postgres.url, retention_days=90)
+    fresh.save(namespace, "tune", records, [])
+    assert count("llmopt_decisions") == 3
