@@ -52,7 +52,7 @@ from ..decide.triggers import due
 from ..gateway.tracing import Tracer
 from ..observe.aggregates import observe_stable
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
-from ..providers.simulator import list_price
+from ..providers.simulator import fleet_models, list_price
 from ..store.postgres import HistoryStore, StoreUnavailable
 from .configmap import REQUEST_TIMEOUT
 from .llmconfig import Outcome
@@ -72,6 +72,22 @@ REQUESTS_RATE = (
     "sum(rate(llmopt_requests_total{"
     'llm_config_namespace="{{namespace}}",llm_config="{{llm_config}}"}[{{window}}]))'
 )
+
+
+def _unavailable(spec: OptimizationPolicySpec, config: ModelConfig) -> str:
+    """Why a candidate cannot be tried (empty when it can): a simulator model its fleet
+    does not serve, or, when cost is an objective or a constraint, a model the pricing
+    catalog has no price for (its cost would read as zero and win unfairly)."""
+    key = f"{config.provider}/{config.model}"
+    if config.provider == "simulator" and config.model not in fleet_models():
+        return f"{key}: not in the simulator fleet"
+    c = spec.constraints
+    costed = any(o.metric == "cost_per_request_usd" for o in spec.objectives) or any(
+        v is not None for v in (c.max_cost_per_request_usd, c.max_daily_cost_usd)
+    )
+    if costed and list_price(key) is None:
+        return f"{key}: no price in the pricing catalog (add it with LLMOPT_PRICING)"
+    return ""
 
 
 def _bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
@@ -944,6 +960,10 @@ class Cycle:
             self._record(
                 record, "Failed", "Quarantined", "rolled back before (LLMConfig quarantine)"
             )
+            return
+        missing = _unavailable(spec, proposal.config)
+        if missing:
+            self._record(record, "Failed", "Unavailable", missing)
             return
         s.state = "Validating"
         forecast = predictor.predict(spec.search_space, s.trial_records, record.params)

@@ -283,3 +283,9 @@ def list_price(key: str) -> float | None:
     when the catalog does not know the model."""
     price = known_prices().price(key.split("/", 1)[-1])
     return None if price is None else float(price.input_per_mtok + price.output_per_mtok)
+
+
+@functools.cache
+def fleet_models() -> frozenset[str]:
+    """The simulator fleet's model names (read once per process)."""
+    return frozenset(load_fleet().models)
