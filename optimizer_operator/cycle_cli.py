@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot reach the cluster: {exc}", file=sys.stderr)
         return 2
     custom, core, apps = client.CustomObjectsApi(), client.CoreV1Api(), client.AppsV1Api()
-    source = PrometheusSource(args.prometheus_url) if args.prometheus_url else None
+    timeout = float(os.environ.get("LLMOPT_PROMETHEUS_TIMEOUT", "10"))
+    source = PrometheusSource(args.prometheus_url, timeout=timeout) if args.prometheus_url else None
     store = HistoryStore(args.database_url) if args.database_url else None
     ns = None if args.all_namespaces else _namespace(args.namespace)
 

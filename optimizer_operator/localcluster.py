@@ -94,6 +94,7 @@ class ControlPlane:
     token: str = ""
     pids: dict[str, int] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+    _argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def server(self) -> str:
@@ -213,6 +214,21 @@ class ControlPlane:
         log.close()
         self._procs[name] = proc
         self.pids[name] = proc.pid
+        self._argv[name] = argv
+
+    def restart_apiserver(self, down_for: float = 0.0, timeout: float = 60.0) -> None:
+        """Stop kube-apiserver (SIGTERM), wait ``down_for`` seconds, start it again on the
+        same port with the same flags and data: what a control-plane upgrade does."""
+        proc = self._procs["kube-apiserver"]
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # draining long watches: stop it the hard way
+            proc.kill()
+            proc.wait(timeout=15)
+        time.sleep(down_for)
+        self._spawn("kube-apiserver", self._argv["kube-apiserver"])
+        self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

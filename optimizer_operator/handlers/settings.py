@@ -40,6 +40,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if peering:
         settings.peering.name = peering
         settings.peering.priority = int(os.environ.get("LLMOPT_PEERING_PRIORITY", "0"))
+        # Seconds after which a silent peer counts as gone and a standby takes over.
+        settings.peering.lifetime = int(os.environ.get("LLMOPT_PEERING_LIFETIME", "60"))
         settings.peering.mandatory = True
     else:
         settings.peering.standalone = True
