@@ -65,6 +65,27 @@ def _llmconfig(name: str, temperature: str = "0.3") -> dict[str, Any]:
     }
 
 
+def _rollout(
+    name: str, target: str, temperature: str, steps: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    """A Rollout of sim-medium at ``temperature`` against LLMConfig ``target``."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Rollout",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "targetRef": {"name": target},
+            "candidate": {
+                "provider": "simulator",
+                "model": "sim-medium",
+                "parameters": {"temperature": temperature},
+            },
+            "steps": steps,
+            **extra,
+        },
+    }
+
+
 def _get(custom: client.CustomObjectsApi, plural: str, name: str) -> dict[str, Any]:
     obj: dict[str, Any] = custom.get_namespaced_custom_object(
         GROUP, VERSION, "default", plural, name
@@ -106,20 +127,7 @@ def test_api_server_restart_with_compacted_history_loses_no_transition(
             GROUP, VERSION, "default", "llmconfigs", _llmconfig("bot")
         )
         wait_for(lambda: _ready(custom, "bot"), 60, "LLMConfig bot Ready")
-        rollout = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Rollout",
-            "metadata": {"name": "cooler", "namespace": "default"},
-            "spec": {
-                "targetRef": {"name": "bot"},
-                "candidate": {
-                    "provider": "simulator",
-                    "model": "sim-medium",
-                    "parameters": {"temperature": "0.1"},
-                },
-                "steps": [{"setWeight": 20}, {"pause": {}}],
-            },
-        }
+        rollout = _rollout("cooler", "bot", "0.1", [{"setWeight": 20}, {"pause": {}}])
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", "rollouts", rollout)
         wait_for(
             lambda: (
@@ -222,20 +230,7 @@ def test_two_operators_with_peering_one_acts_and_the_standby_takes_over(
             GROUP, VERSION, "default", "llmconfigs", _llmconfig("one")
         )
         wait_for(lambda: _ready(custom, "one"), 60, "LLMConfig one Ready")
-        rollout = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Rollout",
-            "metadata": {"name": "step", "namespace": "default"},
-            "spec": {
-                "targetRef": {"name": "one"},
-                "candidate": {
-                    "provider": "simulator",
-                    "model": "sim-medium",
-                    "parameters": {"temperature": "0.2"},
-                },
-                "steps": [{"setWeight": 50}],
-            },
-        }
+        rollout = _rollout("step", "one", "0.2", [{"setWeight": 50}])
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", "rollouts", rollout)
         wait_for(
             lambda: (

@@ -22,7 +22,13 @@ from kubernetes import client, config
 from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.localcluster import ControlPlane, start_operator, stop_pids
 from tests.conftest import wait_for
-from tests.faults.test_control_plane_faults import _get, _llmconfig, _ready, plane  # noqa: F401
+from tests.faults.test_control_plane_faults import (  # noqa: F401
+    _get,
+    _llmconfig,
+    _ready,
+    _rollout,
+    plane,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster]
 
@@ -94,21 +100,13 @@ def test_garbage_or_slow_prometheus_holds_the_rollout(
             GROUP, VERSION, "default", "llmconfigs", _llmconfig("bot")
         )
         wait_for(lambda: _ready(custom, "bot"), 60, "LLMConfig bot Ready")
-        rollout = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Rollout",
-            "metadata": {"name": "guarded", "namespace": "default"},
-            "spec": {
-                "targetRef": {"name": "bot"},
-                "candidate": {
-                    "provider": "simulator",
-                    "model": "sim-medium",
-                    "parameters": {"temperature": "0.1"},
-                },
-                "steps": [{"setWeight": 20}, {"analysis": {"measurements": 2}}],
-                "analysis": {"interval": "1s", "window": "10s", "minSampleSize": 10},
-            },
-        }
+        rollout = _rollout(
+            "guarded",
+            "bot",
+            "0.1",
+            [{"setWeight": 20}, {"analysis": {"measurements": 2}}],
+            analysis={"interval": "1s", "window": "10s", "minSampleSize": 10},
+        )
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", "rollouts", rollout)
         wait_for(
             lambda: _status(custom, "guarded").get("phase") == "Holding",
