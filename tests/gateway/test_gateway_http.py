@@ -442,3 +442,74 @@ async def test_mirrored_copies_are_measured_but_never_answer(
     assert 150 < expected < 250  # the hash spreads keys evenly (about half of 400)
     answered = metric_value(gateway, "llmopt_requests_total", variant="c1", status="200")
     assert answered == expected
+
+
+async def test_provider_429_is_retried_then_answered_or_passed_on(
+    start_gateway: GatewayFactory,
+) -> None:
+    """An upstream that rate-limits: the first answer of each request is 429 with
+    Retry-After 0; the retry gets through. An upstream that always answers 429: the
+    client gets 429 with an OpenAI-style error, and every one is counted."""
+    from aiohttp import web
+
+    from tests.gateway.conftest import serve
+
+    seen: dict[str, int] = {}
+    always_key = web.AppKey("always", bool)
+
+    async def upstream(request: web.Request) -> web.Response:
+        body = await request.json()
+        key = json.dumps(body["messages"])
+        seen[key] = seen.get(key, 0) + 1
+        if request.app[always_key] or seen[key] == 1:
+            return web.json_response(
+                {"error": {"message": "slow down", "type": "rate_limit"}},
+                status=429,
+                headers={"Retry-After": "0"},
+            )
+        return web.json_response(
+            {
+                "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "4"}}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+            }
+        )  # fmt: skip
+
+    urls = {}
+    runners = []
+    for always in (False, True):
+        app = web.Application()
+        app[always_key] = always
+        app.router.add_post("/v1/chat/completions", upstream)
+        runner, url = await serve(app)
+        runners.append(runner)
+        urls[always] = url + "/v1"
+    try:
+        for always, n in ((False, 20), (True, 10)):
+            gw, url = await start_gateway(
+                [variant("v1", 10000, role="stable", provider="openai", model="gpt-4o-mini",
+                         base_url=urls[always])],
+                max_attempts=2,
+                retry_backoff=0.001,
+            )  # fmt: skip
+            async with aiohttp.ClientSession() as s:
+                answers = [
+                    await post_chat(
+                        s,
+                        url,
+                        {"model": "m", "messages": [{"role": "user", "content": f"q{always}{i}"}]},
+                    )
+                    for i in range(n)
+                ]
+            statuses = [a[0] for a in answers]
+            if not always:
+                assert statuses == [200] * n
+                assert metric_value(gw, "llmopt_upstream_retries_total") == n
+            else:
+                assert statuses == [429] * n
+                assert all(a[1]["error"]["type"] for a in answers)
+                assert metric_value(gw, "llmopt_errors_total", error_type="rate_limited") == n
+    finally:
+        for r in runners:
+            await r.cleanup()
