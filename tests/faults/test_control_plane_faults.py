@@ -253,3 +253,49 @@ def test_two_operators_with_peering_one_acts_and_the_standby_takes_over(
         assert _handled(logs["low"]) >= 1
     finally:
         stop_pids([p.pid for p in (high, low) if p.poll() is None])
+
+
+@pytest.mark.timeout(240)
+def test_connection_resets_and_latency_lose_no_transition(
+    plane: ControlPlane, tmp_path: Path
+) -> None:
+    from tests.faults.tcp_proxy import FlakyProxy
+
+    proxy = FlakyProxy(plane.apiserver_port, latency=0.05)
+    flaky = tmp_path / "flaky-kubeconfig"
+    flaky.write_text(
+        plane.kubeconfig.read_text().replace(
+            f"127.0.0.1:{plane.apiserver_port}", f"127.0.0.1:{proxy.port}"
+        )
+    )
+    api = config.new_client_from_config(config_file=str(plane.kubeconfig))  # direct
+    custom = client.CustomObjectsApi(api)
+    proc, _ = start_operator(flaky, tmp_path / "operator.log", env={"LLMOPT_ROLLOUT_TICK": "1"})
+    try:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, "default", "llmconfigs", _llmconfig("bot")
+        )
+        wait_for(lambda: _ready(custom, "bot"), 60, "LLMConfig bot Ready through the proxy")
+        steps = [{"setWeight": 20}, {"pause": {"duration": "4s"}}, {"setWeight": 60}]
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, "default", "rollouts", _rollout("reset", "bot", "0.2", steps)
+        )
+        # Reset every connection (watches and requests) every 1.5 s while it runs.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            proxy.reset_all()
+            if (_get(custom, "rollouts", "reset").get("status") or {}).get("phase") == "Promoted":
+                break
+            time.sleep(1.5)
+        else:
+            raise AssertionError("not promoted through resets")
+        assert proxy.resets >= 3
+        history = _get(custom, "llmconfigs", "bot")["status"]["history"]
+        assert [h["source"] for h in history] == ["spec", "rollout/reset"]  # once
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, "default", "llmconfigs", _llmconfig("later")
+        )
+        wait_for(lambda: _ready(custom, "later"), 60, "a new LLMConfig Ready after the resets")
+    finally:
+        stop_pids([proc.pid])
+        proxy.close()
