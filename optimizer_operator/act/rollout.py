@@ -128,6 +128,24 @@ def reconcile_rollout(
     )
     llmc = read_llmconfig(custom, namespace, spec.target_ref.name)
     if llmc is None:
+        if status.phase in ("Progressing", "Paused", "Holding"):
+            # The target went away under a running rollout: its ConfigMap went with it
+            # (owner reference), so there is nothing to restore; end here, and say so.
+            message = (
+                f"LLMConfig {spec.target_ref.name} was deleted while the rollout ran; "
+                "nothing left to roll out or back"
+            )
+            out = ready(False, "TargetDeleted", message, {"phase": "Failed", "canaryWeight": 0})
+            out.status["conditions"] = set_condition(
+                out.status["conditions"],
+                type="Degraded",
+                status="True",
+                reason="TargetDeleted",
+                message=message,
+                generation=generation,
+                now=stamp,
+            )
+            return out
         return ready(
             False,
             "TargetNotFound",

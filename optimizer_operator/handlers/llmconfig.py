@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import kopf
@@ -17,7 +18,22 @@ from .status import apply_outcome, body_dict
 @kopf.on.update(GROUP, VERSION, LLMCONFIG.plural)
 def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Render the ConfigMap and record the version for any state of the spec."""
+    _reconcile(body, patch)
+
+
+def _reconcile(body: kopf.Body, patch: kopf.Patch) -> None:
     outcome = reconcile_llmconfig(
         body_dict(body), core=clients.core(), apps=clients.apps(), custom=clients.custom()
     )
     apply_outcome(outcome, body, patch)
+
+
+DRIFT_SECONDS = float(os.environ.get("LLMOPT_DRIFT_CHECK", "30"))
+
+
+@kopf.timer(GROUP, VERSION, LLMCONFIG.plural, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
+def repair(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Drift repair: the same level-based reconcile, every DRIFT_SECONDS, so a rendered
+    ConfigMap deleted or edited by hand comes back as it should be (with a running
+    Rollout's split, since the reconcile renders it too)."""
+    _reconcile(body, patch)
