@@ -47,8 +47,10 @@ from .llmconfig import Outcome
 from .replicas import canary_ready, ensure_canary, remove_canary
 from .targets import read_llmconfig
 from .variants import (
+    ACTIVE_PHASES,
     Canary,
     bandit_canary,
+    canary_of,
     canary_variant_id,
     render,
     stable_record,
@@ -283,6 +285,18 @@ def reconcile_rollout(
         events += _carry_out(
             action, body, spec, tick.status, llmc, core=core, apps=apps, custom=custom, now=stamp
         )
+    if not tick.actions and tick.status.phase in ACTIVE_PHASES and not replicas_mode:
+        # Drift repair: the split this rollout stands at, written again only if the
+        # ConfigMap differs (deleted, or edited by hand).
+        current = {
+            "metadata": body["metadata"],
+            "spec": body.get("spec"),
+            "status": _wire(tick.status),
+        }
+        if render(core, llmc, stable, canary_of(current))[1]:
+            events.append(
+                ("Warning", "ConfigMapRepaired", "the ConfigMap drifted from the split; rewritten")
+            )
     phase = tick.status.phase or "Pending"
     out = ready(True, "Accepted", tick.status.message or phase, _wire(tick.status))
     out.status["conditions"] = _phase_conditions(

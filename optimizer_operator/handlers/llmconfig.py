@@ -34,6 +34,8 @@ DRIFT_SECONDS = float(os.environ.get("LLMOPT_DRIFT_CHECK", "30"))
 @kopf.timer(GROUP, VERSION, LLMCONFIG.plural, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
 def repair(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Drift repair: the same level-based reconcile, every DRIFT_SECONDS, so a rendered
-    ConfigMap deleted or edited by hand comes back as it should be (with a running
-    Rollout's split, since the reconcile renders it too)."""
+    ConfigMap deleted or edited by hand comes back as it should be. While a Rollout is
+    active the split is its own to keep (each of its ticks repairs it), so this waits."""
+    if (body.get("status") or {}).get("activeRollout"):
+        return
     _reconcile(body, patch)
