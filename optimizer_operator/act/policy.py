@@ -448,7 +448,7 @@ class Cycle:
                 self._judge(spec, record, values, self._daily_requests(llm_config, window))
                 self._finish(record, "Complete", "Baseline", "the stable configuration, measured")
                 continue
-            if not self._settle_rollout(spec, record):
+            if not self._settle_rollout(spec, record, llmc):
                 running = True
         return running
 
@@ -461,7 +461,9 @@ class Cycle:
             f"Trial{outcome}", f"trial {record.number} ({record.params}): {outcome}: {reason}"
         )
 
-    def _settle_rollout(self, spec: OptimizationPolicySpec, record: TrialRecord) -> bool:
+    def _settle_rollout(
+        self, spec: OptimizationPolicySpec, record: TrialRecord, llmc: dict[str, Any]
+    ) -> bool:
         """True when the trial is settled (or just decided)."""
         assert record.rollout is not None
         ro = self._rollout(record.rollout)
@@ -473,7 +475,7 @@ class Cycle:
         started = _parse(st.get("startedAt")) or self.now
         span = max((self.now - started).total_seconds(), 10.0)
         if (ro.get("spec") or {}).get("strategy") == "bandit":
-            return self._settle_arm(spec, record, ro, span)
+            return self._settle_arm(spec, record, ro, span, llmc)
         canary, stable = st.get("canaryVariant"), st.get("stableVariant")
         steps = (ro.get("spec") or {}).get("steps") or []
         at_gate = (
@@ -534,7 +536,12 @@ class Cycle:
         return False
 
     def _settle_arm(
-        self, spec: OptimizationPolicySpec, record: TrialRecord, ro: dict[str, Any], span: float
+        self,
+        spec: OptimizationPolicySpec,
+        record: TrialRecord,
+        ro: dict[str, Any],
+        span: float,
+        llmc: dict[str, Any],
     ) -> bool:
         """A bandit arm: measured on its own share once the Rollout has ended."""
         st = ro.get("status") or {}
@@ -543,7 +550,6 @@ class Cycle:
             self.status.state = "Monitoring"
             self.status.message = f"bandit Rollout {record.rollout} is {phase}"
             return False
-        llmc = read_llmconfig(self.custom, self.namespace, spec.target_ref.name) or {}
         history = (llmc.get("status") or {}).get("history") or [{}]
         won = (
             phase == "Promoted"

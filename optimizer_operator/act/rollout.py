@@ -130,7 +130,7 @@ def reconcile_rollout(
     )
     llmc = read_llmconfig(custom, namespace, spec.target_ref.name)
     if llmc is None:
-        if status.phase in ("Progressing", "Paused", "Holding"):
+        if status.phase in ACTIVE_PHASES:
             # The target went away under a running rollout: its ConfigMap went with it
             # (owner reference), so there is nothing to restore; end here, and say so.
             message = (

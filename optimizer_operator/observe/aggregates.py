@@ -186,7 +186,7 @@ def observe_stable(
         message="" if now_values else f"no data for {variant} in the last {windows[0]}",
     )
     return observation, _baselines(
-        source, spec, status, namespace, history, now, now_values, parse_duration(windows[0])
+        source, spec, status, namespace, history, now_values, parse_duration(windows[0])
     )
 
 
@@ -232,7 +232,6 @@ def _baselines(
     status: OptimizationPolicyStatus,
     namespace: str,
     history: list[dict[str, object]],
-    now: datetime,
     now_values: dict[str, float],
     window: float,
 ) -> list[BaselineResult]:
