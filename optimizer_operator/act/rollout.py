@@ -189,6 +189,7 @@ def reconcile_rollout(
             out.events = [*pre_events, ("Warning", reason, message)]
             return out
 
+    resumed: Tick | None = None
     if status.phase not in TERMINAL:
         holder = llmc_status.get("activeRollout")
         if holder and holder != name:
@@ -217,7 +218,22 @@ def reconcile_rollout(
             )
             status.candidate_hash = candidate_hash
             status.canary_variant = canary_variant_id(candidate_hash)
-        if candidate_hash == stable.hash:
+        if status.stable_hash not in (None, stable.hash) and stable.source == f"rollout/{name}":
+            # This rollout's promotion reached the LLMConfig, but the tick that made it
+            # was cut before the Rollout's own status was written: finish it (the promote
+            # action is idempotent), never judge the stable candidate a second time.
+            status.phase = "Promoted"
+            status.message = (
+                f"promotion completed: v{stable.version} was already stable from this rollout "
+                "(the tick that promoted it was interrupted)"
+            )
+            resumed = Tick(
+                status,
+                actions=[Promote(stable.model_config_part())],
+                events=[("Normal", "PromotionCompleted", status.message)],
+                reason="PromotionCompleted",
+            )
+        elif candidate_hash == stable.hash:
             status.phase, status.message = "Aborted", "the candidate is already the stable version"
         elif not holder:
             _patch_llmconfig_status(
@@ -266,7 +282,7 @@ def reconcile_rollout(
     bandit = (
         _bandit_arms(spec, source, variants(), namespace) if spec.strategy == "bandit" else None
     )
-    tick = (
+    tick = resumed or (
         progress(
             spec,
             status,
@@ -368,22 +384,28 @@ def _carry_out(
     assert isinstance(action, Promote)
     winner = action.config or spec.candidate
     llmc_spec = LLMConfigSpec.model_validate(llmc.get("spec"))
-    history, version, _ = record_version(
-        (llmc.get("status") or {}).get("history"),
-        winner,
-        source=f"rollout/{rollout}",
-        now=now,
-        limit=llmc_spec.history_limit,
-    )
+    history = (llmc.get("status") or {}).get("history") or []
+    version = stable.version
+    if stable.source == f"rollout/{rollout}" and stable.hash == winner.config_hash():
+        _release(custom, llmc, rollout)  # already recorded by an interrupted tick: once only
+    else:
+        history, version, _ = record_version(
+            history, winner, source=f"rollout/{rollout}", now=now, limit=llmc_spec.history_limit
+        )
+        release = {"activeRollout": None} if _holds(llmc, rollout) else {}
+        _patch_llmconfig_status(
+            custom,
+            meta["namespace"],
+            meta["name"],
+            {
+                "history": history,
+                "currentVersion": version,
+                "currentHash": winner.config_hash(),
+                **release,
+            },
+        )
     promoted = stable_record({"status": {"history": history}})
     assert promoted is not None
-    release = {"activeRollout": None} if _holds(llmc, rollout) else {}
-    _patch_llmconfig_status(
-        custom,
-        meta["namespace"],
-        meta["name"],
-        {"history": history, "currentVersion": version, "currentHash": promoted.hash, **release},
-    )
     render(
         core, {**llmc, "status": {**(llmc.get("status") or {}), "history": history}}, promoted, None
     )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from functools import lru_cache
+from typing import ParamSpec
 
+import kopf
+import urllib3
 from kubernetes import client, config
 
 from ..observe.prometheus import PrometheusSource
@@ -42,3 +47,43 @@ def metric_source() -> PrometheusSource | None:
     url = os.environ.get("LLMOPT_PROMETHEUS_URL")
     timeout = float(os.environ.get("LLMOPT_PROMETHEUS_TIMEOUT", "10"))
     return PrometheusSource(url, timeout=timeout) if url else None
+
+
+# Seconds before a handler that met a transient API failure runs again (kopf's own
+# default is 60 s, far too long for a rollout waiting on its next step).
+RETRY_SECONDS = float(os.environ.get("LLMOPT_API_RETRY", "2"))
+_TRANSIENT_STATUS = {409, 429, 500, 502, 503, 504}
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure of the API server's connection or a status worth retrying soon: reset
+    connections, timeouts, 429/5xx, and 409 conflicts (retried on fresh state)."""
+    if isinstance(exc, client.ApiException):
+        return exc.status in _TRANSIENT_STATUS or not exc.status
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+P = ParamSpec("P")
+
+
+def retry_soon(fn: Callable[P, None]) -> Callable[P, None]:
+    """Run a handler; a transient API failure becomes one log line and a retry after
+    RETRY_SECONDS (level-based handlers: the retry recomputes from fresh state)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            what = (
+                f"HTTP {exc.status} {exc.reason}"
+                if isinstance(exc, client.ApiException)
+                else repr(exc)
+            )
+            raise kopf.TemporaryError(
+                f"Kubernetes API unavailable ({what[:200]}); retrying", delay=RETRY_SECONDS
+            ) from exc
+
+    return wrapper

@@ -16,6 +16,7 @@ from .status import apply_outcome, body_dict
 @kopf.on.resume(GROUP, VERSION, LLMCONFIG.plural)
 @kopf.on.create(GROUP, VERSION, LLMCONFIG.plural)
 @kopf.on.update(GROUP, VERSION, LLMCONFIG.plural)
+@clients.retry_soon
 def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Render the ConfigMap and record the version for any state of the spec."""
     _reconcile(body, patch)
@@ -32,6 +33,7 @@ DRIFT_SECONDS = float(os.environ.get("LLMOPT_DRIFT_CHECK", "30"))
 
 
 @kopf.timer(GROUP, VERSION, LLMCONFIG.plural, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
+@clients.retry_soon
 def repair(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Drift repair: the same level-based reconcile, every DRIFT_SECONDS, so a rendered
     ConfigMap deleted or edited by hand comes back as it should be. While a Rollout is

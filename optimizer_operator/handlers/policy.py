@@ -34,7 +34,15 @@ def _store() -> HistoryStore | None:
     return HistoryStore(url, retention_days=retention) if url else None
 
 
-@kopf.timer(GROUP, VERSION, OPTIMIZATION_POLICY.plural, interval=TICK_SECONDS, initial_delay=0)
+@kopf.timer(
+    GROUP,
+    VERSION,
+    OPTIMIZATION_POLICY.plural,
+    interval=TICK_SECONDS,
+    initial_delay=0,
+    backoff=TICK_SECONDS,
+)
+@clients.retry_soon
 def cycle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Settle trials, check triggers and gates, propose the next trial; status says why."""
     meta = body["metadata"]

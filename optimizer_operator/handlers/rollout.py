@@ -22,7 +22,10 @@ def _active(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") not in TERMINAL or retry_asked
 
 
-@kopf.timer(GROUP, VERSION, ROLLOUT.plural, interval=TICK_SECONDS, when=_active)
+@kopf.timer(
+    GROUP, VERSION, ROLLOUT.plural, interval=TICK_SECONDS, when=_active, backoff=TICK_SECONDS
+)
+@clients.retry_soon
 def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Validate, claim the LLMConfig, advance the steps, act; status says where it is."""
     outcome = reconcile_rollout(

@@ -12,38 +12,20 @@ from kubernetes import client
 
 from optimizer_operator.api import GROUP, VERSION
 from tests.conftest import wait_for
+from tests.faults.objects import create_llmconfig, create_rollout
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster]
 
 
 def _start(custom: client.CustomObjectsApi, ns: str) -> None:
-    custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
+    create_llmconfig(custom, ns, "bot", {"provider": "simulator", "model": "sim-medium"})
+    create_rollout(
+        custom,
         ns,
-        "llmconfigs",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "LLMConfig",
-            "metadata": {"name": "bot", "namespace": ns},
-            "spec": {"provider": "simulator", "model": "sim-medium"},
-        },
-    )
-    custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        ns,
-        "rollouts",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Rollout",
-            "metadata": {"name": "r", "namespace": ns},
-            "spec": {
-                "targetRef": {"name": "bot"},
-                "candidate": {"provider": "simulator", "model": "sim-small"},
-                "steps": [{"setWeight": 25}, {"pause": {}}],
-            },
-        },
+        "r",
+        target="bot",
+        candidate={"provider": "simulator", "model": "sim-small"},
+        steps=[{"setWeight": 25}, {"pause": {}}],
     )
     wait_for(lambda: _phase(custom, ns) == "Paused", 60, "the Rollout at its pause")
 

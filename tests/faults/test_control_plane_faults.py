@@ -270,7 +270,9 @@ def test_connection_resets_and_latency_lose_no_transition(
     )
     api = config.new_client_from_config(config_file=str(plane.kubeconfig))  # direct
     custom = client.CustomObjectsApi(api)
-    proc, _ = start_operator(flaky, tmp_path / "operator.log", env={"LLMOPT_ROLLOUT_TICK": "1"})
+    proc, _ = start_operator(
+        flaky, tmp_path / "operator.log", env={"LLMOPT_ROLLOUT_TICK": "1"}, extra_args=["-v"]
+    )
     try:
         custom.create_namespaced_custom_object(
             GROUP, VERSION, "default", "llmconfigs", _llmconfig("bot")
@@ -288,7 +290,8 @@ def test_connection_resets_and_latency_lose_no_transition(
                 break
             time.sleep(1.5)
         else:
-            raise AssertionError("not promoted through resets")
+            status = _get(custom, "rollouts", "reset").get("status")
+            raise AssertionError(f"not promoted through resets: {status}")
         assert proxy.resets >= 3
         history = _get(custom, "llmconfigs", "bot")["status"]["history"]
         assert [h["source"] for h in history] == ["spec", "rollout/reset"]  # once

@@ -12,6 +12,7 @@ from kubernetes import client
 
 from optimizer_operator.api import GROUP, VERSION
 from tests.conftest import wait_for
+from tests.faults.objects import create_llmconfig, create_rollout
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster]
 
@@ -29,33 +30,19 @@ def test_a_provider_key_is_referenced_never_copied(
         "baseUrl": "http://llm.local/v1",
         "apiKeySecretRef": {"name": "llm-keys", "key": "openai"},
     }
-    custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
+    create_llmconfig(
+        custom,
         namespace,
-        "llmconfigs",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "LLMConfig",
-            "metadata": {"name": "bot", "namespace": namespace},
-            "spec": {"provider": "openai", "model": "gpt-4o-mini", "endpoint": endpoint},
-        },
+        "bot",
+        {"provider": "openai", "model": "gpt-4o-mini", "endpoint": endpoint},
     )
-    custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
+    create_rollout(
+        custom,
         namespace,
-        "rollouts",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Rollout",
-            "metadata": {"name": "mini", "namespace": namespace},
-            "spec": {
-                "targetRef": {"name": "bot"},
-                "candidate": {"provider": "openai", "model": "gpt-4.1-mini", "endpoint": endpoint},
-                "steps": [{"setWeight": 30}, {"pause": {}}],
-            },
-        },
+        "mini",
+        target="bot",
+        candidate={"provider": "openai", "model": "gpt-4.1-mini", "endpoint": endpoint},
+        steps=[{"setWeight": 30}, {"pause": {}}],
     )
 
     def paused() -> bool:

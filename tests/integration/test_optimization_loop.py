@@ -264,7 +264,10 @@ async def test_a_small_discrete_space_runs_as_one_guarded_bandit(
     """Three models, no parameters: strategy auto serves sim-small and sim-medium beside
     stable sim-large in one bandit Rollout, traffic by Thompson sampling on cost (the
     top-weighted objective). sim-small is cheapest but below the quality floor: its arm is
-    dropped by the floor's critical trigger and cannot win; sim-medium wins."""
+    dropped by the floor's critical trigger and cannot win; sim-medium wins. The floor sits
+    between the two models' true quality (sim-small ~0.67, sim-medium ~0.82 with its
+    truncated answers) with room for the noise of a 30-request window: at 0.80 sim-medium
+    itself was dropped now and then by an unlucky window."""
     bot = _bot(namespace, "0.3")
     bot["spec"]["model"] = "sim-large"
     _apply(kubeconfig, bot)
@@ -274,7 +277,7 @@ async def test_a_small_discrete_space_runs_as_one_guarded_bandit(
         {"metric": "cost_per_request_usd", "direction": "minimize", "weight": "0.7"},
         {"metric": "quality_score", "direction": "maximize", "weight": "0.3"},
     ]
-    policy["spec"]["constraints"] = {"minQuality": "0.80"}
+    policy["spec"]["constraints"] = {"minQuality": "0.75"}
     policy["spec"]["searchSpace"] = {
         "models": [
             {"provider": "simulator", "model": m} for m in ("sim-small", "sim-medium", "sim-large")
