@@ -22,7 +22,10 @@ from .common import (
 from .steps import Analysis, Step
 
 ProviderName = Literal["openai", "anthropic", "simulator", "replay"]
-ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^\S+$")]
+# Printable ASCII, no spaces: real model names ("gpt-4o-mini", "meta-llama/Llama-3.1-8B",
+# "anthropic.claude-3-5-sonnet-v2:0", "ft:gpt-4o-mini:org::id") fit, while control and
+# bidirectional characters that would make `kubectl get` show another name do not.
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[!-~]+$")]
 
 
 def _check_range(value: str | None, low: str, high: str, field: str) -> str | None:
