@@ -75,6 +75,9 @@ bench-gateway: venv bench/.venv-litellm/.installed ## gateway overhead vs direct
 bench-canary: venv ## false rollbacks and detection time vs Argo/Flagger-style rules -> bench/results/canary.{md,json}
 	$(BIN)/python bench/canary_bench.py
 
+bench-scale: deps ## one operator with 1,000 Rollouts + 200 policies, then two split by namespace -> bench/results/scale.{md,json}
+	$(BIN)/python bench/scale_bench.py $(BENCH_ARGS)
+
 fuzz: deps ## hostile specs with fresh randomness and many examples (FUZZ_EXAMPLES, default 500)
 	LLMOPT_FUZZ_RANDOM=1 LLMOPT_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) \
 	  $(BIN)/pytest tests/faults/test_hostile_specs.py -k "generated or hostile_values"

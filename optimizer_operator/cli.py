@@ -35,8 +35,9 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         os.environ["LLMOPT_PEERING_PRIORITY"] = str(priority)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     namespaces = args.namespace or []
-    if namespaces:
+    if namespaces and not any(set(n) & set("*?[!") for n in namespaces):
         # Watching named namespaces needs nothing cluster-wide: no CRD/namespace scanning.
+        # (A glob such as "team-a-*" does: kopf lists namespaces to match it.)
         os.environ["LLMOPT_NO_SCANNING"] = "1"
 
     async def main() -> None:
@@ -238,7 +239,9 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
         "-n",
         "--namespace",
         action="append",
-        help="watch only this namespace (repeatable); default: cluster-wide",
+        help="watch only this namespace (repeatable; globs such as 'team-a-*' and exclusions "
+        "'!kube-*' allowed, as kopf takes them): one way to split the load across operator "
+        "processes; default: cluster-wide",
     )
     op.add_argument(
         "--liveness",

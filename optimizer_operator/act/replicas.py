@@ -60,6 +60,13 @@ def _read(apps: client.AppsV1Api, namespace: str, name: str) -> Any | None:
         raise
 
 
+def target_exists(apps: client.AppsV1Api, llmc: dict[str, Any]) -> bool:
+    """Whether the LLMConfig's target Deployment (the one the canary clones) exists."""
+    spec = LLMConfigSpec.model_validate(llmc.get("spec"))
+    assert spec.target.deployment is not None
+    return _read(apps, llmc["metadata"]["namespace"], spec.target.deployment.name) is not None
+
+
 def _swap_configmap(template: dict[str, Any], old: str, new: str) -> None:
     """Point every reference to ConfigMap ``old`` in a pod template at ``new``."""
     spec = template.get("spec") or {}

@@ -44,7 +44,7 @@ from ..store.history import record_version
 from .configmap import REQUEST_TIMEOUT
 from .deployment import DeploymentMissing, annotate_config_hash
 from .llmconfig import Outcome
-from .replicas import canary_ready, ensure_canary, remove_canary
+from .replicas import canary_ready, ensure_canary, remove_canary, target_exists
 from .targets import read_llmconfig
 from .variants import (
     ACTIVE_PHASES,
@@ -121,6 +121,20 @@ def reconcile_rollout(
         events = [] if ok else [("Warning", reason, message)]
         return Outcome(status=status, events=events, retry_after=retry)
 
+    def target_deleted(message: str, extra: dict[str, Any]) -> Outcome:
+        """Failed for good: what the rollout acted on is gone (Degraded says so)."""
+        out = ready(False, "TargetDeleted", message, extra)
+        out.status["conditions"] = set_condition(
+            out.status["conditions"],
+            type="Degraded",
+            status="True",
+            reason="TargetDeleted",
+            message=message,
+            generation=generation,
+            now=stamp,
+        )
+        return out
+
     try:
         spec = parse_spec(RolloutSpec, body.get("spec"))
     except InvalidSpec as exc:
@@ -133,21 +147,11 @@ def reconcile_rollout(
         if status.phase in ACTIVE_PHASES:
             # The target went away under a running rollout: its ConfigMap went with it
             # (owner reference), so there is nothing to restore; end here, and say so.
-            message = (
+            return target_deleted(
                 f"LLMConfig {spec.target_ref.name} was deleted while the rollout ran; "
-                "nothing left to roll out or back"
+                "nothing left to roll out or back",
+                {"phase": "Failed", "canaryWeight": 0},
             )
-            out = ready(False, "TargetDeleted", message, {"phase": "Failed", "canaryWeight": 0})
-            out.status["conditions"] = set_condition(
-                out.status["conditions"],
-                type="Degraded",
-                status="True",
-                reason="TargetDeleted",
-                message=message,
-                generation=generation,
-                now=stamp,
-            )
-            return out
         return ready(
             False,
             "TargetNotFound",
@@ -166,6 +170,18 @@ def reconcile_rollout(
             "InvalidSpec",
             f"spec.trafficRouting: replicas needs LLMConfig {spec.target_ref.name}'s "
             "spec.target.deployment to clone (nothing was changed)",
+        )
+    if replicas_mode and status.phase in ACTIVE_PHASES and not target_exists(apps, llmc):
+        # The stable pods are gone: left alone, the canary's pods would take all of the
+        # app's traffic with an unvetted config. Remove them and stop.
+        removed = remove_canary(core, apps, llmc)
+        _release(custom, llmc, name)
+        deployment = llmc["spec"]["target"]["deployment"]["name"]
+        return target_deleted(
+            f"target Deployment {deployment} was deleted while the rollout ran; "
+            + ("the canary Deployment was removed" if removed else "no canary was running")
+            + " so no unvetted pods serve the app; the stable config is unchanged",
+            {"phase": "Failed", "canaryWeight": 0, "canaryReplicas": 0},
         )
     pre_events: list[tuple[str, str, str]] = []
     fresh = retry(spec, status)

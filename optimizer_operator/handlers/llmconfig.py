@@ -9,13 +9,14 @@ import kopf
 
 from ..act.llmconfig import reconcile_llmconfig
 from ..api import GROUP, LLMCONFIG, VERSION
-from . import clients
+from . import clients, telemetry
 from .status import apply_outcome, body_dict
 
 
 @kopf.on.resume(GROUP, VERSION, LLMCONFIG.plural)
 @kopf.on.create(GROUP, VERSION, LLMCONFIG.plural)
 @kopf.on.update(GROUP, VERSION, LLMCONFIG.plural)
+@telemetry.timed("LLMConfig")
 @clients.retry_soon
 def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Render the ConfigMap and record the version for any state of the spec."""
@@ -33,6 +34,7 @@ DRIFT_SECONDS = float(os.environ.get("LLMOPT_DRIFT_CHECK", "30"))
 
 
 @kopf.timer(GROUP, VERSION, LLMCONFIG.plural, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
+@telemetry.timed("LLMConfig")
 @clients.retry_soon
 def repair(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Drift repair: the same level-based reconcile, every DRIFT_SECONDS, so a rendered

@@ -42,6 +42,7 @@ def _store() -> HistoryStore | None:
     initial_delay=0,
     backoff=TICK_SECONDS,
 )
+@telemetry.timed("OptimizationPolicy")
 @clients.retry_soon
 def cycle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Settle trials, check triggers and gates, propose the next trial; status says why."""

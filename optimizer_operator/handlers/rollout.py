@@ -25,6 +25,7 @@ def _active(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
 @kopf.timer(
     GROUP, VERSION, ROLLOUT.plural, interval=TICK_SECONDS, when=_active, backoff=TICK_SECONDS
 )
+@telemetry.timed("Rollout")
 @clients.retry_soon
 def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Validate, claim the LLMConfig, advance the steps, act; status says where it is."""

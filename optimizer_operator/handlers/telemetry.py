@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 import requests
 from aiohttp import web
@@ -45,6 +47,32 @@ CYCLE_SECONDS = Histogram(
     "llmopt_operator_cycle_duration_seconds",
     "Duration of one policy cycle.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "llmopt_operator_reconcile_duration_seconds",
+    "Duration of one handler run (one reconcile), by kind; queueing before it not included.",
+    ["kind"],
+    buckets=(
+        0.0025,
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.075,
+        0.1,
+        0.15,
+        0.2,
+        0.3,
+        0.5,
+        0.75,
+        1,
+        1.5,
+        2,
+        3,
+        5,
+        10,
+    ),
     registry=REGISTRY,
 )
 DECISIONS = Counter(
@@ -180,3 +208,23 @@ async def serve(port: int, host: str = "0.0.0.0", policy_tick: float = 15.0) -> 
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+P = ParamSpec("P")
+
+
+def timed(kind: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
+    """Count a handler's wall time in ``llmopt_operator_reconcile_duration_seconds``."""
+
+    def wrap(fn: Callable[P, None]) -> Callable[P, None]:
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> None:
+            started = time.monotonic()
+            try:
+                fn(*args, **kwargs)
+            finally:
+                RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
+
+        return run
+
+    return wrap

@@ -48,3 +48,42 @@ def create_rollout(
             "spec": {"targetRef": {"name": target}, "candidate": candidate, "steps": steps},
         },
     )
+
+
+def app_deployment(namespace: str) -> dict[str, Any]:
+    """The app Deployment `chat` (3 replicas) reading ConfigMap bot-llm-config by volume and
+    by env: what a replica-split Rollout clones."""
+    labels = {"app": "chat"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "chat", "namespace": namespace},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "example.invalid/chat:1",
+                            "env": [
+                                {
+                                    "name": "VARIANTS",
+                                    "valueFrom": {
+                                        "configMapKeyRef": {
+                                            "name": "bot-llm-config",
+                                            "key": "variants.json",
+                                        }
+                                    },
+                                }
+                            ],
+                            "volumeMounts": [{"name": "llm", "mountPath": "/etc/llm"}],
+                        }
+                    ],
+                    "volumes": [{"name": "llm", "configMap": {"name": "bot-llm-config"}}],
+                },
+            },
+        },
+    }

@@ -16,6 +16,7 @@ from kubernetes import client
 from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.localcluster import tool_path
 from tests.conftest import kubectl, wait_for
+from tests.faults.objects import app_deployment
 
 BIN = Path(sys.executable).parent
 
@@ -307,43 +308,6 @@ def test_a_quarantined_candidate_is_not_retried_automatically_until_a_person_ret
     assert "Retried" in _reasons(api, namespace, "trial-7")
 
 
-def _deployment(namespace: str) -> dict[str, Any]:
-    labels = {"app": "chat"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": "example.invalid/chat:1",
-                            "env": [
-                                {
-                                    "name": "VARIANTS",
-                                    "valueFrom": {
-                                        "configMapKeyRef": {
-                                            "name": "bot-llm-config",
-                                            "key": "variants.json",
-                                        }
-                                    },
-                                }
-                            ],
-                            "volumeMounts": [{"name": "llm", "mountPath": "/etc/llm"}],
-                        }
-                    ],
-                    "volumes": [{"name": "llm", "configMap": {"name": "bot-llm-config"}}],
-                },
-            },
-        },
-    }
-
-
 def test_replica_split_creates_scales_and_removes_the_canary_deployment(
     api: client.ApiClient, kubeconfig: Path, operator: Path, namespace: str
 ) -> None:
@@ -351,7 +315,7 @@ def test_replica_split_creates_scales_and_removes_the_canary_deployment(
     the deployment controller and sets the canary Deployment's availableReplicas."""
     apps = client.AppsV1Api(api)
     docs = [
-        _deployment(namespace),
+        app_deployment(namespace),
         {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "LLMConfig",

@@ -1,0 +1,513 @@
+"""``make bench-scale``: one operator with 1,000 Rollouts and 200 policies, then the same
+load split across two operator processes by namespace.
+
+The local control plane (etcd + kube-apiserver) runs on this machine beside the operator,
+so both share its cores, as a small cluster's control-plane node would not. Objects:
+10 namespaces x (100 LLMConfigs, 100 Rollouts standing at a pause, 20 policies in
+recommend mode). The operator runs with its default timers (a Rollout ticks every 10 s, a
+policy cycles every 15 s, drift repair every 30 s), so the steady load is about 113
+reconciles a second.
+
+Measured, per setup:
+
+* reconcile duration p50/p99: the operator's own histogram
+  ``llmopt_operator_reconcile_duration_seconds`` (one handler run, as controller-runtime's
+  ``reconcile_time_seconds``), quantiles interpolated within buckets, over the steady window;
+* peak RSS of each operator process, sampled every 0.5 s from its start (the start-up
+  storm, where every object is resumed, included);
+* start-up: seconds from the operator's start until every object has been handled;
+* reconcile rate achieved against the rate the timers ask for;
+* action latency: a person's ``promote`` on a paused Rollout until its status says
+  Promoted (timer wait + reconcile), for 40 Rollouts spread over the window.
+
+Results: bench/results/scale.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from kubernetes import client, config
+
+from optimizer_operator.api import GROUP, VERSION
+from optimizer_operator.localcluster import ControlPlane, free_port, start_operator, stop_pids
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+TARGET_P99_S, TARGET_RSS_MB = 1.0, 300.0
+
+
+@dataclass
+class Load:
+    namespaces: int = 10
+    configs: int = 100  # LLMConfigs and Rollouts per namespace
+    policies: int = 20  # per namespace
+    window_s: float = 60.0
+    promotions: int = 40
+
+    def names(self) -> list[str]:
+        return [f"scale-{i}" for i in range(self.namespaces)]
+
+
+def _body(kind: str, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
+
+
+def populate(api: client.ApiClient, load: Load) -> float:
+    """Create every object (before any operator runs); returns seconds taken."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    started = time.monotonic()
+    for ns in load.names():
+        core.create_namespace({"metadata": {"name": ns}})
+    jobs: list[tuple[str, str, dict[str, Any]]] = []
+    for ns in load.names():
+        for i in range(load.configs):
+            jobs.append(
+                (
+                    ns,
+                    "llmconfigs",
+                    _body(
+                        "LLMConfig", ns, f"c-{i}", {"provider": "simulator", "model": "sim-large"}
+                    ),
+                )
+            )
+            jobs.append(
+                (
+                    ns,
+                    "rollouts",
+                    _body(
+                        "Rollout",
+                        ns,
+                        f"r-{i}",
+                        {
+                            "targetRef": {"name": f"c-{i}"},
+                            "candidate": {"provider": "simulator", "model": "sim-small"},
+                            "steps": [{"setWeight": 10}, {"pause": {}}],
+                        },
+                    ),
+                )
+            )
+        for i in range(load.policies):
+            jobs.append(
+                (
+                    ns,
+                    "optimizationpolicies",
+                    _body(
+                        "OptimizationPolicy",
+                        ns,
+                        f"p-{i}",
+                        {
+                            "targetRef": {"name": f"c-{i}"},
+                            "mode": "recommend",
+                            "objectives": [
+                                {"metric": "cost_per_request_usd", "direction": "minimize"}
+                            ],
+                            "searchSpace": {
+                                "models": [
+                                    {"provider": "simulator", "model": "sim-small"},
+                                    {"provider": "simulator", "model": "sim-medium"},
+                                ]
+                            },
+                            "schedule": {"triggers": [{"type": "interval", "every": "1h"}]},
+                        },
+                    ),
+                )
+            )
+
+    def create(job: tuple[str, str, dict[str, Any]]) -> None:
+        ns, plural, body = job
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, body)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, jobs))
+    return time.monotonic() - started
+
+
+def _count(
+    custom: client.CustomObjectsApi, plural: str, ok: Callable[[dict[str, Any]], bool]
+) -> int:
+    items = custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]
+    return sum(1 for o in items if ok(o.get("status") or {}))
+
+
+def _expected(custom: client.CustomObjectsApi, load: Load) -> dict[str, int]:
+    """Handler runs each kind needs at start-up: every LLMConfig resumed, every unfinished
+    Rollout and every policy ticked once."""
+    return {
+        "LLMConfig": load.namespaces * load.configs,
+        "Rollout": _count(custom, "rollouts", lambda s: s.get("phase") != "Promoted"),
+        "OptimizationPolicy": load.namespaces * load.policies,
+    }
+
+
+def handled(ports: list[int], expected: dict[str, int]) -> bool:
+    """Every object handled at least once by the processes on ``ports``."""
+    try:
+        scrapes = [scrape(p) for p in ports]
+    except OSError:
+        return False
+    counts = {k: sum(s.get(k, {}).get(float("inf"), 0.0) for s in scrapes) for k in expected}
+    return all(counts[k] >= n for k, n in expected.items())
+
+
+def settled(custom: client.CustomObjectsApi, load: Load) -> bool:
+    total = load.namespaces * load.configs
+    return (
+        _count(custom, "llmconfigs", lambda s: bool(s.get("currentHash"))) == total
+        and _count(custom, "rollouts", lambda s: s.get("phase") in ("Paused", "Promoted")) == total
+        and _count(custom, "optimizationpolicies", lambda s: bool(s.get("conditions")))
+        == load.namespaces * load.policies
+    )
+
+
+class RssSampler:
+    """Peak resident memory of some processes, sampled every 0.5 s."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.procs = [psutil.Process(p) for p in pids]
+        self.peak = {p: 0.0 for p in pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for p in self.procs:
+                with contextlib.suppress(psutil.Error):
+                    self.peak[p.pid] = max(self.peak[p.pid], p.memory_info().rss / 2**20)
+            self._stop.wait(0.5)
+
+    def stop(self) -> dict[int, float]:
+        self._stop.set()
+        self._thread.join(5)
+        return self.peak
+
+
+_LINE = re.compile(
+    r'^llmopt_operator_reconcile_duration_seconds_bucket\{kind="([^"]+)",le="([^"]+)"\} (\S+)$'
+)
+
+
+def scrape(port: int) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts per kind from an operator's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, dict[float, float]] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m:
+            out.setdefault(m.group(1), {})[float(m.group(2))] = float(m.group(3))
+    return out
+
+
+def delta(
+    after: list[dict[str, dict[float, float]]], before: list[dict[str, dict[float, float]]]
+) -> dict[str, dict[float, float]]:
+    """Bucket counts gained between two scrapes, summed over processes."""
+    out: dict[str, dict[float, float]] = {}
+    for a, b in zip(after, before, strict=True):
+        for kind, buckets in a.items():
+            into = out.setdefault(kind, {})
+            for le, n in buckets.items():
+                into[le] = into.get(le, 0.0) + n - b.get(kind, {}).get(le, 0.0)
+    return out
+
+
+def quantile(q: float, buckets: dict[float, float]) -> float:
+    """As PromQL's histogram_quantile: linear within the bucket holding the rank."""
+    edges = sorted(buckets)
+    total = buckets[float("inf")]
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    low, below = 0.0, 0.0
+    for le in edges:
+        if buckets[le] >= rank:
+            if le == float("inf"):
+                return low
+            return low + (le - low) * (rank - below) / max(buckets[le] - below, 1e-12)
+        low, below = le, buckets[le]
+    return low
+
+
+def merged(per_kind: dict[str, dict[float, float]]) -> dict[float, float]:
+    out: dict[float, float] = {}
+    for buckets in per_kind.values():
+        for le, n in buckets.items():
+            out[le] = out.get(le, 0.0) + n
+    return out
+
+
+def promote_and_time(
+    custom: client.CustomObjectsApi, targets: list[tuple[str, str]], window_s: float
+) -> list[float]:
+    """Promote each (namespace, rollout) in turn, spread over the window; seconds until
+    each one's status says Promoted."""
+    latencies: list[float] = []
+    pending: dict[tuple[str, str], float] = {}
+    gap = window_s / max(len(targets), 1)
+    deadline = time.monotonic() + window_s + 60
+    queue = list(targets)
+    next_at = time.monotonic()
+    while (queue or pending) and time.monotonic() < deadline:
+        now = time.monotonic()
+        if queue and now >= next_at:
+            ns, name = queue.pop(0)
+            custom.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, "rollouts", name, {"spec": {"promote": True}}
+            )
+            pending[(ns, name)] = time.monotonic()
+            next_at = now + gap
+        for key, t0 in list(pending.items()):
+            obj = custom.get_namespaced_custom_object(GROUP, VERSION, key[0], "rollouts", key[1])
+            if (obj.get("status") or {}).get("phase") == "Promoted":
+                latencies.append(time.monotonic() - t0)
+                del pending[key]
+        time.sleep(0.2)
+    if pending:
+        raise SystemExit(f"{len(pending)} promotions not done a minute after the window")
+    return latencies
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+@dataclass
+class Setup:
+    name: str
+    groups: list[list[str]]  # namespaces per operator process; [] = cluster-wide
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def run_setup(
+    setup: Setup,
+    plane: ControlPlane,
+    api: client.ApiClient,
+    load: Load,
+    promote: list[tuple[str, str]],
+    work: Path,
+) -> dict[str, Any]:
+    custom = client.CustomObjectsApi(api)
+    ports = [free_port() for _ in setup.groups]
+    started = time.monotonic()
+    procs = []
+    for i, (group, port) in enumerate(zip(setup.groups, ports, strict=True)):
+        args = ["--metrics-port", str(port)]
+        for ns in group:
+            args += ["-n", ns]
+        proc, _ = start_operator(plane.kubeconfig, work / f"{setup.name}-{i}.log", extra_args=args)
+        procs.append(proc)
+    rss = RssSampler([p.pid for p in procs])
+    expected = _expected(custom, load)
+    try:
+        while not (settled(custom, load) and handled(ports, expected)):
+            if time.monotonic() - started > 900:
+                raise SystemExit(f"{setup.name}: objects not all handled after 15 minutes")
+            time.sleep(1)
+        startup_s = time.monotonic() - started
+        time.sleep(10)  # past the start-up storm
+        before = [scrape(p) for p in ports]
+        window_started = time.monotonic()
+        latencies = promote_and_time(custom, promote, load.window_s)
+        remaining = load.window_s - (time.monotonic() - window_started)
+        if remaining > 0:
+            time.sleep(remaining)
+        window = time.monotonic() - window_started
+        after = [scrape(p) for p in ports]
+    finally:
+        peaks = rss.stop()
+        stop_pids([p.pid for p in procs])
+    gained = delta(after, before)
+    everything = merged(gained)
+    per_kind = {
+        kind: {
+            "count": int(b[float("inf")]),
+            "p50_s": round(quantile(0.5, b), 4),
+            "p99_s": round(quantile(0.99, b), 4),
+        }
+        for kind, b in sorted(gained.items())
+    }
+    asked = load.namespaces * (load.configs / 10.0 + load.policies / 15.0)
+    return {
+        "operators": len(procs),
+        "namespaces_per_operator": [len(g) if g else load.namespaces for g in setup.groups],
+        "startup_s": round(startup_s, 1),
+        "window_s": round(window, 1),
+        "reconcile_p50_s": round(quantile(0.5, everything), 4),
+        "reconcile_p99_s": round(quantile(0.99, everything), 4),
+        "reconciles": int(everything[float("inf")]),
+        "reconciles_per_s": round(everything[float("inf")] / window, 1),
+        "reconciles_per_s_asked": round(asked, 1),
+        "by_kind": per_kind,
+        "peak_rss_mb": round(max(peaks.values()), 1),
+        "peak_rss_mb_each": [round(v, 1) for v in peaks.values()],
+        "promote_latency_p50_s": round(_pct(latencies, 0.5), 2),
+        "promote_latency_p99_s": round(_pct(latencies, 0.99), 2),
+        "promotions": len(latencies),
+    }
+
+
+def report(load: Load, results: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    one, two = results["one_operator"], results["two_operators"]
+    data: dict[str, Any] = {
+        "reconcile_p50_s": one["reconcile_p50_s"],
+        "reconcile_p99_s": one["reconcile_p99_s"],
+        "peak_rss_mb": one["peak_rss_mb"],
+        "targets": {"reconcile_p99_s": TARGET_P99_S, "peak_rss_mb": TARGET_RSS_MB},
+        "meets_targets": one["reconcile_p99_s"] < TARGET_P99_S
+        and one["peak_rss_mb"] < TARGET_RSS_MB,
+        "objects": {
+            "namespaces": load.namespaces,
+            "llmconfigs": load.namespaces * load.configs,
+            "rollouts": load.namespaces * load.configs,
+            "policies": load.namespaces * load.policies,
+        },
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "python": platform.python_version(),
+            "note": "etcd and kube-apiserver share the machine with the operator(s)",
+        },
+        **results,
+    }
+    rows = [
+        ("reconcile p50 (s)", "reconcile_p50_s"),
+        ("reconcile p99 (s)", "reconcile_p99_s"),
+        ("peak RSS per process (MB)", "peak_rss_mb"),
+        ("start-up: every object handled (s)", "startup_s"),
+        ("reconciles/s achieved", "reconciles_per_s"),
+        ("reconciles/s the timers ask", "reconciles_per_s_asked"),
+        ("promote → Promoted p50 (s)", "promote_latency_p50_s"),
+        ("promote → Promoted p99 (s)", "promote_latency_p99_s"),
+    ]
+    md = [
+        "# Scale: 1,000 Rollouts and 200 policies",
+        "",
+        "`make bench-scale` (bench/scale_bench.py). "
+        f"{load.namespaces} namespaces x ({load.configs} LLMConfigs, {load.configs} Rollouts "
+        f"paused at 10%, {load.policies} OptimizationPolicies in recommend mode); default "
+        "timers (Rollout 10 s, policy 15 s, drift repair 30 s). The local control plane "
+        f"shares this machine's {psutil.cpu_count()} cores with the operator(s).",
+        "",
+        f"Targets: reconcile p99 < {TARGET_P99_S:g} s, RSS < {TARGET_RSS_MB:g} MB. "
+        f"One operator: p99 {one['reconcile_p99_s']:.3f} s, peak RSS {one['peak_rss_mb']:.0f} MB "
+        f"→ **{'met' if data['meets_targets'] else 'NOT met'}**.",
+        "",
+        f"| | one operator | two operators ({load.namespaces // 2} + "
+        f"{load.namespaces - load.namespaces // 2} namespaces) |",
+        "|---|---|---|",
+    ]
+    for label, key in rows:
+        md.append(f"| {label} | {one[key]} | {two[key]} |")
+    md += [
+        "",
+        "Reconcile duration by kind (steady window):",
+        "",
+        "| kind | one: count | one: p50 | one: p99 | two: count | two: p50 | two: p99 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in sorted(set(one["by_kind"]) | set(two["by_kind"])):
+        a, b = one["by_kind"].get(kind, {}), two["by_kind"].get(kind, {})
+        md.append(
+            f"| {kind} | {a.get('count')} | {a.get('p50_s')} | {a.get('p99_s')} | "
+            f"{b.get('count')} | {b.get('p50_s')} | {b.get('p99_s')} |"
+        )
+    md += [
+        "",
+        "Reconcile duration is one handler run (the operator's "
+        "`llmopt_operator_reconcile_duration_seconds`), queueing before it excluded; the "
+        "promote latency is what a person waits: up to one Rollout tick plus the reconcile.",
+        "",
+        "Splitting the load: run one operator process per group of namespaces "
+        "(`llm-optimizer operator -n team-a -n team-b`, globs such as `-n 'team-a-*'` "
+        "allowed; in the chart, one release per group with `watchNamespaces`). Each process "
+        "then holds only its namespaces' objects in memory and runs only their timers.",
+        "",
+    ]
+    return "\n".join(md), data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument("--configs", type=int, default=100)
+    parser.add_argument("--policies", type=int, default=20)
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    load = Load(args.namespaces, args.configs, args.policies, args.window)
+    load.promotions = min(load.promotions, args.namespaces * args.configs // 4)
+    work = Path(tempfile.mkdtemp(prefix="llmopt-scale-"))
+    plane = ControlPlane(workdir=work / "cp", with_controller_manager=False)
+    try:
+        plane.start()
+        import subprocess
+
+        from optimizer_operator.localcluster import tool_path
+
+        subprocess.run(
+            [
+                str(tool_path("kubectl")),
+                "--kubeconfig",
+                str(plane.kubeconfig),
+                "apply",
+                "-f",
+                str(REPO / "crds"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        api.configuration.connection_pool_maxsize = 16
+        print(f"creating {load.namespaces * (2 * load.configs + load.policies)} objects ...")
+        print(f"  done in {populate(api, load):.0f} s")
+        names = load.names()
+        half = len(names) // 2
+        picks = [(names[i % len(names)], f"r-{i // len(names)}") for i in range(load.promotions)]
+        second = [
+            (names[i % len(names)], f"r-{load.configs - 1 - i // len(names)}")
+            for i in range(load.promotions)
+        ]
+        results: dict[str, dict[str, Any]] = {}
+        for setup, promote in (
+            (Setup("one_operator", [[]]), picks),
+            (Setup("two_operators", [names[:half], names[half:]]), second),
+        ):
+            print(f"{setup.name}: starting ...")
+            results[setup.name] = run_setup(setup, plane, api, load, promote, work)
+            print(f"  {json.dumps(results[setup.name])}")
+        md, data = report(load, results)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "scale.md").write_text(md)
+        (args.out / "scale.json").write_text(json.dumps(data, indent=2) + "\n")
+        print(md)
+        return 0
+    finally:
+        plane.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
