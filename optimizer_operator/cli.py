@@ -19,6 +19,9 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from . import handlers  # noqa: F401  (importing registers the handlers)
+    from .handlers.settings import limit_malloc_arenas
+
+    limit_malloc_arenas()
 
     if args.prometheus_url:
         os.environ["LLMOPT_PROMETHEUS_URL"] = args.prometheus_url
@@ -35,6 +38,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         os.environ["LLMOPT_PEERING_PRIORITY"] = str(priority)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     namespaces = args.namespace or []
+    os.environ["LLMOPT_NAMESPACES"] = ",".join(namespaces)
     if namespaces and not any(set(n) & set("*?[!") for n in namespaces):
         # Watching named namespaces needs nothing cluster-wide: no CRD/namespace scanning.
         # (A glob such as "team-a-*" does: kopf lists namespaces to match it.)

@@ -24,12 +24,11 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from sqlalchemy.exc import SQLAlchemyError
 
 from ..analysis.measurement import DEFAULT_METRICS, REQUESTS
 from ..analysis.orient import detect_anomaly
@@ -53,12 +52,15 @@ from ..gateway.tracing import Tracer
 from ..observe.aggregates import observe_stable
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
 from ..providers.simulator import fleet_models, list_price
-from ..store.postgres import HistoryStore, StoreUnavailable
+from ..store import StoreUnavailable
 from .configmap import REQUEST_TIMEOUT
 from .llmconfig import Outcome
 from .ownership import owner_reference
 from .targets import read_llmconfig
 from .variants import canary_variant_id, stable_record, stable_variant_id
+
+if TYPE_CHECKING:
+    from ..store.postgres import HistoryStore
 
 RECORDS_KEPT = 200
 BANDIT_ARMS = 8  # the Rollout's candidate plus its 7 arms
@@ -130,6 +132,7 @@ class Cycle:
         self._fresh_rules: list[RuleEvaluation] = []
         self._fresh_baselines: list[BaselineResult] = []
         self._built: optuna.Study | None = None
+        self._persistent = False  # _built lives in Optuna's RDBStorage
         self.meta = body["metadata"]
         self.namespace, self.name = self.meta["namespace"], self.meta["name"]
         raw = dict(body.get("status") or {})
@@ -923,7 +926,7 @@ class Cycle:
             self._bandit(spec, llmc, stable, trigger)
             return
         screen = optimizer.screening_params(spec, stable, s.trial_records, list_price)
-        proposal = optimizer.ask(self._study(spec, stable), spec, stable, first=screen)
+        proposal = self._ask(spec, stable, screen)
         number = proposal.trial.number
         record = TrialRecord(
             number=number,
@@ -1118,11 +1121,18 @@ class Cycle:
 
     def _study(self, spec: OptimizationPolicySpec, stable: ModelConfig) -> optuna.Study:
         """The study rebuilt from the records, once per cycle (summary and ask share it)."""
-        if self._built is None and self.store is not None and spec.mode == "auto":
+        if (
+            self._built is None
+            and self.store is not None
+            and spec.mode == "auto"
+            and self._store_error is None  # failed already this cycle: no second timeout
+        ):
             # With PostgreSQL the study itself lives in Optuna's RDBStorage; if that is
             # unreachable the loop carries on with the study rebuilt from the records.
             # (Mode recommend asks without recording a trial, so it keeps the in-memory
             # study: a stored trial per cycle would only pile up.)
+            from sqlalchemy.exc import SQLAlchemyError  # only with a database configured
+
             try:
                 self._built = optimizer.persistent_study(
                     spec,
@@ -1131,11 +1141,30 @@ class Cycle:
                     self.store.url,
                     f"{self.namespace}.{self.name}.{self.meta.get('uid', '')}",
                 )
+                self._persistent = True
             except SQLAlchemyError as exc:
                 self._store_down(f"optuna storage: {str(exc).strip().splitlines()[0][:200]}")
         if self._built is None:
             self._built = optimizer.build_study(spec, self.status.trial_records, stable)
         return self._built
+
+    def _ask(
+        self, spec: OptimizationPolicySpec, stable: ModelConfig, first: dict[str, str] | None
+    ) -> optimizer.Proposal:
+        """The next trial from the cycle's study; if the RDB study's database fails between
+        loading and asking, the study is rebuilt from the records and asked instead."""
+        study = self._study(spec, stable)
+        if not self._persistent:
+            return optimizer.ask(study, spec, stable, first=first)
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return optimizer.ask(study, spec, stable, first=first)
+        except SQLAlchemyError as exc:
+            self._store_down(f"optuna storage: {str(exc).strip().splitlines()[0][:200]}")
+            self._persistent = False
+            self._built = optimizer.build_study(spec, self.status.trial_records, stable)
+            return optimizer.ask(self._built, spec, stable, first=first)
 
     def _summarize(self, spec: OptimizationPolicySpec, stable: ModelConfig) -> None:
         records = self.status.trial_records

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
+
+from .significance import mann_whitney_p
 
 Direction = Literal["lowerIsBetter", "higherIsBetter"]
 Classification = Literal["High", "Low", "Pass", "NoData"]
@@ -310,10 +311,10 @@ def combine(results: Sequence[MetricResult]) -> Verdict:
 
 
 def _mw_p(c: np.ndarray, s: np.ndarray) -> float:
-    """Two-sided Mann-Whitney p-value; 1 for identical constant samples (scipy would warn)."""
+    """Two-sided Mann-Whitney p-value; 1 for identical constant samples."""
     if np.all(c == c[0]) and np.all(s == c[0]):
         return 1.0
-    return float(stats.mannwhitneyu(c, s, alternative="two-sided").pvalue)
+    return mann_whitney_p(c, s)
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Orient: what a metric's recent history says — anomalies, trend, change points, baselines.
 
-Pure numpy/scipy over a series of samples (oldest first), as the policy loop
+Pure numpy (and analysis.significance) over a series of samples (oldest first), as the policy loop
 reads them from Prometheus range queries.
 
 * Anomaly: four detectors on the latest point against the history before it —
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
+
+from .significance import mann_whitney_p, normal_sf, theil_sen_slope, welch_p
 
 Severity = Literal["none", "low", "medium", "high"]
 
@@ -105,8 +106,8 @@ def trend(series: Sequence[float], alpha: float = 0.05) -> Trend | None:
     if var <= 0:
         return Trend(0.0, 1.0, "none")
     zstat = (s - math.copysign(1, s)) / math.sqrt(var) if s != 0 else 0.0
-    p = float(2 * stats.norm.sf(abs(zstat)))
-    slope = float(stats.theilslopes(y, np.arange(n))[0])
+    p = min(1.0, 2 * normal_sf(abs(zstat)))
+    slope = theil_sen_slope(y, np.arange(n))
     direction: Literal["increasing", "decreasing", "none"] = "none"
     if p < alpha:
         direction = "increasing" if s > 0 else "decreasing"
@@ -156,6 +157,6 @@ def compare_to_baseline(
     change = (float(c.mean()) - bm) / abs(bm) if bm else float(c.mean()) - bm
     if np.all(c == c[0]) and np.all(b == c[0]):
         return BaselineComparison(0.0, 1.0, 1.0)
-    welch = float(stats.ttest_ind(c, b, equal_var=False).pvalue)
-    mw = float(stats.mannwhitneyu(c, b, alternative="two-sided").pvalue)
+    welch = welch_p(c, b)
+    mw = mann_whitney_p(c, b)
     return BaselineComparison(change, welch if math.isfinite(welch) else 1.0, mw)

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy import stats
-
+from ..analysis.significance import normal_cdf, normal_sf
 from ..api.policy import SearchSpace, TrialRecord
 from .optimizer import param_distance
 
@@ -85,7 +84,7 @@ def violation_probability(predicted: Predicted, bound: float, upper: bool) -> fl
     if predicted.stddev <= 0:
         return float(predicted.mean > bound if upper else predicted.mean < bound)
     z = (predicted.mean - bound) / predicted.stddev
-    return float(stats.norm.cdf(z) if upper else stats.norm.sf(z))
+    return normal_cdf(z) if upper else normal_sf(z)
 
 
 def confident_violation(predicted: Predicted, bound: float, upper: bool) -> bool:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import time
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
 from ..act.policy import run_cycle
 from ..api import GROUP, OPTIMIZATION_POLICY, VERSION
 from ..gateway.tracing import Tracer
-from ..store.postgres import HistoryStore
 from . import clients, telemetry
 from .status import apply_outcome, body_dict
+
+if TYPE_CHECKING:
+    from ..store.postgres import HistoryStore
 
 TICK_SECONDS = float(os.environ.get("LLMOPT_POLICY_TICK", "15"))
 
@@ -30,8 +32,12 @@ def _tracer() -> Tracer | None:
 def _store() -> HistoryStore | None:
     """PostgreSQL history when LLMOPT_DATABASE_URL is set (else status only)."""
     url = os.environ.get("LLMOPT_DATABASE_URL")
+    if not url:
+        return None
+    from ..store.postgres import HistoryStore  # psycopg only with a database configured
+
     retention = float(os.environ.get("LLMOPT_DATABASE_RETENTION_DAYS", "90"))
-    return HistoryStore(url, retention_days=retention) if url else None
+    return HistoryStore(url, retention_days=retention)
 
 
 @kopf.timer(

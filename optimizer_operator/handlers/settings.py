@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import warnings
 from typing import Any
 
+import aiohttp
 import kopf
 
 from ..api import GROUP
@@ -45,3 +48,66 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.mandatory = True
     else:
         settings.peering.standalone = True
+
+
+def limit_malloc_arenas() -> int | None:
+    """Cap glibc's malloc arenas (``LLMOPT_MALLOC_ARENAS``, default 2; 0 leaves glibc's
+    default of 8 per core); returns the cap set, or None where there is no glibc.
+
+    Sync handlers run on a pool of threads, and glibc gives each thread that allocates
+    an arena of its own; memory freed in one stays reserved there. With a thousand
+    objects that fragmentation was about a tenth of the operator's RSS. Called once,
+    before kopf starts any thread (as ``MALLOC_ARENA_MAX`` would, without relying on the
+    environment of whoever starts the process)."""
+    arenas = int(os.environ.get("LLMOPT_MALLOC_ARENAS", "2"))
+    if arenas <= 0:
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return None  # not glibc (musl, macOS): nothing to cap
+    m_arena_max = -8  # from glibc's malloc.h
+    return arenas if mallopt(m_arena_max, arenas) == 1 else None
+
+
+def connection_limit() -> int:
+    """Connections kopf may hold open to the API server (0: no limit, kopf's default).
+
+    Without a limit a burst of status patches opens one TLS connection each, and every
+    one keeps a 256 KiB buffer: with a thousand objects that was a fifth of the RSS. Each
+    watch holds one connection for good, so the limit leaves room for them: three kinds
+    (and kopf's own) per watched namespace, or cluster-wide."""
+    explicit = os.environ.get("LLMOPT_API_CONNECTIONS")
+    if explicit is not None:
+        return int(explicit)
+    namespaces = [n for n in os.environ.get("LLMOPT_NAMESPACES", "").split(",") if n]
+    if any(set(n) & set("*?[!") for n in namespaces):
+        return 0  # how many namespaces a glob matches is not known up front
+    return 24 + 4 * max(1, len(namespaces))
+
+
+@kopf.on.login()
+async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+    """The kubeconfig or in-cluster credentials, as kopf reads them, through a session
+    whose connection pool is bounded (``connection_limit``)."""
+    info = kopf.login_via_client(**kwargs)
+    if info is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        auth = info.as_aiohttp_basic_auth()
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connection_limit(), ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        auth=auth,
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        expiration=info.expiration,
+        priority=info.priority,
+        aiohttp_session=session,
+    )

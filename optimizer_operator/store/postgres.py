@@ -20,6 +20,9 @@ from typing import Any
 import psycopg
 
 from ..api.policy import BaselineResult, RuleEvaluation, TrialRecord
+from . import StoreUnavailable
+
+__all__ = ["MIGRATIONS", "HistoryStore", "StoreUnavailable"]
 
 DECISION, AUDIT, BASELINE, RULE = "decision", "audit", "baseline", "rule"
 INSERTS = {
@@ -111,10 +114,6 @@ AUDITED = ("TrialStarted", "TrialPromoted", "TrialRolledBack", "RuleApplied", "B
 BUFFER_LIMIT = 10_000
 # Rows older than this are deleted (trials and versions are kept: the study needs them).
 RETAINED = ("llmopt_decisions", "llmopt_baselines", "llmopt_rule_executions", "llmopt_audit")
-
-
-class StoreUnavailable(RuntimeError):
-    """The database could not be reached or did not answer in time."""
 
 
 class HistoryStore:

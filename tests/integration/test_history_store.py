@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from kubernetes import client
 
 from optimizer_operator.act.policy import run_cycle
@@ -146,6 +147,15 @@ def test_the_study_lives_in_optuna_rdbstorage_and_survives_a_restart(
     assert row is not None and row[0] == 5  # in PostgreSQL, Optuna's own tables
 
 
+def _auto_after_baseline(namespace: str, uid: str) -> dict[str, Any]:
+    """A policy in mode auto whose baseline trial 0 is recorded: its next cycle asks the
+    study for trial 1 (the body is never applied, so the Rollout is not run)."""
+    baseline = _records()[0].model_copy(update={"outcome": "Baseline"}).to_wire()
+    body = _body(namespace, uid, status={"trialRecords": [baseline]})
+    body["spec"]["mode"] = "auto"
+    return body
+
+
 def test_a_cycle_keeps_its_study_in_postgres(
     api: client.ApiClient,
     kubeconfig: Path,
@@ -154,12 +164,9 @@ def test_a_cycle_keeps_its_study_in_postgres(
     postgres: LocalPostgres,
 ) -> None:
     _ready_bot(api, kubeconfig, namespace)
-    custom = client.CustomObjectsApi(api)
     store = HistoryStore(postgres.url)
-    baseline = _records()[0].model_copy(update={"outcome": "Baseline"}).to_wire()
-    body = _body(namespace, "uid-cyc", status={"trialRecords": [baseline]})
-    body["spec"]["mode"] = "auto"  # the body is never applied: the Rollout is not run
-    out = run_cycle(body, custom=custom, source=None, store=store)
+    body = _auto_after_baseline(namespace, "uid-cyc")
+    out = run_cycle(body, custom=client.CustomObjectsApi(api), source=None, store=store)
     assert out.status["historyStore"] == "ok", out.status
     started = out.status["trialRecords"][-1]
     assert started["state"] == "Running" and started["rollout"] == f"tune-t{started['number']}"
@@ -239,3 +246,44 @@ def test_versioned_migrations_tables_buffering_and_retention(
     fresh = HistoryStore(postgres.url, retention_days=90)
     fresh.save(namespace, "tune", records, [])
     assert count("llmopt_decisions") == 3
+
+
+@pytest.mark.faults
+def test_a_cycle_asks_the_rebuilt_study_when_the_optuna_storage_is_down(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    postgres: LocalPostgres,
+) -> None:
+    """Mode auto keeps its study in Optuna's RDBStorage; with PostgreSQL stopped the cycle
+    still proposes the next trial, from the study rebuilt from the records in status, and
+    says the storage is unavailable (one Warning, no second connection timeout)."""
+    _ready_bot(api, kubeconfig, namespace)
+    store = HistoryStore(postgres.url, timeout=2)
+    body = _auto_after_baseline(namespace, "uid-rdb-down")
+    optimizer._rdb.cache_clear()  # a fresh operator process: no storage built yet
+    postgres.stop()
+    try:
+        out = run_cycle(body, custom=client.CustomObjectsApi(api), source=None, store=store)
+    finally:
+        postgres.start()
+    ready = next(c for c in out.status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True", ready
+    assert out.status["historyStore"].startswith("unavailable:"), out.status["historyStore"]
+    assert [e[1] for e in out.events].count("HistoryStoreUnavailable") == 1
+    started = out.status["trialRecords"][-1]
+    assert started["number"] == 1 and started["state"] == "Running", started
+    assert started["rollout"] == "tune-t1"
+    # Back up: the next cycle loads the RDB study and tells it the trial the outage asked.
+    optimizer._rdb.cache_clear()
+    spec = OptimizationPolicySpec.model_validate(body["spec"])
+    stable = ModelConfig.model_validate(_bot(namespace, "0.3")["spec"])
+    records = [TrialRecord.model_validate(r) for r in out.status["trialRecords"]]
+    study = optimizer.persistent_study(
+        spec, records, stable, postgres.url, f"{namespace}.tune.uid-rdb-down"
+    )
+    assert [(t.number, t.state.name) for t in study.get_trials()] == [
+        (0, "COMPLETE"),
+        (1, "RUNNING"),
+    ]
