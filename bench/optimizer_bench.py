@@ -31,10 +31,15 @@ counted in weight x analysis intervals of the operator's default trial steps
 (10% for 3 intervals, then 50% for 3: 1.8 per full trial). Ours: a trial the
 predictor skips serves nothing; a low-confidence one starts at 5%; the
 policy's constraints are critical rollback triggers on every trial Rollout,
-so a candidate measured below the floor at its first check (with the same
-noise) stops there. Random and scalar TPE (no guardrails, as in Katib) serve
-full trials. ``violating_traffic_share`` is the share served by configs truly
-below the floor.
+checked at every analysis interval as the operator does, so a candidate measured
+below the floor at any check (each with the same noise) stops there and is told
+to the study as infeasible — which also rolls back, now and then, a truly
+feasible config near the floor. Random and scalar TPE (no guardrails, as in
+Katib) serve full trials. ``violating_traffic_share`` is the share served by
+configs truly below the floor. "Trials" count every trial of the study, including
+ours' trial 0 (the stable config measured on its own traffic) and the configs it
+proves or predicts infeasible without a Rollout; "Rollouts" count only the trials
+that ran as canaries on live traffic (for random and scalar TPE, every trial).
 
 Run: ``make bench-optimizer`` (``--dataset PATH`` for another file with the
 same columns, ``--seeds N``, ``--trials N``). Writes bench/results/optimizer.{md,json}.
@@ -71,7 +76,8 @@ CHECKPOINTS = (10, 20, 40)
 # Canary traffic of one trial in weight x intervals, for the operator's default trial
 # steps (10% for 3 intervals, 50% for 3): a full trial serves 1.8, its first check 0.1.
 FIRST_STEP = 0.1
-FULL_TRIAL = 0.1 * 3 + 0.5 * 3
+INTERVAL_SHARES = (FIRST_STEP,) * 3 + (0.5,) * 3
+FULL_TRIAL = sum(INTERVAL_SHARES)
 
 
 @dataclass
@@ -311,11 +317,16 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
         quality, cost = _measure(env, params, rng)
         # A low-confidence prediction halves the first canary step (as the operator does),
         # and the policy's constraints ride on every trial Rollout as critical rollback
-        # triggers: a candidate measured below the floor at its first check is rolled back
-        # there, having served only the first step's share for one interval.
+        # triggers, checked at every analysis interval: a candidate measured below the
+        # floor at any check is rolled back there, having served the shares so far.
         first = FIRST_STEP / 2 if forecast.confidence == "low" else FIRST_STEP
-        caught = _measure(env, params, rng)[0] < env.floor
-        traffic = first if caught else FULL_TRIAL - FIRST_STEP + first
+        traffic = 0.0
+        for share in (first, *INTERVAL_SHARES[1:]):
+            traffic += share
+            check = _measure(env, params, rng)[0]
+            if check < env.floor:
+                quality = check  # rolled back: told to the study as infeasible
+                break
         canaries += 1
         served += traffic
         violating += traffic * (env.truth(params)[0] < env.floor)
