@@ -29,7 +29,8 @@ A method is "within 5%" at the first trial after which its best config *judged*
 feasible is truly feasible and costs at most 1.05x the oracle. Canary traffic is
 counted in weight x analysis intervals of the operator's default trial steps
 (10% for 3 intervals, then 50% for 3: 1.8 per full trial). Ours: a trial the
-predictor skips serves nothing; a low-confidence one starts at 5%; the
+predictor skips serves nothing; one it gives an even chance or more of breaking
+the floor starts at 2.5%, a low-confidence one at 5%; the
 policy's constraints are critical rollback triggers on every trial Rollout,
 checked at every analysis interval as the operator does, so a candidate measured
 below the floor at any check (each with the same noise) stops there and is told
@@ -65,6 +66,7 @@ import optuna
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from optimizer_operator.act.policy import first_weight_divisor  # noqa: E402
 from optimizer_operator.api.llmconfig import ModelConfig  # noqa: E402
 from optimizer_operator.api.policy import OptimizationPolicySpec, TrialRecord  # noqa: E402
 from optimizer_operator.decide import optimizer, predictor  # noqa: E402
@@ -315,11 +317,13 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
             per_trial.append(canaries)
             continue
         quality, cost = _measure(env, params, rng)
-        # A low-confidence prediction halves the first canary step (as the operator does),
-        # and the policy's constraints ride on every trial Rollout as critical rollback
-        # triggers, checked at every analysis interval: a candidate measured below the
-        # floor at any check is rolled back there, having served the shares so far.
-        first = FIRST_STEP / 2 if forecast.confidence == "low" else FIRST_STEP
+        # The first canary step is smaller for a risky or uncertain config, as the operator
+        # makes it (a quarter at an even chance of breaking the floor, half at low
+        # confidence), and the policy's constraints ride on every trial Rollout as critical
+        # rollback triggers, checked at every analysis interval: a candidate measured below
+        # the floor at any check is rolled back there, having served the shares so far.
+        chance = predictor.violation_chance(forecast, {"quality_score": (env.floor, False)})
+        first = FIRST_STEP / first_weight_divisor(forecast.confidence, chance)
         traffic = 0.0
         for share in (first, *INTERVAL_SHARES[1:]):
             traffic += share

@@ -103,6 +103,28 @@ def _bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
     return out
 
 
+def _request_bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
+    """Every per-request constraint as metric -> (limit, upper)."""
+    c = spec.constraints
+    checks = [
+        ("latency_p95_seconds", c.max_latency_p95_seconds, True),
+        ("error_rate", c.max_error_rate, True),
+        ("quality_score", c.min_quality, False),
+        ("cost_per_request_usd", c.max_cost_per_request_usd, True),
+    ]
+    return {m: (float(parse_decimal(v)), up) for m, v, up in checks if v is not None}
+
+
+def first_weight_divisor(confidence: str, violation_chance: float) -> int:
+    """How much smaller the trial's first canary weight is than the template's: a quarter
+    when the prediction gives a constraint an even chance or more of breaking (not
+    confident enough to skip the config; ``predictor.violation_chance``), half when the
+    prediction is low-confidence, else the template's weight."""
+    if violation_chance >= 0.5:
+        return 4
+    return 2 if confidence == "low" else 1
+
+
 def _ts(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -318,17 +340,18 @@ class Cycle:
         spec: OptimizationPolicySpec,
         record: TrialRecord,
         config: ModelConfig,
-        cautious: bool,
+        divisor: int,
     ) -> None:
         """Created after the record is written, so a restart in between finds the record
-        and creates the same Rollout once. ``cautious`` (a low-confidence prediction)
-        halves the first canary weight."""
+        and creates the same Rollout once. The first canary weight is the template's
+        divided by ``divisor`` (``first_weight_divisor``: a risky or uncertain config
+        starts on less traffic)."""
         assert record.rollout is not None
         steps = list(spec.rollout_template.steps or DEFAULT_STEPS)
         first = next((i for i, st in enumerate(steps) if st.set_weight), None)
-        if cautious and first is not None:
+        if divisor > 1 and first is not None:
             weight = steps[first].set_weight or 0
-            steps[first] = Step(set_weight=max(1, weight // 2))
+            steps[first] = Step(set_weight=max(1, weight // divisor))
         # The final gate: the policy judges the objectives there, then promotes or aborts.
         self._create(
             spec,
@@ -1006,7 +1029,9 @@ class Cycle:
             return
         record.rollout = f"{self.name}-t{number}"
         s.trial_records.append(record)
-        self._create_rollout(spec, record, proposal.config, cautious=forecast.confidence == "low")
+        chance = predictor.violation_chance(forecast, _request_bounds(spec))
+        divisor = first_weight_divisor(forecast.confidence, chance)
+        self._create_rollout(spec, record, proposal.config, divisor)
         s.state = "Deploying"
         self._decide(
             "TrialStarted",
@@ -1090,12 +1115,6 @@ class Cycle:
     ) -> list[str]:
         """Constraints the prediction is confident the config breaks."""
         c = spec.constraints
-        checks = [
-            ("latency_p95_seconds", c.max_latency_p95_seconds, True),
-            ("error_rate", c.max_error_rate, True),
-            ("quality_score", c.min_quality, False),
-            ("cost_per_request_usd", c.max_cost_per_request_usd, True),
-        ]
         out = []
         cost = forecast.metrics.get("cost_per_request_usd")
         daily = self._daily_requests(spec.target_ref.name, 3600)
@@ -1104,12 +1123,10 @@ class Cycle:
             budget = float(parse_decimal(c.max_daily_cost_usd))
             if predictor.confident_violation(projected, budget, upper=True):
                 out.append(f"daily cost predicted ${projected.mean:.2f}, budget ${budget:g}")
-        for metric, limit, upper in checks:
+        for metric, (limit, upper) in _request_bounds(spec).items():
             p = forecast.metrics.get(metric)
-            if limit is None or p is None:
-                continue
-            if predictor.confident_violation(p, float(parse_decimal(limit)), upper):
-                out.append(f"{metric} predicted {p.mean:.4g} ± {p.stddev:.2g}, bound {limit}")
+            if p is not None and predictor.confident_violation(p, limit, upper):
+                out.append(f"{metric} predicted {p.mean:.4g} ± {p.stddev:.2g}, bound {limit:g}")
         return out
 
     def _record(self, record: TrialRecord, state: str, outcome: str, reason: str) -> None:

@@ -87,6 +87,25 @@ def violation_probability(predicted: Predicted, bound: float, upper: bool) -> fl
     return normal_cdf(z) if upper else normal_sf(z)
 
 
+def violation_chance(
+    prediction: Prediction,
+    bounds: dict[str, tuple[float, bool]],
+    *,
+    min_neighbours: float = 0.5,
+) -> float:
+    """The highest chance that the config breaks one of ``bounds`` (metric -> (limit,
+    upper)), counting only metrics predicted from at least half a near trial's worth of
+    evidence: a prediction carried over from other models says too little to act on."""
+    return max(
+        (
+            violation_probability(p, limit, upper)
+            for metric, (limit, upper) in bounds.items()
+            if (p := prediction.metrics.get(metric)) is not None and p.neighbours >= min_neighbours
+        ),
+        default=0.0,
+    )
+
+
 def confident_violation(predicted: Predicted, bound: float, upper: bool) -> bool:
     """Skip-worthy: a violation more likely than 90% with the evidence of at least one and
     a half near trials, or more likely than 99% with at least one near trial's worth."""

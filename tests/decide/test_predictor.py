@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from optimizer_operator.api.policy import SearchSpace, TrialRecord
-from optimizer_operator.decide.predictor import bounded_violation, predict, violation_probability
+from optimizer_operator.decide.predictor import (
+    bounded_violation,
+    predict,
+    violation_chance,
+    violation_probability,
+)
 
 SPACE = SearchSpace.model_validate(
     {
@@ -86,3 +91,25 @@ def test_a_smaller_answer_budget_than_one_below_the_floor_is_proven_infeasible()
         bounded_violation(records, {"model": "simulator/sim-medium", "maxTokens": "128"}, cap)
         is None
     )
+
+
+def test_the_first_canary_weight_shrinks_with_the_risk_the_prediction_sees() -> None:
+    """Not confident enough to skip, but an even chance or worse of breaking the floor: a
+    quarter of the template's first weight; merely unsure: half; else all of it."""
+    from optimizer_operator.act.policy import first_weight_divisor
+
+    one = [_r(0, "sim-small", "0.3", "0.70")]  # a single trial: too little to skip on
+    p = predict(SPACE, one, {"model": "simulator/sim-small", "temperature": "0.35"})
+    floor = {"quality_score": (0.75, False)}
+    chance = violation_chance(p, floor)
+    assert chance >= 0.5 and p.metrics["quality_score"].neighbours < 1.5
+    assert first_weight_divisor(p.confidence, chance) == 4
+    safe = violation_chance(p, {"quality_score": (0.50, False)})
+    assert safe < 0.5 and first_weight_divisor(p.confidence, safe) == 2  # low confidence
+    near = predict(SPACE, RECORDS, {"model": "simulator/sim-small", "temperature": "0.45"})
+    ok = violation_chance(near, {"quality_score": (0.60, False)})
+    assert near.confidence == "high" and first_weight_divisor(near.confidence, ok) == 1
+    # Another model's trial says little about this one: no chance is read from it.
+    other = predict(SPACE, one, {"model": "simulator/sim-medium", "temperature": "0.3"})
+    assert other.metrics["quality_score"].neighbours < 0.5
+    assert violation_chance(other, floor) == 0.0
