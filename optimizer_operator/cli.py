@@ -19,9 +19,6 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from . import handlers  # noqa: F401  (importing registers the handlers)
-    from .handlers.settings import limit_malloc_arenas
-
-    limit_malloc_arenas()
 
     if args.prometheus_url:
         os.environ["LLMOPT_PROMETHEUS_URL"] = args.prometheus_url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import warnings
@@ -50,41 +49,23 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.standalone = True
 
 
-def limit_malloc_arenas() -> int | None:
-    """Cap glibc's malloc arenas (``LLMOPT_MALLOC_ARENAS``, default 2; 0 leaves glibc's
-    default of 8 per core); returns the cap set, or None where there is no glibc.
-
-    Sync handlers run on a pool of threads, and glibc gives each thread that allocates
-    an arena of its own; memory freed in one stays reserved there. With a thousand
-    objects that fragmentation was about a tenth of the operator's RSS. Called once,
-    before kopf starts any thread (as ``MALLOC_ARENA_MAX`` would, without relying on the
-    environment of whoever starts the process)."""
-    arenas = int(os.environ.get("LLMOPT_MALLOC_ARENAS", "2"))
-    if arenas <= 0:
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return None  # not glibc (musl, macOS): nothing to cap
-    m_arena_max = -8  # from glibc's malloc.h
-    return arenas if mallopt(m_arena_max, arenas) == 1 else None
-
-
 def connection_limit() -> int:
     """Connections kopf may hold open to the API server (0: no limit, kopf's default).
 
-    Without a limit a burst of status patches opens one TLS connection each, and every
-    one keeps a 256 KiB buffer: with a thousand objects that was a fifth of the RSS. Each
-    watch holds one connection for good, so the limit leaves room for them: three kinds
-    (and kopf's own) per watched namespace, or cluster-wide."""
+    Without a limit, the start-up storm (every object resumed at once) opens hundreds of
+    TLS connections, each with buffers of its own: at 1,000 Rollouts that was about 90 MB
+    of the operator's peak RSS (``make bench-scale``). Too tight a limit queues the
+    handlers' status patches instead (at 28, start-up took twice as long and the timers
+    fell behind). Each watch holds one connection for good, so the default leaves room for
+    them: 60 for requests plus four per watched namespace (three kinds and kopf's own),
+    or for the cluster-wide watches."""
     explicit = os.environ.get("LLMOPT_API_CONNECTIONS")
     if explicit is not None:
         return int(explicit)
     namespaces = [n for n in os.environ.get("LLMOPT_NAMESPACES", "").split(",") if n]
     if any(set(n) & set("*?[!") for n in namespaces):
         return 0  # how many namespaces a glob matches is not known up front
-    return 24 + 4 * max(1, len(namespaces))
+    return 60 + 4 * max(1, len(namespaces))
 
 
 @kopf.on.login()
