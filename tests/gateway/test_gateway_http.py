@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -385,6 +387,44 @@ async def test_rate_limit_answers_429_with_retry_after(start_gateway: GatewayFac
     assert int(headers["Retry-After"]) >= 1 and body["error"]["type"] == "rate_limited"
     assert other == 200
     assert metric_value(gateway, "llmopt_gateway_rejected_total", reason="rate_limited") == 2
+
+
+@pytest.mark.faults
+async def test_a_burst_at_twice_the_rate_limit_is_answered_or_refused_and_all_counted(
+    start_gateway: GatewayFactory,
+) -> None:
+    """Open-loop load at 100 requests/s for 3 s from one client against a gateway limited
+    to 50/s (burst 50): every request gets a 200 or a clear refusal (429 with Retry-After
+    and an OpenAI-style error; 503 if the in-flight limit sheds), the gateway keeps
+    serving, and the metrics count every request exactly once."""
+    gateway, url = await start_gateway([STABLE], rate_limit="50:50", max_in_flight=64)
+    rate, seconds = 100, 3.0
+    n = int(rate * seconds)
+    async with aiohttp.ClientSession() as s:
+        start = time.monotonic()
+
+        async def one(i: int) -> tuple[int, Any, Any]:
+            await asyncio.sleep(i / rate)  # open loop: sent on schedule, answered or not
+            return await post_chat(s, url, headers={"X-Client-Id": "bursty"})
+
+        answers = await asyncio.gather(*(one(i) for i in range(n)))
+        took = time.monotonic() - start  # every request had reached the bucket by now
+        async with s.get(url + "/healthz") as health:
+            assert health.status == 200  # still serving after the burst
+    statuses = [a[0] for a in answers]
+    assert set(statuses) <= {200, 429, 503}, sorted(set(statuses))
+    ok = statuses.count(200)
+    # The bucket lets through its burst plus its refill over the time the burst took; the
+    # rest is refused (no request is queued past the limit).
+    assert ok + statuses.count(503) >= 50 and ok <= 50 + 50 * took + 1, (ok, took)
+    assert statuses.count(429) > 0  # the limit bit
+    for status, body, headers in answers:
+        if status != 200:
+            assert body["error"]["type"] in {"rate_limited", "overloaded"}, body
+            assert int(headers["Retry-After"]) >= 1
+    served = metric_value(gateway, "llmopt_requests_total")
+    refused = metric_value(gateway, "llmopt_gateway_rejected_total")
+    assert served == ok and served + refused == n  # every request counted, once
 
 
 async def test_over_the_in_flight_limit_requests_are_shed_with_503(
