@@ -460,8 +460,9 @@ def report(load: Load, results: dict[str, dict[str, Any]]) -> tuple[str, dict[st
         "",
         "Splitting the load: run one operator process per group of namespaces "
         "(`llm-optimizer operator -n team-a -n team-b`, globs such as `-n 'team-a-*'` "
-        "allowed; in the chart, one release per group with `watchNamespaces`). Each process "
-        "then holds only its namespaces' objects in memory and runs only their timers.",
+        "allowed; in the chart, one release per group with `operator.watch.namespaces`). "
+        "Each process then holds only its namespaces' objects in memory and runs only their "
+        "timers.",
         "",
     ]
     return "\n".join(md), data
