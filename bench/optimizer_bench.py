@@ -265,6 +265,12 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
     served = violating = 0.0
     canaries = 0
     per_trial: list[int] = []
+
+    def done() -> None:
+        """A trial ended: the pick it leaves, and the Rollouts run so far."""
+        best.append(_track(env, judged))
+        per_trial.append(canaries)
+
     study = optimizer.build_study(spec, [], env.stable)
     baseline = optimizer.baseline_params(spec, env.stable)
     for n in range(trials):
@@ -276,8 +282,7 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
             study.tell(proposal.trial, [cost, quality])
             records.append(_record(n, proposal.params, quality, cost, env.floor, rollout=None))
             judged.append((proposal.params, quality, cost))
-            best.append(_track(env, judged))
-            per_trial.append(canaries)
+            done()
             continue
         screen = optimizer.screening_params(spec, env.stable, records, env.price_of)
         proposal = optimizer.ask(study, spec, env.stable, first=screen)
@@ -289,8 +294,7 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
                 proposal.trial.set_constraint(k, float(v))
             study.tell(proposal.trial, values)
             records.append(seen.model_copy(update={"number": n}))
-            best.append(_track(env, judged))
-            per_trial.append(canaries)
+            done()
             continue
         bound = predictor.bounded_violation(records, params, {"quality_score": (env.floor, False)})
         if bound is not None:
@@ -302,8 +306,7 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
             study.tell(proposal.trial, [c_known, q_known])
             rec = _record(n, params, q_known, c_known, env.floor)
             records.append(rec.model_copy(update={"outcome": "PredictedInfeasible"}))
-            best.append(_track(env, judged))
-            per_trial.append(canaries)
+            done()
             continue
         forecast = predictor.predict(spec.search_space, records, params)
         q_pred = forecast.metrics.get("quality_score")
@@ -313,8 +316,7 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
             proposal.trial.set_constraint("minQuality", env.floor - q_pred.mean)
             study.tell(proposal.trial, [c_pred, q_pred.mean])
             records.append(_record(n, params, q_pred.mean, c_pred, env.floor))
-            best.append(_track(env, judged))
-            per_trial.append(canaries)
+            done()
             continue
         quality, cost = _measure(env, params, rng)
         # The first canary step is smaller for a risky or uncertain config, as the operator
@@ -338,8 +340,7 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
         study.tell(proposal.trial, [cost, quality])
         records.append(_record(n, params, quality, cost, env.floor))
         judged.append((params, quality, cost))
-        best.append(_track(env, judged))
-        per_trial.append(canaries)
+        done()
     return Run(best, served, violating, per_trial)
 
 

@@ -92,17 +92,6 @@ def _unavailable(spec: OptimizationPolicySpec, config: ModelConfig) -> str:
     return ""
 
 
-def _bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
-    """The per-request bounds of the constraints: metric -> (limit, upper)."""
-    c = spec.constraints
-    out: dict[str, tuple[float, bool]] = {}
-    if c.min_quality is not None:
-        out["quality_score"] = (float(parse_decimal(c.min_quality)), False)
-    if c.max_cost_per_request_usd is not None:
-        out["cost_per_request_usd"] = (float(parse_decimal(c.max_cost_per_request_usd)), True)
-    return out
-
-
 def _request_bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
     """Every per-request constraint as metric -> (limit, upper)."""
     c = spec.constraints
@@ -113,6 +102,13 @@ def _request_bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool
         ("cost_per_request_usd", c.max_cost_per_request_usd, True),
     ]
     return {m: (float(parse_decimal(v)), up) for m, v, up in checks if v is not None}
+
+
+def _monotone_bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
+    """The constraints a smaller or larger maxTokens moves one way only (quality and cost),
+    for ``predictor.bounded_violation``'s proofs."""
+    bounds = _request_bounds(spec)
+    return {m: bounds[m] for m in ("quality_score", "cost_per_request_usd") if m in bounds}
 
 
 def first_weight_divisor(confidence: str, violation_chance: float) -> int:
@@ -1000,7 +996,7 @@ class Cycle:
         s.state = "Validating"
         forecast = predictor.predict(spec.search_space, s.trial_records, record.params)
         record.prediction, record.confidence = forecast.summary(), forecast.confidence
-        bound = predictor.bounded_violation(s.trial_records, record.params, _bounds(spec))
+        bound = predictor.bounded_violation(s.trial_records, record.params, _monotone_bounds(spec))
         if bound is not None:
             # Proven by a measured neighbour (monotone in maxTokens): no rollout needed.
             evidence, why = bound
@@ -1160,7 +1156,7 @@ class Cycle:
                 )
                 self._persistent = True
             except SQLAlchemyError as exc:
-                self._store_down(f"optuna storage: {str(exc).strip().splitlines()[0][:200]}")
+                self._storage_down(exc)
         if self._built is None:
             self._built = optimizer.build_study(spec, self.status.trial_records, stable)
         return self._built
@@ -1178,10 +1174,14 @@ class Cycle:
         try:
             return optimizer.ask(study, spec, stable, first=first)
         except SQLAlchemyError as exc:
-            self._store_down(f"optuna storage: {str(exc).strip().splitlines()[0][:200]}")
+            self._storage_down(exc)
             self._persistent = False
             self._built = optimizer.build_study(spec, self.status.trial_records, stable)
             return optimizer.ask(self._built, spec, stable, first=first)
+
+    def _storage_down(self, exc: Exception) -> None:
+        """Optuna's RDBStorage failed: said like any history-store outage (first line)."""
+        self._store_down(f"optuna storage: {str(exc).strip().splitlines()[0][:200]}")
 
     def _summarize(self, spec: OptimizationPolicySpec, stable: ModelConfig) -> None:
         records = self.status.trial_records

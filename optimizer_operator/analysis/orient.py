@@ -1,7 +1,7 @@
 """Orient: what a metric's recent history says — anomalies, trend, change points, baselines.
 
-Pure numpy (and analysis.significance) over a series of samples (oldest first), as the policy loop
-reads them from Prometheus range queries.
+Pure numpy (and analysis.significance) over a series of samples (oldest first), as
+the policy loop reads them from Prometheus range queries.
 
 * Anomaly: four detectors on the latest point against the history before it —
   z-score, IQR fences, MAD (robust z), and EWMA control limits — combined into
