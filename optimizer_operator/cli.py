@@ -36,6 +36,13 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     namespaces = args.namespace or []
     os.environ["LLMOPT_NAMESPACES"] = ",".join(namespaces)
+    from .handlers.settings import connection_limit
+
+    try:
+        connection_limit()  # read again at login; a bad value stops here, in one line
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if namespaces and not any(set(n) & set("*?[!") for n in namespaces):
         # Watching named namespaces needs nothing cluster-wide: no CRD/namespace scanning.
         # (A glob such as "team-a-*" does: kopf lists namespaces to match it.)

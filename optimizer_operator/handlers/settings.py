@@ -61,6 +61,11 @@ def connection_limit() -> int:
     or for the cluster-wide watches."""
     explicit = os.environ.get("LLMOPT_API_CONNECTIONS")
     if explicit is not None:
+        if not explicit.strip().isdigit():
+            raise ValueError(
+                f"LLMOPT_API_CONNECTIONS: expected a whole number >= 0 (0: no limit), "
+                f"got {explicit!r}"
+            )
         return int(explicit)
     namespaces = [n for n in os.environ.get("LLMOPT_NAMESPACES", "").split(",") if n]
     if any(set(n) & set("*?[!") for n in namespaces):

@@ -3,6 +3,10 @@ measured by ``make bench-scale``, not here: this checks what the setting is)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from optimizer_operator.handlers.settings import connection_limit
@@ -26,3 +30,19 @@ def test_the_api_connection_pool_leaves_room_for_every_watch(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert connection_limit() == limit
+
+
+def test_a_bad_pool_size_is_a_one_line_error_before_anything_starts() -> None:
+    """Exit code 2 and one line naming the variable; no traceback, nothing contacted."""
+    env = {**os.environ, "LLMOPT_API_CONNECTIONS": "lots", "KUBECONFIG": "/nonexistent"}
+    out = subprocess.run(
+        [sys.executable, "-m", "optimizer_operator", "operator"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out
+    assert out.stderr.strip().splitlines() == [
+        "error: LLMOPT_API_CONNECTIONS: expected a whole number >= 0 (0: no limit), got 'lots'"
+    ]
