@@ -57,24 +57,41 @@ def build_configmap(
     }
 
 
-def apply_configmap(core: client.CoreV1Api, desired: dict[str, Any]) -> bool:
-    """Create or update ``desired``; returns True when something was written.
-
-    Refuses to take over a ConfigMap that another owner (or a person) created.
-    """
-    meta = desired["metadata"]
-    owner_uid = meta["ownerReferences"][0]["uid"]
+def _read(core: client.CoreV1Api, meta: dict[str, Any]) -> Any:
+    """The ConfigMap named in ``meta``, or None when there is none."""
     try:
-        current = core.read_namespaced_config_map(
+        return core.read_namespaced_config_map(
             meta["name"], meta["namespace"], _request_timeout=REQUEST_TIMEOUT
         )
     except ApiException as exc:
         if exc.status != 404:
             raise
-        core.create_namespaced_config_map(
-            meta["namespace"], desired, _request_timeout=REQUEST_TIMEOUT
-        )
-        return True
+        return None
+
+
+def apply_configmap(core: client.CoreV1Api, desired: dict[str, Any]) -> bool:
+    """Create or update ``desired``; returns True when something was written.
+
+    Refuses to take over a ConfigMap that another owner (or a person) created. When
+    another writer creates it between our read and our create (a second operator during
+    a hand-over, a person applying it), the create's 409 is answered by reading what
+    they wrote and going on from there, as if our read had come after theirs.
+    """
+    meta = desired["metadata"]
+    owner_uid = meta["ownerReferences"][0]["uid"]
+    current = _read(core, meta)
+    if current is None:
+        try:
+            core.create_namespaced_config_map(
+                meta["namespace"], desired, _request_timeout=REQUEST_TIMEOUT
+            )
+            return True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            current = _read(core, meta)
+            if current is None:  # created and deleted again meanwhile: retry afresh
+                raise
     owners = current.metadata.owner_references or []
     if not any(o.uid == owner_uid for o in owners):
         raise ConfigMapConflict(

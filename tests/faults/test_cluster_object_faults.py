@@ -1,5 +1,5 @@
 """Cluster objects changed under a running Rollout: the rendered ConfigMap deleted, and
-the LLMConfig itself deleted."""
+the LLMConfig itself deleted; and the ConfigMap created by another writer in a race."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from optimizer_operator.act.configmap import (
+    ANNOTATION_CONFIG_HASH,
+    MANAGED_BY,
+    ConfigMapConflict,
+    apply_configmap,
+)
 from optimizer_operator.api import GROUP, VERSION
 from tests.conftest import wait_for
 from tests.faults.objects import app_deployment, create_llmconfig, create_rollout
@@ -179,3 +185,73 @@ def test_the_target_deployment_deleted_under_a_gateway_split_still_promotes(
     llmc = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmconfigs", "bot")
     assert [h["source"] for h in llmc["status"]["history"]] == ["spec", "rollout/r"]
     assert "DeploymentNotFound" in _reasons(api, namespace)
+
+
+class _ReadBeforeAnotherWriter(client.CoreV1Api):
+    """The real API, except that the first read of the ConfigMap is answered as it was
+    just before another writer created it: that writer's create goes to the real API
+    server, then the read says 404. This stands in for timing only (two processes
+    cannot be made to interleave at this point on demand); every write is real."""
+
+    def __init__(self, api: client.ApiClient, theirs: dict[str, Any]) -> None:
+        super().__init__(api)
+        self.theirs: dict[str, Any] | None = theirs
+
+    def read_namespaced_config_map(self, name: str, namespace: str, **kw: Any) -> Any:
+        if self.theirs is not None:
+            client.CoreV1Api(self.api_client).create_namespaced_config_map(namespace, self.theirs)
+            self.theirs = None
+            raise client.ApiException(status=404, reason="Not Found")
+        return super().read_namespaced_config_map(name, namespace, **kw)
+
+
+def _desired(ns: str, owner_uid: str, text: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "bot-llm-config",
+            "namespace": ns,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+            "annotations": {ANNOTATION_CONFIG_HASH: text},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "LLMConfig",
+                    "name": "bot",
+                    "uid": owner_uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "data": {"variants.json": text},
+    }
+
+
+@pytest.mark.parametrize(
+    ("their_owner", "their_text", "outcome"),
+    [
+        ("uid-same", "v1", "nothing to write"),
+        ("uid-same", "v0", "updated"),
+        ("uid-other", "v1", "conflict"),
+    ],
+)
+def test_a_configmap_created_by_another_writer_between_read_and_create_is_not_an_error(
+    api: client.ApiClient, namespace: str, their_owner: str, their_text: str, outcome: str
+) -> None:
+    """Two writers of one LLMConfig (a second operator during a hand-over) both find no
+    ConfigMap and both create it: the one that loses the create reads what the other
+    wrote and carries on as if its read had come second — its own copy is left when it is
+    the same, updated when it is older, and refused when it belongs to someone else."""
+    core = _ReadBeforeAnotherWriter(api, _desired(namespace, their_owner, their_text))
+    mine = _desired(namespace, "uid-same", "v1")
+    if outcome == "conflict":
+        with pytest.raises(ConfigMapConflict, match="not owned by this LLMConfig"):
+            apply_configmap(core, mine)
+    else:
+        assert apply_configmap(core, mine) is (outcome == "updated")
+    stored = client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config", namespace)
+    assert stored.data == {"variants.json": "v1" if outcome != "conflict" else their_text}
+    assert stored.metadata.owner_references[0].uid == (
+        "uid-same" if outcome != "conflict" else "uid-other"
+    )

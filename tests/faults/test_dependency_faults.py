@@ -48,11 +48,14 @@ class BrokenPrometheus:
                 if outer.mode == "slow":
                     time.sleep(outer.delay)
                 body = b"<html><body>502 Bad Gateway</body></html>"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # "slow": the operator's client gave up first, as it should
 
             do_GET = do_POST = _answer
 
