@@ -67,11 +67,48 @@ def _binary(name: str, hint: str) -> str:
     raise ControlPlaneError(f"{name} not found at {path}; {hint}")
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LISTEN_FLOOR = 10000  # lowest port handed out: clear of the usual fixed services
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (the kernel's choice)."""
+    """A free TCP port on 127.0.0.1 for a server to listen on next.
+
+    Picked below the kernel's ephemeral range when there is room: a port from that range
+    (what ``bind(0)`` returns) can be taken as the local end of any outgoing connection
+    in the moment between this check and the server's own bind, and a test session
+    opens connections all the time. Never the same port twice in one process.
+    """
+    low = _ephemeral_low()
+    rng = secrets.SystemRandom()
+    if low - _LISTEN_FLOOR >= 1000:
+        for _ in range(100):
+            port = rng.randrange(_LISTEN_FLOOR, low)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        port = int(s.getsockname()[1])
+    _handed_out.add(port)
+    return port
 
 
 def _die_with_parent() -> None:

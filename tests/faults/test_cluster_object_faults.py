@@ -205,7 +205,16 @@ class _ReadBeforeAnotherWriter(client.CoreV1Api):
         return super().read_namespaced_config_map(name, namespace, **kw)
 
 
-def _desired(ns: str, owner_uid: str, text: str) -> dict[str, Any]:
+def _desired(ns: str, owner_uid: str | None, text: str) -> dict[str, Any]:
+    owners = [
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "LLMConfig",
+            "name": "bot",
+            "uid": owner_uid,
+            "controller": True,
+        }
+    ]
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -214,37 +223,44 @@ def _desired(ns: str, owner_uid: str, text: str) -> dict[str, Any]:
             "namespace": ns,
             "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
             "annotations": {ANNOTATION_CONFIG_HASH: text},
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "LLMConfig",
-                    "name": "bot",
-                    "uid": owner_uid,
-                    "controller": True,
-                }
-            ],
+            "ownerReferences": owners if owner_uid else [],
         },
         "data": {"variants.json": text},
     }
 
 
 @pytest.mark.parametrize(
-    ("their_owner", "their_text", "outcome"),
+    ("theirs", "their_text", "outcome"),
     [
-        ("uid-same", "v1", "nothing to write"),
-        ("uid-same", "v0", "updated"),
-        ("uid-other", "v1", "conflict"),
+        ("same LLMConfig", "v1", "nothing to write"),
+        ("same LLMConfig", "v0", "updated"),
+        ("a person", "v1", "conflict"),
     ],
 )
 def test_a_configmap_created_by_another_writer_between_read_and_create_is_not_an_error(
-    api: client.ApiClient, namespace: str, their_owner: str, their_text: str, outcome: str
+    api: client.ApiClient,
+    sole_operator: None,
+    namespace: str,
+    theirs: str,
+    their_text: str,
+    outcome: str,
 ) -> None:
     """Two writers of one LLMConfig (a second operator during a hand-over) both find no
     ConfigMap and both create it: the one that loses the create reads what the other
     wrote and carries on as if its read had come second — its own copy is left when it is
-    the same, updated when it is older, and refused when it belongs to someone else."""
-    core = _ReadBeforeAnotherWriter(api, _desired(namespace, their_owner, their_text))
-    mine = _desired(namespace, "uid-same", "v1")
+    the same, updated when it is older, and refused when it is not the LLMConfig's (a
+    person's). The owner is a real LLMConfig (the garbage collector removes ConfigMaps
+    of owners that do not exist); the session's operator is stopped so that it does not
+    render that LLMConfig itself."""
+    custom = client.CustomObjectsApi(api)
+    create_llmconfig(custom, namespace, "bot", {"provider": "simulator", "model": "sim-medium"})
+    uid = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmconfigs", "bot")[
+        "metadata"
+    ]["uid"]
+    core = _ReadBeforeAnotherWriter(
+        api, _desired(namespace, uid if theirs == "same LLMConfig" else None, their_text)
+    )
+    mine = _desired(namespace, uid, "v1")
     if outcome == "conflict":
         with pytest.raises(ConfigMapConflict, match="not owned by this LLMConfig"):
             apply_configmap(core, mine)
@@ -252,6 +268,5 @@ def test_a_configmap_created_by_another_writer_between_read_and_create_is_not_an
         assert apply_configmap(core, mine) is (outcome == "updated")
     stored = client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config", namespace)
     assert stored.data == {"variants.json": "v1" if outcome != "conflict" else their_text}
-    assert stored.metadata.owner_references[0].uid == (
-        "uid-same" if outcome != "conflict" else "uid-other"
-    )
+    owners = [o.uid for o in stored.metadata.owner_references or []]
+    assert owners == ([uid] if outcome != "conflict" else [])

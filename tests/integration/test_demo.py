@@ -64,11 +64,19 @@ def test_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
     proc = _demo(tmp_path)
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
+    seen: list[str] = []
     for line in proc.stdout:
+        seen.append(line)
         if "driving load" in line or time.monotonic() > deadline:
             break
     running = _leftovers("llmopt-demo-")
-    assert any("optimizer_operator operator" in c for c in running), running
+    if not any("optimizer_operator operator" in c for c in running):
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        raise AssertionError(
+            f"no demo operator running after the demo printed:\n{''.join(seen)}{rest}"
+            f"\n(exit {proc.returncode}; running: {running})"
+        )
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, rest[-3000:]

@@ -1,14 +1,21 @@
-"""The CLI's offline commands and the harness's refusal of foreign clusters."""
+"""The CLI's offline commands, the harness's refusal of foreign clusters, and the ports
+it gives its servers."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 import yaml
 
 from optimizer_operator.cli import main
-from optimizer_operator.localcluster import ControlPlaneError, assert_local_context
+from optimizer_operator.localcluster import (
+    ControlPlaneError,
+    _ephemeral_low,
+    assert_local_context,
+    free_port,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,3 +76,26 @@ def test_harness_refuses_other_clusters(tmp_path: Path, context: str, server: st
 
 def test_harness_accepts_the_local_cluster(tmp_path: Path) -> None:
     assert_local_context(_kubeconfig(tmp_path, "llm-optimizer-local", "https://127.0.0.1:41234"))
+
+
+def test_servers_get_ports_outgoing_connections_cannot_take_and_never_the_same_twice() -> None:
+    """The harness's servers listen below the kernel's ephemeral range, so no outgoing
+    connection of a busy test session can take a port between its choice and the bind."""
+    low = _ephemeral_low()
+    if low < 11000:
+        pytest.skip(f"this machine's ephemeral ports start at {low}: no room below them")
+    listeners = []
+    try:
+        ports = []
+        for _ in range(50):
+            port = free_port()
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", port))  # free when handed out
+            s.listen()
+            listeners.append(s)
+            ports.append(port)
+        assert all(10000 <= p < low for p in ports), ports
+        assert len(set(ports)) == len(ports)
+    finally:
+        for s in listeners:
+            s.close()
