@@ -79,13 +79,15 @@ def _ephemeral_low() -> int:
         return 0
 
 
-def _bindable(port: int) -> bool:
+def _bind(port: int) -> int | None:
+    """Bind 127.0.0.1:``port`` (0: the kernel's choice) and let go: the port, or None
+    when it is taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
-            return False
-    return True
+            return None
+        return int(s.getsockname()[1])
 
 
 def free_port() -> int:
@@ -98,15 +100,11 @@ def free_port() -> int:
     """
     low = _ephemeral_low()
     rng = secrets.SystemRandom()
-    if low - _LISTEN_FLOOR >= 1000:
-        for _ in range(100):
-            port = rng.randrange(_LISTEN_FLOOR, low)
-            if port not in _handed_out and _bindable(port):
-                _handed_out.add(port)
-                return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    tries = 100 if low - _LISTEN_FLOOR >= 1000 else 0
+    candidates = (rng.randrange(_LISTEN_FLOOR, low) for _ in range(tries))
+    port = next((p for p in candidates if p not in _handed_out and _bind(p)), None) or _bind(0)
+    if port is None:
+        raise ControlPlaneError("no TCP port can be bound on 127.0.0.1")
     _handed_out.add(port)
     return port
 
