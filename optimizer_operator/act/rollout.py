@@ -279,15 +279,11 @@ def reconcile_rollout(
             canary=status.canary_variant or canary_variant_id(spec.candidate.config_hash()),
         )
 
-    def watch() -> list[TriggerResult] | None:
+    def watch(since: float) -> list[TriggerResult] | None:
         if source is None:
             raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
         return check_triggers(
-            spec.analysis.rollback_triggers,
-            parse_duration(spec.analysis.window),
-            spec.analysis.min_sample_size,
-            source,
-            variants(),
+            spec.analysis.rollback_triggers, spec.analysis, source, variants(), since
         )
 
     def decide_ab(since: float) -> ABOutcome | None:
@@ -468,15 +464,15 @@ def _bandit_arms(
 
     critical = [t for t in spec.analysis.rollback_triggers if t.severity == "critical"]
 
-    def guard(arm: str) -> list[TriggerResult] | None:
+    def guard(arm: str, since: float) -> list[TriggerResult] | None:
         if source is None:
             raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
         return check_triggers(
             critical,
-            parse_duration(spec.analysis.window),
-            spec.analysis.min_sample_size,
+            spec.analysis,
             source,
             Variants(llm_config=v.llm_config, namespace=v.namespace, stable=v.stable, canary=arm),
+            since,
         )
 
     return BanditArms(configs, rewards, direction, guard if critical else None)

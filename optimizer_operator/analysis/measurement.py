@@ -6,6 +6,7 @@ Metric queries go through a :class:`MetricSource`; any missing number raises
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..api.common import parse_decimal, parse_duration
@@ -19,9 +20,12 @@ from ..observe.prometheus import (
     render,
 )
 from .bandit import ArmReward
+from .bounds import BoundEvidence, bound_evidence
 from .canary import (
+    Classification,
     Direction,
     MetricResult,
+    MetricVerdict,
     Verdict,
     combine,
     compare_two_sided,
@@ -29,8 +33,8 @@ from .canary import (
     relative_effect,
     sequential_mean,
     sequential_rate,
-    threshold_check,
 )
+from .confidence import Side
 
 DEFAULT_METRICS = [
     AnalysisMetric(name="error_rate", comparison="sequential"),
@@ -153,21 +157,48 @@ def measure(
                 )
             )
         if metric.threshold is not None and metric.comparison != "sequential":
-            value = source.value(q(template, variants.canary, _fmt(window)))
-            results.append(
-                threshold_check(
-                    f"{metric.name}_threshold",
-                    value,
-                    minimum=float(parse_decimal(metric.threshold.min))
-                    if metric.threshold.min
-                    else None,
-                    maximum=float(parse_decimal(metric.threshold.max))
-                    if metric.threshold.max
-                    else None,
-                    dry_run=metric.dry_run,
-                )
-            )
+            results.append(_threshold(metric, analysis, source, variants, since_seconds))
     return Measurement(results, combine(results))
+
+
+def _threshold(
+    metric: AnalysisMetric,
+    analysis: Analysis,
+    source: MetricSource,
+    variants: Variants,
+    since_seconds: float,
+) -> MetricResult:
+    """An analysis metric's absolute bounds, decided as rollback triggers' are: Fail when
+    the candidate confidently breaks one, Pass when it confidently meets all, NoData (the
+    measurement is inconclusive, so the step keeps collecting) in between."""
+    assert metric.threshold is not None
+    whole, steps = _evidence_queries(analysis, source, variants, since_seconds)
+    evidence = [
+        bound_evidence(
+            metric.name, metric.query, side, value, analysis.bounds.alphas(), whole, source, steps
+        )
+        for side, value in _sides(metric.threshold.min, metric.threshold.max)
+    ]
+    states = {e.state for e in evidence}
+    verdict: MetricVerdict = (
+        "Fail" if "violated" in states else "NoData" if "undecided" in states else "Pass"
+    )
+    classification: Classification = "NoData" if verdict == "NoData" else "Pass"
+    if verdict == "Fail":
+        classification = (
+            "Low" if any(e.state == "violated" and e.side == "min" for e in evidence) else "High"
+        )
+    return MetricResult(
+        f"{metric.name}_threshold",
+        evidence[0].estimate if evidence else None,
+        None,
+        None,
+        None,
+        classification,
+        verdict,
+        "; ".join(e.describe() for e in evidence),
+        metric.dry_run,
+    )
 
 
 def _tolerance(metric: AnalysisMetric, direction: Direction) -> float:
@@ -181,7 +212,9 @@ def _tolerance(metric: AnalysisMetric, direction: Direction) -> float:
 
 @dataclass(frozen=True)
 class TriggerResult:
-    """One rollback trigger at one check."""
+    """One rollback trigger at one check. ``breached``: confidently on the wrong side of an
+    absolute bound, or past a relative one; ``decided`` is False while the evidence on an
+    absolute bound leaves it open (neither breached nor confidently within)."""
 
     name: str
     severity: str
@@ -189,55 +222,106 @@ class TriggerResult:
     canary: float
     stable: float | None
     reason: str
+    decided: bool = True
+    evidence: tuple[BoundEvidence, ...] = ()
+
+    @property
+    def bounded(self) -> bool:
+        """True when the trigger has an absolute bound (min or max)."""
+        return bool(self.evidence)
 
 
 def _bound(value: str | None) -> float | None:
     return None if value is None else float(parse_decimal(value))
 
 
+def _sides(minimum: str | None, maximum: str | None) -> list[tuple[Side, float]]:
+    """The absolute bounds given, as (side, value)."""
+    out: list[tuple[Side, float]] = []
+    if minimum is not None:
+        out.append(("min", float(parse_decimal(minimum))))
+    if maximum is not None:
+        out.append(("max", float(parse_decimal(maximum))))
+    return out
+
+
 def check_triggers(
     triggers: list[RollbackTrigger],
-    window_seconds: float,
-    min_sample: int,
+    analysis: Analysis,
     source: MetricSource,
     variants: Variants,
+    since_seconds: float,
 ) -> list[TriggerResult] | None:
-    """Evaluate rollback triggers over the last window; None while the canary has fewer
-    than ``min_sample`` requests in it. Missing numbers raise MetricsUnavailable."""
-    win = _fmt(window_seconds)
+    """Evaluate rollback triggers; None while the canary has fewer than minSampleSize
+    requests since its traffic began. ``min``/``max`` are decided on confidence sequences
+    over every request since then (``analysis.bounds``); ``maxIncrease``/``maxDecrease``
+    compare the last window's values with stable's. Missing numbers raise
+    MetricsUnavailable."""
+    win = _fmt(parse_duration(analysis.window))
 
     def q(template: str, variant: str) -> str:
         return variants.query(template, variant, win)
 
-    if source.value(q(REQUESTS, variants.canary)) < min_sample:
+    whole, steps = _evidence_queries(analysis, source, variants, since_seconds)
+    alphas = analysis.bounds.alphas()
+    if source.value(whole(REQUESTS)) < analysis.min_sample_size:
         return None
     out: list[TriggerResult] = []
     for t in triggers:
         template = t.query or BUILTIN.get(t.name, ("", ""))[0]
         if not template:
             raise ValueError(f"trigger {t.name} has no query and is not built in")
-        canary = source.value(q(template, variants.canary))
+        evidence = tuple(
+            bound_evidence(t.name, t.query, side, value, alphas, whole, source, steps)
+            for side, value in _sides(t.min, t.max)
+        )
+        why = [e.describe() for e in evidence if e.state == "violated"]
+        open_ = [e.describe() for e in evidence if e.state == "undecided"]
         relative = t.max_increase is not None or t.max_decrease is not None
-        stable = source.value(q(template, variants.stable)) if relative else None
-        why: list[str] = []
-        hi, lo = _bound(t.max), _bound(t.min)
-        if hi is not None and canary > hi:
-            why.append(f"{canary:.4g} > max {hi:g}")
-        if lo is not None and canary < lo:
-            why.append(f"{canary:.4g} < min {lo:g}")
-        if stable is not None:
+        canary = evidence[0].estimate if evidence else source.value(q(template, variants.canary))
+        stable = None
+        if relative:
+            recent = source.value(q(template, variants.canary))
+            stable = source.value(q(template, variants.stable))
             inc, dec = _bound(t.max_increase), _bound(t.max_decrease)
-            effect = relative_effect(canary, stable)
+            effect = relative_effect(recent, stable)
             if inc is not None and effect > inc:
                 why.append(f"{effect:+.1%} vs stable > +{inc:.0%}")
             if dec is not None and effect < -dec:
                 why.append(f"{effect:+.1%} vs stable < -{dec:.0%}")
+            canary = canary if evidence else recent
+        decided = bool(why) or not open_
+        reason = "; ".join(why or open_) or "; ".join(e.describe() for e in evidence)
         out.append(
             TriggerResult(
-                t.name, t.severity, bool(why), canary, stable, "; ".join(why) or "within bounds"
+                t.name,
+                t.severity,
+                bool(why),
+                canary,
+                stable,
+                reason or "within bounds",
+                decided,
+                evidence,
             )
         )
     return out
+
+
+def _evidence_queries(
+    analysis: Analysis, source: MetricSource, variants: Variants, since_seconds: float
+) -> tuple[Callable[[str], str], Callable[[str], list[float]]]:
+    """How bound evidence reads the candidate: a template over all its traffic so far, and
+    a rate-style template per step (a tenth of the window) since its traffic began."""
+    span = min(since_seconds, 7 * 86400)
+    step = max(parse_duration(analysis.window) / 10.0, 2.0)
+
+    def whole(template: str) -> str:
+        return variants.query(template, variants.canary, _fmt(span))
+
+    def steps(template: str) -> list[float]:
+        return source.series(variants.query(template, variants.canary, _fmt(step)), span, step)
+
+    return whole, steps
 
 
 @dataclass(frozen=True)

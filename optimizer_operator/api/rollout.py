@@ -225,6 +225,16 @@ class MetricResultStatus(ApiModel):
     dry_run: bool = False
 
 
+class BoundStatus(ApiModel):
+    """A rollback trigger's absolute bound (min/max) at the last check: the evidence and
+    how sure it is."""
+
+    trigger: str
+    severity: Literal["critical", "warning"] = "critical"
+    state: Literal["violated", "holds", "undecided"]
+    message: str = Field(default="", description="Estimate, interval, bound and sample.")
+
+
 class StepResult(ApiModel):
     """How one analysis step (or the A/B decision) ended."""
 
@@ -271,6 +281,14 @@ class RolloutStatus(ApiModel):
         default=None, ge=0, description="Canary Deployment replicas (trafficRouting replicas)."
     )
     triggers_checked_at: str | None = None
+    bounds: list[BoundStatus] = Field(
+        default_factory=list,
+        description="Rollback triggers with min/max at the last check: violated, holds or "
+        "undecided, with the evidence. A step passes only when every critical one holds.",
+    )
+    undecided_since: str | None = Field(
+        default=None, description="When the current step began waiting for a bound's evidence."
+    )
     breached_triggers: list[str] = Field(
         default_factory=list, description="Warning-severity triggers breached at the last check."
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from .common import ApiModel, DecimalString, Duration
+from .common import ApiModel, DecimalString, Duration, FieldProblem, parse_decimal
 
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")]
 PromQL = Annotated[str, StringConstraints(min_length=1, max_length=8192)]
@@ -87,6 +87,46 @@ class RollbackTrigger(ApiModel):
         return self
 
 
+class BoundDecisions(ApiModel):
+    """How absolute bounds (a trigger's min/max, a policy's constraints) are decided:
+    on a confidence sequence over every request since the candidate's traffic began,
+    valid however often it is checked. Roll back only when the candidate is confidently
+    on the wrong side, pass only when it is confidently on the right side, else collect."""
+
+    false_rollback_rate: DecimalString = Field(
+        default="0.01",
+        description="Chance of rolling back a candidate that meets the bound (the "
+        'interval level for a rollback). Default: "0.01".',
+    )
+    false_pass_rate: DecimalString = Field(
+        default="0.05",
+        description="Chance of passing a candidate that breaks the bound (the interval "
+        'level for passing an analysis step or the promotion). Default: "0.05".',
+    )
+    max_undecided: Duration = Field(
+        default="20m",
+        description="How long a step may wait for a critical bound to be decided once its "
+        "measurements are done; then the rollout ends Aborted/BoundInconclusive (stable "
+        "restored, no quarantine). Default: 20m.",
+    )
+
+    @model_validator(mode="after")
+    def _rates(self) -> BoundDecisions:
+        for name, value in (
+            ("falseRollbackRate", self.false_rollback_rate),
+            ("falsePassRate", self.false_pass_rate),
+        ):
+            if not 0 < parse_decimal(value) <= 0.5:
+                raise FieldProblem(name, f"must be above 0 and at most 0.5, got {value}")
+        return self
+
+    def alphas(self) -> tuple[float, float]:
+        """(false-rollback rate, false-pass rate) as floats."""
+        return float(parse_decimal(self.false_rollback_rate)), float(
+            parse_decimal(self.false_pass_rate)
+        )
+
+
 class Analysis(ApiModel):
     """How canary evidence is gathered and judged."""
 
@@ -106,7 +146,12 @@ class Analysis(ApiModel):
         default_factory=list,
         max_length=16,
         description="Guardrails checked every interval during the whole rollout (pauses "
-        "included), on the last window, once the canary has minSampleSize requests.",
+        "included), once the canary has minSampleSize requests: min/max on every request "
+        "since its traffic began (see bounds), maxIncrease/maxDecrease on the last window.",
+    )
+    bounds: BoundDecisions = Field(
+        default_factory=BoundDecisions,
+        description="Error rates and time limit of the decisions on absolute bounds.",
     )
 
 

@@ -25,6 +25,7 @@ from ..api.rollout import (
     ABTest,
     Bandit,
     BlueGreen,
+    BoundStatus,
     MetricResultStatus,
     RolloutSpec,
     RolloutStatus,
@@ -185,15 +186,15 @@ def progress(
     now: datetime,
     observe: Callable[[float], Measurement],
     *,
-    watch: Callable[[], list[TriggerResult] | None] | None = None,
+    watch: Callable[[float], list[TriggerResult] | None] | None = None,
     decide_ab: Callable[[float], ABOutcome | None] | None = None,
     pods_ready: Callable[[int], tuple[bool, str]] | None = None,
     bandit: BanditArms | None = None,
 ) -> Tick:
     """Advance the rollout as far as ``now`` allows.
 
-    ``observe(seconds_since_traffic)`` returns a measurement, ``watch()`` the rollback
-    triggers (None below the minimum sample), ``decide_ab(seconds)`` the A/B decision
+    ``observe(seconds_since_traffic)`` returns a measurement, ``watch(seconds_since_traffic)``
+    the rollback triggers (None below the minimum sample), ``decide_ab(seconds)`` the A/B decision
     (None before the sample); each raises MetricsUnavailable when a number is missing.
     ``pods_ready(weight)`` says whether a replica-based canary has its pods.
     """
@@ -254,6 +255,7 @@ def progress(
     if (
         (now - step_started).total_seconds() > deadline
         and s.phase != "Holding"
+        and s.undecided_since is None  # waiting for a bound's evidence has its own limit
         and not _waiting_for_person(steps, s)
     ):
         return _finish(
@@ -373,11 +375,15 @@ def progress(
         if s.measurements < step.measurements:
             tick.reason = "Analyzing"
             return tick
+        if _await_bounds(spec, s, now, tick, i):
+            return tick
         tick.events.append(
             ("Normal", "AnalysisPassed", f"step {i}: {s.measurements} measurements passed")
         )
         _record_step(s, i, measurement.verdict, now)
         _next_step(s, now)
+    if _await_bounds(spec, s, now, tick, len(steps)):
+        return tick
     return _finish(
         tick,
         "Promoted",
@@ -419,11 +425,11 @@ def _triggers(
     spec: RolloutSpec,
     s: RolloutStatus,
     now: datetime,
-    watch: Callable[[], list[TriggerResult] | None],
+    watch: Callable[[float], list[TriggerResult] | None],
     tick: Tick,
 ) -> bool:
     """Check rollback triggers once per interval while the candidate sees traffic;
-    True when a critical one rolled the rollout back."""
+    True when a critical one rolled the rollout back (only on confident evidence)."""
     if not spec.analysis.rollback_triggers:
         return False
     if not (s.canary_weight or s.mirror_percent):
@@ -432,12 +438,28 @@ def _triggers(
     if last is not None and (now - last).total_seconds() < parse_duration(spec.analysis.interval):
         return False
     s.triggers_checked_at = _ts(now)
+    since = (now - (_parse(s.started_at) or now)).total_seconds()
     try:
-        results = watch()
-    except MetricsUnavailable:
-        return False  # no number, no verdict: analysis steps hold, triggers just wait
-    if results is None:
+        results = watch(since)
+    except MetricsUnavailable as exc:
+        # No number, no verdict: analysis steps hold, triggers wait, bounds stay open.
+        _bounds_open(spec, s, f"no evidence: {exc}")
         return False
+    if results is None:
+        _bounds_open(
+            spec, s, f"fewer than {spec.analysis.min_sample_size} candidate requests so far"
+        )
+        return False
+    s.bounds = [
+        BoundStatus(
+            trigger=r.name,
+            severity=r.severity,
+            state="violated" if r.breached else "holds" if r.decided else "undecided",
+            message=r.reason,
+        )
+        for r in results
+        if r.bounded
+    ]
     critical = [r for r in results if r.breached and r.severity == "critical"]
     if critical:
         why = "; ".join(f"{r.name}: {r.reason}" for r in critical)
@@ -456,6 +478,65 @@ def _triggers(
             tick.events.append(("Warning", "TriggerWarning", f"{r.name}: {r.reason}"))
     s.breached_triggers = [r.name for r in warned]
     return False
+
+
+def _gating(spec: RolloutSpec) -> list[str]:
+    """Critical triggers with an absolute bound: a step passes only when each holds."""
+    return [
+        t.name
+        for t in spec.analysis.rollback_triggers
+        if t.severity == "critical" and (t.min is not None or t.max is not None)
+    ]
+
+
+def _bounds_open(spec: RolloutSpec, s: RolloutStatus, why: str) -> None:
+    """The last check gave no evidence: every bound is open again (a pass needs fresh
+    evidence, never an old reading)."""
+    by_name = {t.name: t for t in spec.analysis.rollback_triggers}
+    s.bounds = [
+        BoundStatus(
+            trigger=name,
+            severity=by_name[name].severity,
+            state="undecided",
+            message=why,
+        )
+        for name in dict.fromkeys(t.name for t in spec.analysis.rollback_triggers)
+        if by_name[name].min is not None or by_name[name].max is not None
+    ]
+
+
+def _await_bounds(spec: RolloutSpec, s: RolloutStatus, now: datetime, tick: Tick, i: int) -> bool:
+    """Before a step passes (or the candidate is promoted): True while a critical bound
+    is still undecided, so the candidate keeps its current share and collects; ends the
+    rollout Aborted/BoundInconclusive after ``analysis.bounds.maxUndecided``."""
+    states = {b.trigger: b for b in s.bounds}
+    waiting = [
+        states[name].message if name in states else f"{name}: not checked yet"
+        for name in _gating(spec)
+        if name not in states or states[name].state != "holds"
+    ]
+    if not waiting:
+        s.undecided_since = None
+        return False
+    why = "; ".join(dict.fromkeys(waiting))
+    since = _parse(s.undecided_since)
+    if since is None:
+        s.undecided_since, since = _ts(now), now
+        tick.events.append(("Normal", "BoundUndecided", f"step {i}: collecting evidence ({why})"))
+    limit = spec.analysis.bounds.max_undecided
+    if (now - since).total_seconds() > parse_duration(limit):
+        _finish(
+            tick,
+            "Aborted",
+            "BoundInconclusive",
+            f"step {i}: a critical bound stayed undecided for {limit} ({why}); stable restored",
+            RestoreStable(f"bound inconclusive: {why}"),
+            "Warning",
+        )
+        return True
+    s.phase, tick.reason = "Progressing", "BoundUndecided"
+    s.message = f"step {i}: at {s.canary_weight or 0}%, collecting evidence ({why})"
+    return True
 
 
 def _ab_step(
@@ -525,7 +606,7 @@ class BanditArms:
     direction: Direction
     # Critical rollback triggers checked per arm (variant id); None while the arm has
     # fewer than minSampleSize requests. A breaking arm is dropped, not the whole rollout.
-    guard: Callable[[str], list[TriggerResult] | None] | None = None
+    guard: Callable[[str, float], list[TriggerResult] | None] | None = None
 
 
 def _bandit(
@@ -560,7 +641,7 @@ def _bandit(
             if arms.configs[arm] is None or arm in s.excluded_arms:
                 continue
             try:
-                results = arms.guard(arm)
+                results = arms.guard(arm, (now - started).total_seconds())
             except MetricsUnavailable:
                 continue  # no number, no verdict
             broken = [r for r in results or [] if r.breached and r.severity == "critical"]
@@ -662,3 +743,4 @@ def _next_step(s: RolloutStatus, now: datetime) -> None:
     # The first measurement of a step comes one interval after it begins, so the window
     # holds traffic at the new weight, not the old one.
     s.last_measured_at = _ts(now)
+    s.undecided_since = None

@@ -55,6 +55,22 @@ COUNTS: dict[str, tuple[str, str]] = {
     ),
 }
 
+# Evidence for absolute bounds (analysis.bounds), cumulative over {{window}} = the time
+# since the candidate's traffic began: per-request counts and histogram buckets, so a
+# confidence sequence sees every request rather than one window's mean.
+QUALITY_SUM = "sum(increase(llmopt_quality_score_sum{" + SELECTOR + "}[{{window}}]))"
+QUALITY_COUNTS = (
+    "sum by (evaluator) (increase(llmopt_quality_score_count{" + SELECTOR + "}[{{window}}]))"
+)
+QUALITY_BUCKETS = (
+    "sum by (le) (increase(llmopt_quality_score_bucket{" + SELECTOR + "}[{{window}}]))"
+)
+LATENCY_BUCKETS = (
+    "sum by (le) (increase(gen_ai_client_operation_duration_seconds_bucket{"
+    + SELECTOR
+    + ',error_type=""}[{{window}}]))'
+)
+
 
 class MetricsUnavailable(RuntimeError):
     """No trustworthy number could be had; the caller must hold, not decide."""
@@ -78,6 +94,8 @@ class MetricSource(Protocol):
     def series(
         self, query: str, seconds: float, step_seconds: float, end: datetime | None = None
     ) -> list[float]: ...
+
+    def vector(self, query: str) -> list[tuple[dict[str, str], float]]: ...
 
 
 @dataclass
@@ -111,6 +129,20 @@ class PrometheusSource:
         if not math.isfinite(value):
             raise MetricsUnavailable(f"no finite value for {query} (got {value})")
         return value
+
+    def vector(self, query: str) -> list[tuple[dict[str, str], float]]:
+        """Every series of an instant query (labels, value); empty when there is none.
+        A non-finite value raises MetricsUnavailable."""
+        result = self._call(
+            self._client.custom_query, query, params={"timeout": f"{self.timeout:g}s"}
+        )
+        out: list[tuple[dict[str, str], float]] = []
+        for item in result or []:
+            value = float(item["value"][1])
+            if not math.isfinite(value):
+                raise MetricsUnavailable(f"no finite value for {query} (got {value})")
+            out.append((dict(item.get("metric") or {}), value))
+        return out
 
     def series(
         self, query: str, seconds: float, step_seconds: float, end: datetime | None = None

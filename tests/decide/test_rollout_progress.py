@@ -171,10 +171,12 @@ def test_a_pause_until_promoted_is_not_cut_short_by_the_progress_deadline() -> N
     assert ticks[-1].status.phase == "Paused" and ticks[-1].reason == "PauseStep"
 
 
-def _triggers(*rounds: list[tuple[str, str, bool]] | Exception | None) -> Callable[[], object]:
+def _triggers(
+    *rounds: list[tuple[str, str, bool]] | Exception | None,
+) -> Callable[[float], object]:
     queue = list(rounds)
 
-    def watch() -> list[TriggerResult] | None:
+    def watch(since: float) -> list[TriggerResult] | None:
         item = queue.pop(0)
         if isinstance(item, Exception):
             raise item
@@ -432,7 +434,7 @@ def test_a_bandit_drops_an_arm_that_breaks_a_critical_trigger_and_never_promotes
     cost = {"v1": (4.0, 0.01, 900), "c-s": (0.1, 0.01, 900), "c-m": (0.5, 0.01, 900)}
     checked: list[str] = []
 
-    def guard(arm: str) -> list[TriggerResult] | None:
+    def guard(arm: str, since: float) -> list[TriggerResult] | None:
         checked.append(arm)
         broken = arm == "c-s"
         return [TriggerResult("quality_score", "critical", broken, 0.68, 0.9, "0.68 < min 0.8")]
@@ -474,8 +476,107 @@ def test_a_bandit_whose_every_arm_breaks_a_trigger_rolls_back() -> None:
         {"v1": None, "c-s": ModelConfig(provider="simulator", model="sim-small")},
         lambda: {"v1": ArmReward(0.9, 0.01, 900), "c-s": ArmReward(0.6, 0.01, 900)},
         "higherIsBetter",
-        lambda arm: [TriggerResult("quality_score", "critical", True, 0.6, 0.9, "low")],
+        lambda arm, since: [TriggerResult("quality_score", "critical", True, 0.6, 0.9, "low")],
     )
     tick = _walk(spec, 2, observe=_script(), bandit=arms)[-1]
     assert tick.status.phase == "RolledBack" and tick.reason == "RollbackTrigger"
     assert tick.actions == [RestoreStable("every arm broke a guardrail", quarantine=True)]
+
+
+def _bounded(state: str) -> list[TriggerResult]:
+    """A critical quality floor at one check, in the given evidence state."""
+    from optimizer_operator.analysis.bounds import BoundEvidence
+    from optimizer_operator.analysis.confidence import Interval
+
+    evidence = BoundEvidence(
+        "quality_score",
+        "min",
+        0.8,
+        0.81,
+        Interval(0.79, 0.83),
+        500.0,
+        state,  # type: ignore[arg-type]
+    )
+    return [
+        TriggerResult(
+            "quality_score",
+            "critical",
+            state == "violated",
+            0.81,
+            None,
+            evidence.describe(),
+            state != "undecided",
+            (evidence,),
+        )
+    ]
+
+
+def _bound_watch(*states: str | Exception) -> Callable[[float], list[TriggerResult] | None]:
+    queue = list(states)
+
+    def watch(since: float) -> list[TriggerResult] | None:
+        item = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(item, Exception):
+            raise item
+        return _bounded(item)
+
+    return watch
+
+
+FLOOR = {"interval": "1m", "rollbackTriggers": [{"name": "quality_score", "min": "0.8"}]}
+
+
+def test_a_step_keeps_its_small_weight_while_a_critical_bound_is_undecided() -> None:
+    spec = _spec(analysis={**FLOOR, "inconclusiveLimit": 1})
+    watch = _bound_watch("undecided", "undecided", "undecided", "undecided", "holds")
+    ticks = _walk(spec, 8, observe=_script(*["Pass"] * 8), watch=watch)
+    weights = [t.status.canary_weight for t in ticks]
+    # Step 1's two measurements pass at minutes 1-2, but the floor is open until minute 4.
+    assert weights[:4] == [10, 10, 10, 10] and 50 in weights[4:], weights
+    waiting = ticks[2]
+    assert waiting.reason == "BoundUndecided" and waiting.status.phase == "Progressing"
+    assert "not yet decided" in (waiting.status.message or "")
+    assert waiting.status.bounds[0].state == "undecided"
+    assert ("Normal", "BoundUndecided") in [(t, r) for t, r, _ in ticks[2].events]
+    assert not any(
+        isinstance(a, SetWeight) and a.weight == 50 for t in ticks[:4] for a in t.actions
+    )
+
+
+def test_a_bound_that_stays_undecided_ends_the_rollout_inconclusive_not_quarantined() -> None:
+    spec = _spec(analysis={**FLOOR, "bounds": {"maxUndecided": "3m"}})
+    ticks = _walk(spec, 10, observe=_script(*["Pass"] * 10), watch=_bound_watch("undecided"))
+    end = next(t for t in ticks if t.status.phase == "Aborted")
+    assert end.reason == "BoundInconclusive"
+    assert end.actions[-1] == RestoreStable(
+        f"bound inconclusive: {_bounded('undecided')[0].reason}", quarantine=False
+    )
+    assert all(t.status.canary_weight in (0, 10) for t in ticks)
+
+
+def test_missing_evidence_reopens_a_bound_that_held() -> None:
+    spec = _spec(analysis=FLOOR)
+    down = MetricsUnavailable("Prometheus down")
+    watch = _bound_watch("holds", down, down, down, down, down)
+    ticks = _walk(spec, 5, observe=_script(*["Pass"] * 5), watch=watch)
+    # The first check comes once the candidate has traffic (tick 1).
+    assert ticks[1].status.bounds[0].state == "holds"
+    assert ticks[-1].status.bounds[0].state == "undecided"
+    assert "Prometheus down" in ticks[-1].status.bounds[0].message
+    assert ticks[-1].status.canary_weight == 10  # never passed on an old reading
+
+
+def test_a_confident_breach_rolls_back_and_an_undecided_reading_does_not() -> None:
+    spec = _spec(steps=[{"setWeight": 20}, {"pause": {}}], analysis=FLOOR)
+    ticks = _walk(spec, 3, observe=_script(), watch=_bound_watch("undecided", "violated"))
+    # Checks begin at tick 1, once the candidate has traffic: undecided, then breached.
+    assert [t.status.phase for t in ticks] == ["Paused", "Paused", "RolledBack"]
+    assert ticks[1].status.bounds[0].state == "undecided"
+    assert "confidently breaks" in (ticks[2].status.message or "")
+
+
+def test_bound_decisions_refuse_error_rates_outside_0_to_half() -> None:
+    with pytest.raises(ValidationError, match="falsePassRate"):
+        _spec(analysis={"bounds": {"falsePassRate": "0.7"}})
+    with pytest.raises(ValidationError, match="falseRollbackRate"):
+        _spec(analysis={"bounds": {"falseRollbackRate": "0"}})

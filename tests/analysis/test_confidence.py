@@ -1,0 +1,134 @@
+"""Confidence sequences: known answers, and coverage under repeated looks by simulation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from optimizer_operator.analysis.confidence import (
+    Interval,
+    bounded_variance,
+    decide,
+    mean_interval,
+    proportion_interval,
+    radius,
+    second_moment_bound,
+    shown,
+)
+
+LOOKS = np.arange(50, 5001, 50)  # a check after every 50 requests, as a canary is checked
+
+
+def test_radius_is_the_normal_mixture_boundary_and_tightest_where_tuned() -> None:
+    alpha, at = 0.05, 400.0
+    log_inv = 2 * math.log(1 / alpha)
+    rho = at / (log_inv + math.log1p(log_inv))
+    n = 400.0
+    expected = math.sqrt((n + rho) * math.log((n + rho) / (rho * alpha**2))) / n
+    assert radius(n, alpha, at) == pytest.approx(expected, rel=1e-12)
+    # Scaled by sqrt(n), the boundary is smallest near where it was tuned.
+    scaled = {m: radius(m, alpha, at) * math.sqrt(m) for m in (50, 400, 5000)}
+    assert scaled[400] < scaled[50] and scaled[400] < scaled[5000]
+    # Wider than a fixed-sample interval (the price of looking at every interval).
+    assert radius(n, alpha, at) * math.sqrt(n) > 1.96
+    assert radius(0, alpha) == math.inf
+    with pytest.raises(ValueError):
+        radius(10, 0.0)
+
+
+def test_proportion_interval_is_the_wilson_inversion() -> None:
+    r2 = radius(1000, 0.05) ** 2
+    iv = proportion_interval(100, 1000, 0.05)
+    for p in (iv.low, iv.high):  # each end solves (p_hat - p)^2 = r^2 p (1 - p)
+        assert (0.1 - p) ** 2 == pytest.approx(r2 * p * (1 - p), rel=1e-9)
+    none_seen = proportion_interval(0, 1000, 0.05)
+    assert none_seen.low == 0.0 and none_seen.high == pytest.approx(r2 / (1 + r2))
+    assert proportion_interval(0, 0, 0.05) == Interval(0.0, 1.0)
+
+
+def test_variance_of_bounded_scores_from_buckets() -> None:
+    # Scores 0.5 and 1.0 in equal numbers, bucketed at 0.5 and 1.0: exact second moment.
+    buckets = [(0.5, 50.0), (1.0, 100.0), (math.inf, 100.0)]
+    assert second_moment_bound(buckets) == pytest.approx((0.25 + 1.0) / 2)
+    var = bounded_variance(0.75, second_moment_bound(buckets), 100)
+    assert var == pytest.approx((100 * 0.0625 + 0.25) / 101)
+    # Identical scores do not read as certainty, and never above mean x (1 - mean).
+    assert bounded_variance(0.9, 0.81, 10) > 0
+    assert bounded_variance(0.9, 1.0, 10) <= 0.9 * 0.1 + 1e-12
+    # A value above the top edge counts at the bound of the scale (1).
+    assert second_moment_bound([(0.5, 0.0), (math.inf, 10.0)]) == pytest.approx(1.0)
+
+
+def test_decide_and_the_interval_shown() -> None:
+    wide, narrow = Interval(0.78, 0.84), Interval(0.79, 0.83)
+    assert decide("min", 0.8, wide, narrow) == "undecided"
+    assert decide("min", 0.85, wide, narrow) == "violated"
+    assert decide("min", 0.79, wide, narrow) == "holds"  # touching the bound meets it
+    assert decide("max", 0.77, wide, narrow) == "violated"
+    assert decide("max", 0.83, wide, narrow) == "holds"
+    # The bound lies outside the interval shown exactly when the evidence has decided.
+    for side in ("min", "max"):
+        view = shown(side, wide, narrow)  # type: ignore[arg-type]
+        for bound in np.linspace(0.75, 0.87, 49):
+            inside = view.low < bound < view.high
+            state = decide(side, float(bound), wide, narrow)  # type: ignore[arg-type]
+            if not math.isclose(bound, view.low) and not math.isclose(bound, view.high):
+                assert inside == (state == "undecided"), (side, bound, state)
+
+
+def _miss_rate(scores: np.ndarray, truth: float, alpha: float, fixed: bool = False) -> float:
+    """Share of streams whose interval excluded the truth at any look."""
+    n = LOOKS.astype(float)
+    sums = np.cumsum(scores, axis=1)[:, LOOKS - 1]
+    squares = np.cumsum(scores**2, axis=1)[:, LOOKS - 1]
+    means = sums / n
+    var = np.maximum(squares / n - means**2, 0.0)
+    var = np.minimum((n * var + 0.25) / (n + 1), np.maximum(means * (1 - means), 1e-12))
+    if fixed:
+        half = 1.959964 * np.sqrt(var / n)
+    else:
+        half = np.sqrt(var) * np.array([radius(k, alpha) for k in n])
+    missed = np.abs(means - truth) > half
+    return float(missed.any(axis=1).mean())
+
+
+@pytest.mark.parametrize("kind", ["beta", "bernoulli"])
+def test_coverage_under_a_look_every_50_requests(kind: str) -> None:
+    """2,000 streams of 5,000 scores, checked 100 times each: the 95% sequence misses the
+    true mean at some look in at most 5% of streams (plus Monte Carlo slack), where a
+    fixed-sample 95% interval checked as often misses far more."""
+    rng = np.random.default_rng(20261202)
+    truth, streams = 0.82, 2000
+    if kind == "beta":
+        scores = rng.beta(truth * 20, (1 - truth) * 20, size=(streams, int(LOOKS[-1])))
+    else:
+        scores = (rng.random((streams, int(LOOKS[-1]))) < truth).astype(float)
+    sequence = _miss_rate(scores, truth, 0.05)
+    naive = _miss_rate(scores, truth, 0.05, fixed=True)
+    assert sequence <= 0.05 + 0.015, sequence
+    assert naive > 0.2, naive  # the failure the sequence exists to prevent
+
+
+def test_proportion_coverage_for_rare_events_under_repeated_looks() -> None:
+    rng = np.random.default_rng(7)
+    truth, streams = 0.01, 2000
+    events = (rng.random((streams, int(LOOKS[-1]))) < truth).cumsum(axis=1)[:, LOOKS - 1]
+    missed = np.zeros(streams, dtype=bool)
+    for j, n in enumerate(LOOKS):
+        lows, highs = zip(
+            *(
+                (iv.low, iv.high)
+                for iv in (proportion_interval(float(e), float(n), 0.01) for e in events[:, j])
+            ),
+            strict=True,
+        )
+        missed |= (np.array(lows) > truth) | (np.array(highs) < truth)
+    assert missed.mean() <= 0.01 + 0.01, missed.mean()
+
+
+def test_a_mean_interval_shrinks_with_the_sample() -> None:
+    a = mean_interval(0.8, 0.1, 100, 0.01)
+    b = mean_interval(0.8, 0.1, 10_000, 0.01)
+    assert a.low < b.low < 0.8 < b.high < a.high
