@@ -30,7 +30,7 @@ import optuna
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ..analysis.measurement import DEFAULT_METRICS, REQUESTS
+from ..analysis.measurement import DEFAULT_METRICS, REQUESTS, Variants, check_triggers
 from ..analysis.orient import detect_anomaly
 from ..api.common import GROUP, VERSION, parse_decimal, parse_duration
 from ..api.conditions import set_condition
@@ -506,30 +506,7 @@ class Cycle:
             and st.get("currentStepIndex") == len(steps) - 1
         )
         if at_gate and record.values is None and canary and stable:
-            try:
-                c_values = self._values(spec, spec.target_ref.name, canary, span)
-                s_values = self._values(spec, spec.target_ref.name, stable, span)
-            except MetricsUnavailable as exc:
-                self.status.state = "Collecting"
-                self.status.message = f"trial {record.number}: waiting for data ({exc})"
-                return False
-            daily = self._daily_requests(spec.target_ref.name, span)
-            self._judge(spec, record, c_values, daily)
-            gain = optimizer.improvement(spec.objectives, c_values, s_values)
-            record.score = f"{gain:.4g}"
-            threshold = float(parse_decimal(spec.budgets.min_improvement))
-            broken = [k for k, v in record.constraints.items() if float(v) > 0]
-            if broken:
-                record.reason = f"violates {', '.join(broken)}"
-                self._patch_rollout(record.rollout, {"abort": True})
-            elif gain <= threshold:
-                record.reason = f"improvement {gain:+.2%} not above {threshold:.2%}"
-                self._patch_rollout(record.rollout, {"abort": True})
-            else:
-                record.reason = f"improvement {gain:+.2%} over stable, all constraints hold"
-                self._patch_rollout(record.rollout, {"promote": True})
-            self.status.state = "Deploying"
-            return False
+            return self._gate(spec, record, st, canary, stable, span)
         if phase == "Promoted":
             if record.values is None:
                 self._measure_after(spec, record, canary, span, {})
@@ -539,6 +516,14 @@ class Cycle:
                 self._finish(record, "Complete", "Promoted", record.reason or st.get("message", ""))
             return True
         if phase in ("RolledBack", "Aborted", "Failed"):
+            if record.outcome == "Inconclusive" or _ended_inconclusive(st):
+                # Neither side of a bound was shown: told as what it is (Optuna FAIL, no
+                # verdict), never as infeasible; the config may be tried again later.
+                if record.values is None:
+                    self._measure_after(spec, record, canary, span, {})
+                why = record.reason or st.get("message") or phase
+                self._finish(record, "Failed", "Inconclusive", why)
+                return True
             if record.values is not None and record.reason:  # aborted by us at the gate
                 infeasible = any(float(v) > 0 for v in record.constraints.values())
                 self._finish(
@@ -555,6 +540,72 @@ class Cycle:
             return True
         self.status.state = "Monitoring"
         self.status.message = f"trial {record.number}: Rollout {record.rollout} is {phase}"
+        return False
+
+    def _gate(
+        self,
+        spec: OptimizationPolicySpec,
+        record: TrialRecord,
+        st: dict[str, Any],
+        canary: str,
+        stable: str,
+        span: float,
+    ) -> bool:
+        """The final gate: promote only when every per-request constraint confidently
+        holds and the weighted objectives improve enough; abort when one is confidently
+        broken (or the daily cost projection is over) or no improvement; keep collecting
+        while a bound is undecided, up to the template's ``bounds.maxUndecided``."""
+        assert record.rollout is not None
+        analysis = spec.rollout_template.analysis
+        variants = Variants(spec.target_ref.name, self.namespace, stable=stable, canary=canary)
+        try:
+            c_values = self._values(spec, spec.target_ref.name, canary, span)
+            s_values = self._values(spec, spec.target_ref.name, stable, span)
+            assert self.source is not None  # _values raised otherwise
+            bounds = check_triggers(
+                constraint_triggers(spec), analysis, self.source, variants, span
+            )
+            if bounds is None:
+                raise MetricsUnavailable(
+                    f"fewer than {analysis.min_sample_size} candidate requests"
+                )
+        except MetricsUnavailable as exc:
+            self.status.state = "Collecting"
+            self.status.message = f"trial {record.number}: waiting for data ({exc})"
+            return False
+        violated = [r.reason for r in bounds if r.breached]
+        undecided = [r.reason for r in bounds if not r.decided]
+        gate_since = _parse(st.get("stepStartedAt")) or self.now
+        limit = analysis.bounds.max_undecided
+        waited = (self.now - gate_since).total_seconds()
+        if undecided and not violated and waited <= parse_duration(limit):
+            self.status.state = "Collecting"
+            self.status.message = (
+                f"trial {record.number}: at the final gate, collecting evidence "
+                f"({'; '.join(undecided)})"
+            )
+            return False
+        daily = self._daily_requests(spec.target_ref.name, span)
+        self._judge(spec, record, c_values, daily)
+        gain = optimizer.improvement(spec.objectives, c_values, s_values)
+        record.score = f"{gain:.4g}"
+        threshold = float(parse_decimal(spec.budgets.min_improvement))
+        if float(record.constraints.get("maxDailyCostUsd", "0")) > 0:
+            violated.append("maxDailyCostUsd: projected daily cost over the limit")
+        if violated:
+            record.reason = f"violates {'; '.join(violated)}"[:1000]
+            self._patch_rollout(record.rollout, {"abort": True})
+        elif undecided:
+            record.outcome = "Inconclusive"
+            record.reason = f"undecided after {limit} at the gate: {'; '.join(undecided)}"[:1000]
+            self._patch_rollout(record.rollout, {"abort": True})
+        elif gain <= threshold:
+            record.reason = f"improvement {gain:+.2%} not above {threshold:.2%}"
+            self._patch_rollout(record.rollout, {"abort": True})
+        else:
+            record.reason = f"improvement {gain:+.2%} over stable, all constraints confidently hold"
+            self._patch_rollout(record.rollout, {"promote": True})
+        self.status.state = "Deploying"
         return False
 
     def _settle_arm(
@@ -1195,6 +1246,13 @@ class Cycle:
         self.status.best_hash = best.hash if best else None
         if changed and len(records) >= 3:  # fANOVA is not cheap: only when a trial ended
             self.status.importance = optimizer.importance(self._study(spec, stable))
+
+
+def _ended_inconclusive(rollout_status: dict[str, Any]) -> bool:
+    """The Rollout ended because a critical bound stayed undecided."""
+    return any(
+        c.get("reason") == "BoundInconclusive" for c in rollout_status.get("conditions") or []
+    )
 
 
 def constraint_triggers(spec: OptimizationPolicySpec) -> list[RollbackTrigger]:

@@ -4,8 +4,8 @@ Each built-in metric is read as the per-request data the gateway exports, cumula
 since the candidate's traffic began, and turned into two confidence sequences
 (``analysis.confidence``): one at the false-rollback level, one at the false-pass level.
 
-* ``quality_score``: the scores' sum and count, and their histogram buckets for an
-  upper bound on the variance (scores are on [0, 1]). When several evaluators score the
+* ``quality_score``: the scores' sum and count, and their histogram buckets for the
+  variance (scores are on [0, 1]; ``confidence.second_moment``). When several evaluators score the
   same requests their scores are not independent, so the sample counts as the total
   divided by the number of evaluators (never more than the distinct requests scored).
 * ``error_rate``: errors out of requests, a proportion.
@@ -43,7 +43,7 @@ from .confidence import (
     decide,
     mean_interval,
     proportion_interval,
-    second_moment_bound,
+    second_moment,
     shown,
 )
 
@@ -118,7 +118,7 @@ def _quality(
         raise MetricsUnavailable("no quality scores for the candidate yet")
     n = total / len(counts)
     mean = min(max(_one(query, source, QUALITY_SUM) / total, 0.0), 1.0)
-    moment = second_moment_bound(_buckets(query, source, QUALITY_BUCKETS))
+    moment = second_moment(_buckets(query, source, QUALITY_BUCKETS))
     sd = math.sqrt(bounded_variance(mean, moment, n))
     rollback, passing = (mean_interval(mean, sd, n, a) for a in alphas)
     return BoundEvidence(

@@ -14,7 +14,7 @@ from optimizer_operator.analysis.confidence import (
     mean_interval,
     proportion_interval,
     radius,
-    second_moment_bound,
+    second_moment,
     shown,
 )
 
@@ -49,16 +49,24 @@ def test_proportion_interval_is_the_wilson_inversion() -> None:
 
 
 def test_variance_of_bounded_scores_from_buckets() -> None:
-    # Scores 0.5 and 1.0 in equal numbers, bucketed at 0.5 and 1.0: exact second moment.
+    # Scores in [0, 0.5] and (0.5, 1], half each: taken at the midpoints 0.25 and 0.75.
     buckets = [(0.5, 50.0), (1.0, 100.0), (math.inf, 100.0)]
-    assert second_moment_bound(buckets) == pytest.approx((0.25 + 1.0) / 2)
-    var = bounded_variance(0.75, second_moment_bound(buckets), 100)
-    assert var == pytest.approx((100 * 0.0625 + 0.25) / 101)
+    assert second_moment(buckets) == pytest.approx((0.25**2 + 0.75**2) / 2)
+    # Beta scores in the gateway's 0.05-wide buckets: the true variance, overstated by
+    # about width^2 / 12 and never understated.
+    rng = np.random.default_rng(3)
+    scores = rng.beta(0.83 * 20, 0.17 * 20, 200_000)
+    edges = [round(0.05 * i, 2) for i in range(1, 21)]
+    cumulative = [(e, float((scores <= e).sum())) for e in edges] + [(math.inf, 200_000.0)]
+    var = bounded_variance(float(scores.mean()), second_moment(cumulative), 200_000)
+    assert float(scores.var()) < var < float(scores.var()) + 1.5 * 0.05**2 / 12
+    small = bounded_variance(0.75, 0.625, 100)
+    assert small == pytest.approx((100 * 0.0625 + 0.25) / 101)
     # Identical scores do not read as certainty, and never above mean x (1 - mean).
     assert bounded_variance(0.9, 0.81, 10) > 0
     assert bounded_variance(0.9, 1.0, 10) <= 0.9 * 0.1 + 1e-12
-    # A value above the top edge counts at the bound of the scale (1).
-    assert second_moment_bound([(0.5, 0.0), (math.inf, 10.0)]) == pytest.approx(1.0)
+    # Values above the top edge spread up to the end of the scale (1).
+    assert second_moment([(0.5, 0.0), (math.inf, 10.0)]) == pytest.approx(0.75**2)
 
 
 def test_decide_and_the_interval_shown() -> None:

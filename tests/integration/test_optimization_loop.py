@@ -75,6 +75,19 @@ def _bot(namespace: str, temperature: str) -> dict[str, Any]:
     }
 
 
+def custom_rollouts(api: client.ApiClient, namespace: str) -> dict[str, Any]:
+    """Each Rollout's phase, message and bound evidence, for a failure's message."""
+    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "rollouts"
+    )["items"]
+    return {
+        r["metadata"]["name"]: {
+            k: (r.get("status") or {}).get(k) for k in ("phase", "message", "bounds")
+        }
+        for r in items
+    }
+
+
 def _get(api: client.ApiClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
     obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, namespace, plural, name
@@ -189,7 +202,10 @@ async def test_the_loop_finds_a_cheaper_config_at_the_floor_within_the_daily_lim
                 break
             await asyncio.sleep(1)
         else:
-            raise AssertionError(f"not promoted and held by the daily limit: {status}")
+            rollouts = custom_rollouts(api, namespace)
+            raise AssertionError(
+                f"not promoted and held by the daily limit: {status}; rollouts: {rollouts}"
+            )
         # A few more cycles: still held, no third Rollout. Meanwhile the observation of
         # the new stable version fills, and its rolling comparison gets its samples.
         for _ in range(120):
