@@ -22,6 +22,16 @@ Three deciders see the same streams:
 The thresholds of both rules are calibrated on separate A/A runs so that their
 false-rollback rate is the closest to ours without exceeding it: detection
 times are then compared at an equal false-rollback rate.
+
+**Constraint scenarios** (bench/trial_model.py): a quality floor of 0.80 riding as a
+critical rollback trigger on a trial's canary (10% of 2,000 requests a minute for 3
+intervals, then 50% for 3), checked every interval, with the candidate's true quality
+at floor +0.01, +0.02, +0.04 (feasible) and -0.02, -0.05 (infeasible), for graded
+scores (Beta, concentration 20) and correct/incorrect labels. The operator's rule
+(confidence sequences since the canary began: roll back when confidently below, pass a
+step only when confidently above) against the point rule it replaced (the last
+window's mean against the floor at every check, as Argo Rollouts and Flagger
+thresholds do).
 Results: bench/results/canary.{md,json}.
 """
 
@@ -38,6 +48,9 @@ from typing import Any
 import numpy as np
 
 from optimizer_operator.analysis.canary import mann_whitney, sequential_mean, sequential_rate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trial_model import REQUESTS_PER_INTERVAL, TrialRun, run_trial  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HORIZON = 60
@@ -167,11 +180,56 @@ def calibrate(decide: Any, calib: list[Stream], target: float) -> tuple[float, d
     return best
 
 
+FLOOR = 0.80
+OFFSETS = (0.01, 0.02, 0.04, -0.02, -0.05)
+
+
+def constraint_scenarios(rng: np.random.Generator, runs: int) -> dict[str, Any]:
+    """Each (score kind, offset from the floor): both rules on the same number of runs."""
+    out: dict[str, Any] = {}
+    for kind in ("graded", "binary"):
+        rows: dict[str, Any] = {}
+        for offset in OFFSETS:
+            row: dict[str, Any] = {"true_quality": round(FLOOR + offset, 4)}
+            for rule in ("confident", "point"):
+                trials: list[TrialRun] = [
+                    run_trial(rng, FLOOR + offset, FLOOR, kind, rule)  # type: ignore[arg-type]
+                    for _ in range(runs)
+                ]
+                share = {
+                    o: sum(t.outcome == o for t in trials) / runs
+                    for o in ("rolled_back", "passed", "inconclusive")
+                }
+                row[rule] = {
+                    **share,
+                    "median_intervals_to_verdict": float(np.median([t.intervals for t in trials])),
+                    "canary_requests_per_run": float(np.mean([t.requests for t in trials])),
+                }
+            if offset < 0:
+                row["below_floor_requests_ratio"] = (
+                    row["confident"]["canary_requests_per_run"]
+                    / row["point"]["canary_requests_per_run"]
+                )
+            rows[f"{offset:+.2f}"] = row
+        infeasible = [r for r in rows.values() if r["true_quality"] < FLOOR]
+        out[kind] = {
+            "scenarios": rows,
+            "below_floor_requests_ratio_total": sum(
+                r["confident"]["canary_requests_per_run"] for r in infeasible
+            )
+            / sum(r["point"]["canary_requests_per_run"] for r in infeasible),
+        }
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--aa-runs", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=200, help="runs per regression")
     parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument(
+        "--constraint-runs", type=int, default=2000, help="runs per constraint scenario"
+    )
     args = parser.parse_args()
     started = time.time()
     rng = np.random.default_rng(args.seed)
@@ -214,6 +272,14 @@ def main() -> int:
         )
 
     ratio = float(np.median(pooled["ours"]) / np.median(pooled["argo"]))
+    constraints = constraint_scenarios(np.random.default_rng(args.seed + 1), args.constraint_runs)
+    for kind, block in constraints.items():
+        for name, row in block["scenarios"].items():
+            print(
+                f"floor {name} ({kind}): rolled back ours {row['confident']['rolled_back']:.1%}"
+                f" / point {row['point']['rolled_back']:.1%}",
+                flush=True,
+            )
     report = {
         "false_rollback_rate": ours_fp,
         "argo_false_rollback_rate": argo_fp,
@@ -225,6 +291,16 @@ def main() -> int:
             np.median(pooled["ours"]) / np.median(pooled["flagger"])
         ),
         "detection": detection,
+        "constraints": constraints,
+        "constraint_setup": {
+            "floor": FLOOR,
+            "requests_per_interval_at_full_traffic": REQUESTS_PER_INTERVAL,
+            "steps": "10% for 3 intervals, 50% for 3, then the gate",
+            "false_rollback_rate": 0.01,
+            "false_pass_rate": 0.05,
+            "max_undecided_intervals": 20,
+            "runs_per_scenario": args.constraint_runs,
+        },
         "calibration": {
             "argo_quantile": argo_q,
             "argo_thresholds": argo_th,
@@ -289,7 +365,64 @@ def render(r: dict[str, Any]) -> str:
         f"Target false-rollback rate <= 1%: ours **{r['false_rollback_rate']:.2%}**.",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _render_constraints(r))
+
+
+def _render_constraints(r: dict[str, Any]) -> list[str]:
+    c = r["constraint_setup"]
+    lines = [
+        "## Constraint decisions near a quality floor",
+        "",
+        f"A floor of {c['floor']} as a critical rollback trigger on a trial's canary "
+        f"({c['steps']}; {c['requests_per_interval_at_full_traffic']:,} requests per one-minute "
+        f"interval at full traffic), checked every interval; {c['runs_per_scenario']:,} runs "
+        "per row. **confident**: the operator's rule (confidence sequences on every score "
+        f"since the canary began; false-rollback rate {c['false_rollback_rate']}, false-pass "
+        f"rate {c['false_pass_rate']}; a step waits at its weight while undecided, "
+        f"Inconclusive after {c['max_undecided_intervals']} intervals). **point**: the rule "
+        "it replaced (the last 5-minute window's mean against the floor at every check, as "
+        "Argo Rollouts and Flagger thresholds compare).",
+        "",
+    ]
+    titles = {
+        "graded": "Graded scores (Beta around the true mean, sd about 0.09: judge-style)",
+        "binary": "Correct / incorrect labels (ground truth)",
+    }
+    for kind, block in r["constraints"].items():
+        lines += [
+            f"### {titles[kind]}",
+            "",
+            "| true quality | rule | rolled back | passed | inconclusive | median intervals to "
+            "verdict | canary requests per run |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in block["scenarios"].values():
+            for rule in ("confident", "point"):
+                v = row[rule]
+                lines.append(
+                    f"| {row['true_quality']:.2f} | {rule} | {v['rolled_back']:.1%} | "
+                    f"{v['passed']:.1%} | {v['inconclusive']:.1%} | "
+                    f"{v['median_intervals_to_verdict']:.0f} | {v['canary_requests_per_run']:,.0f} |"
+                )
+        ratios = ", ".join(
+            f"{row['true_quality']:.2f}: {row['below_floor_requests_ratio']:.2f}x"
+            for row in block["scenarios"].values()
+            if "below_floor_requests_ratio" in row
+        )
+        worst = max(
+            row["confident"]["rolled_back"]
+            for row in block["scenarios"].values()
+            if row["true_quality"] >= c["floor"]
+        )
+        lines += [
+            "",
+            f"Feasible configs rolled back, worst row: confident **{worst:.2%}** (target <= 1%). "
+            "Canary requests served to infeasible configs, confident / point: "
+            f"{ratios}; all infeasible rows together "
+            f"**{block['below_floor_requests_ratio_total']:.2f}x** (target <= 1.5x).",
+            "",
+        ]
+    return lines
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ Two environments with an exact oracle:
   question at the list prices in the data README. Tokens are approximated as
   characters / 4 (prompt and answer) — documented, not a tokenizer.
 
-Each trial "measures" its config with noise (quality +-0.01, cost +-2%: what a
-canary window gives). Methods, on the same noise seeds:
+Each request a canary serves has its own quality score (bench/trial_model.py): graded
+scores in the simulator (Beta around the true quality, the simulator's own model),
+correct/incorrect in the replay (a question answered right or wrong); 2,000 requests a
+minute at full traffic; cost within +-2%. Methods, on the same seeds:
 
 * ``ours``: the operator's decide code — ``optimizer.build_study``/``ask``
   (multi-objective TPE, constraints via ``set_constraint``, warm start from
@@ -72,14 +74,17 @@ from optimizer_operator.api.policy import OptimizationPolicySpec, TrialRecord  #
 from optimizer_operator.decide import optimizer, predictor  # noqa: E402
 from optimizer_operator.providers.simulator import load_fleet  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from trial_model import REQUESTS_PER_INTERVAL, STEPS, Kind, Rule, run_trial, scores  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "gsm8k_responses.csv"
 CHECKPOINTS = (10, 20, 40)
 # Canary traffic of one trial in weight x intervals, for the operator's default trial
-# steps (10% for 3 intervals, 50% for 3): a full trial serves 1.8, its first check 0.1.
-FIRST_STEP = 0.1
-INTERVAL_SHARES = (FIRST_STEP,) * 3 + (0.5,) * 3
-FULL_TRIAL = sum(INTERVAL_SHARES)
+# steps (10% for 3 intervals, 50% for 3): a full trial serves 1.8.
+FIRST_STEP = STEPS[0][0]
+FULL_TRIAL = sum(w * n for w, n in STEPS)
+FULL_TRIAL_REQUESTS = round(sum(w * n for w, n in STEPS) * REQUESTS_PER_INTERVAL)
 
 
 @dataclass
@@ -92,6 +97,7 @@ class Env:
     oracle_cost: float
     oracle: dict[str, str]
     price_of: Callable[[str], float | None]  # model key -> list price (the catalog)
+    kind: Kind = "graded"  # per-request quality scores: graded, or correct/incorrect
 
 
 def _spec(models: list[str], params: list[dict[str, Any]], floor: float) -> OptimizationPolicySpec:
@@ -160,7 +166,17 @@ def simulator_env() -> Env:
         return float(p.input_per_mtok + p.output_per_mtok)
 
     return _finish_env(
-        "simulator", models, params, floor, truth, grid, "sim-medium", "0.7", "1024", price_of
+        "simulator",
+        models,
+        params,
+        floor,
+        truth,
+        grid,
+        "sim-medium",
+        "0.7",
+        "1024",
+        price_of,
+        "graded",
     )
 
 
@@ -202,7 +218,9 @@ def replay_env(path: Path) -> Env:
         pin, pout = data[key.split("/")[1]]["price"]
         return float(pin + pout)
 
-    return _finish_env("replay", models, params, floor, truth, grid, cheap, None, "768", price_of)
+    return _finish_env(
+        "replay", models, params, floor, truth, grid, cheap, None, "768", price_of, "binary"
+    )
 
 
 def _finish_env(
@@ -216,6 +234,7 @@ def _finish_env(
     stable_temp: str | None,
     stable_tokens: str,
     price_of: Callable[[str], float | None],
+    kind: Kind,
 ) -> Env:
     feasible = [(truth(p)[1], p) for p in grid if truth(p)[0] >= floor]
     oracle_cost, oracle = min(feasible, key=lambda x: x[0])
@@ -226,13 +245,24 @@ def _finish_env(
         {"provider": "simulator", "model": stable_model, "parameters": parameters}
     )
     return Env(
-        name, _spec(models, params, floor), stable, truth, floor, oracle_cost, oracle, price_of
+        name,
+        _spec(models, params, floor),
+        stable,
+        truth,
+        floor,
+        oracle_cost,
+        oracle,
+        price_of,
+        kind,
     )
 
 
 def _measure(env: Env, params: dict[str, str], rng: np.random.Generator) -> tuple[float, float]:
+    """A whole trial's measurement: the mean of its requests' quality scores (a full
+    trial's worth), and its cost per request within +-2%."""
     quality, cost = env.truth(params)
-    return quality + rng.normal(0, 0.01), cost * (1 + rng.normal(0, 0.02))
+    measured = float(scores(rng, quality, FULL_TRIAL_REQUESTS, env.kind).mean())
+    return measured, cost * (1 + rng.normal(0, 0.02))
 
 
 @dataclass
@@ -241,6 +271,9 @@ class Run:
     served: float  # canary traffic units
     violating: float
     rollouts: list[int]  # Rollouts (canaries on live traffic) run so far, per trial
+    feasible_rolled_back: int = 0  # trial Rollouts of truly feasible configs rolled back
+    feasible_rollouts: int = 0  # trial Rollouts of truly feasible configs
+    inconclusive: int = 0  # trial Rollouts that ended Inconclusive
 
 
 def _track(env: Env, judged: list[tuple[dict[str, str], float, float]]) -> float | None:
@@ -254,7 +287,7 @@ def _track(env: Env, judged: list[tuple[dict[str, str], float, float]]) -> float
     return cost if quality >= env.floor else None
 
 
-def run_ours(env: Env, seed: int, trials: int) -> Run:
+def run_ours(env: Env, seed: int, trials: int, rule: Rule = "confident") -> Run:
     rng = np.random.default_rng(seed)
     spec = env.spec.model_copy(
         update={"sampler": env.spec.sampler.model_copy(update={"seed": seed})}
@@ -263,7 +296,7 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
     judged: list[tuple[dict[str, str], float, float]] = []
     best: list[float | None] = []
     served = violating = 0.0
-    canaries = 0
+    canaries = feasible_rollouts = feasible_rolled_back = inconclusive = 0
     per_trial: list[int] = []
 
     def done() -> None:
@@ -318,30 +351,48 @@ def run_ours(env: Env, seed: int, trials: int) -> Run:
             records.append(_record(n, params, q_pred.mean, c_pred, env.floor))
             done()
             continue
-        quality, cost = _measure(env, params, rng)
+        cost = _measure(env, params, rng)[1]
         # The first canary step is smaller for a risky or uncertain config, as the operator
         # makes it (a quarter at an even chance of breaking the floor, half at low
         # confidence), and the policy's constraints ride on every trial Rollout as critical
-        # rollback triggers, checked at every analysis interval: a candidate measured below
-        # the floor at any check is rolled back there, having served the shares so far.
+        # rollback triggers, checked at every analysis interval on the requests so far
+        # (trial_model: the operator's confidence sequences, or the point rule before).
         chance = predictor.violation_chance(forecast, {"quality_score": (env.floor, False)})
         first = FIRST_STEP / first_weight_divisor(forecast.confidence, chance)
-        traffic = 0.0
-        for share in (first, *INTERVAL_SHARES[1:]):
-            traffic += share
-            check = _measure(env, params, rng)[0]
-            if check < env.floor:
-                quality = check  # rolled back: told to the study as infeasible
-                break
+        truly = env.truth(params)[0]
+        trial = run_trial(rng, truly, env.floor, env.kind, rule, first_weight=first)
         canaries += 1
-        served += traffic
-        violating += traffic * (env.truth(params)[0] < env.floor)
+        served += trial.share_intervals
+        violating += trial.share_intervals * (truly < env.floor)
+        if truly >= env.floor:
+            feasible_rollouts += 1
+            feasible_rolled_back += trial.outcome == "rolled_back"
+        if trial.outcome == "inconclusive":
+            # Neither side shown: told as what it is (Optuna FAIL), as the operator does.
+            inconclusive += 1
+            study.tell(proposal.trial, state=optuna.trial.TrialState.FAIL)
+            records.append(
+                _record(n, params, trial.quality, cost, env.floor).model_copy(
+                    update={"state": "Failed", "outcome": "Inconclusive"}
+                )
+            )
+            done()
+            continue
+        quality = trial.quality
         proposal.trial.set_constraint("minQuality", env.floor - quality)
         study.tell(proposal.trial, [cost, quality])
         records.append(_record(n, params, quality, cost, env.floor))
         judged.append((params, quality, cost))
         done()
-    return Run(best, served, violating, per_trial)
+    return Run(
+        best,
+        served,
+        violating,
+        per_trial,
+        feasible_rolled_back,
+        feasible_rollouts,
+        inconclusive,
+    )
 
 
 def _record(
@@ -419,9 +470,13 @@ def bench(env: Env, seeds: int, trials: int) -> dict[str, Any]:
         "floor": env.floor,
         "methods": {},
     }
-    for method in ("ours", "random", "tpe_scalar"):
+    for method in ("ours", "ours_point_rule", "random", "tpe_scalar"):
         runs = [
-            run_ours(env, s, trials) if method == "ours" else run_baseline(env, s, trials, method)
+            run_ours(env, s, trials)
+            if method == "ours"
+            else run_ours(env, s, trials, rule="point")
+            if method == "ours_point_rule"
+            else run_baseline(env, s, trials, method)
             for s in range(seeds)
         ]
         firsts = [_first_within(r, env.oracle_cost) for r in runs]
@@ -445,6 +500,9 @@ def bench(env: Env, seeds: int, trials: int) -> dict[str, Any]:
             },
             "violating_traffic_share": sum(r.violating for r in runs) / served if served else 0.0,
             "canary_traffic_per_run": served / len(runs),
+            "feasible_rollouts_rolled_back": sum(r.feasible_rolled_back for r in runs),
+            "feasible_rollouts": sum(r.feasible_rollouts for r in runs),
+            "inconclusive_rollouts": sum(r.inconclusive for r in runs),
         }
     return out
 
@@ -454,6 +512,13 @@ def _fmt_gap(g: dict[str, Any]) -> str:
         return "none found" if not math.isfinite(x) else f"{x:+.1%}"
 
     return f"{f(g['median'])} [{f(g['iqr'][0])}, {f(g['iqr'][1])}]"
+
+
+def _rolled_back(v: dict[str, Any]) -> str:
+    if not v["feasible_rollouts"]:
+        return "-"
+    share = v["feasible_rollouts_rolled_back"] / v["feasible_rollouts"]
+    return f"{v['feasible_rollouts_rolled_back']}/{v['feasible_rollouts']} ({share:.1%})"
 
 
 def _finite(x: Any) -> Any:
@@ -516,10 +581,11 @@ def main() -> int:
             "| method | trials to within 5% (median; >N = not reached) | of which Rollouts "
             "| not reached | "
             + " | ".join(f"cost gap after {n}" for n in CHECKPOINTS if n <= args.trials)
-            + " | canary traffic on violating configs | canary traffic per run |",
+            + " | canary traffic on violating configs | canary traffic per run "
+            "| feasible Rollouts rolled back | Rollouts inconclusive |",
             "|---|---|---|---|"
             + "---|" * len([n for n in CHECKPOINTS if n <= args.trials])
-            + "---|---|",
+            + "---|---|---|---|",
         ]
         for method, v in r["methods"].items():
             lines.append(
@@ -529,7 +595,9 @@ def main() -> int:
                 + " | ".join(
                     _fmt_gap(v["gap_after"][str(n)]) for n in CHECKPOINTS if n <= args.trials
                 )
-                + f" | {v['violating_traffic_share']:.1%} | {v['canary_traffic_per_run']:.1f} |"
+                + f" | {v['violating_traffic_share']:.1%} | {v['canary_traffic_per_run']:.1f} | "
+                + _rolled_back(v)
+                + f" | {v['inconclusive_rollouts']} |"
             )
         lines.append("")
     (RESULTS / "optimizer.md").write_text("\n".join(lines))

@@ -6,11 +6,13 @@ time). A confidence sequence covers the true mean at *all* sample sizes at once 
 probability at least 1 - alpha, so a decision may be taken the first time the interval
 clears a bound.
 
-The boundary is the two-sided normal mixture of Robbins (1970), in the form of Howard,
-Ramdas, McAuliffe and Sekhon ("Time-uniform, nonparametric, nonasymptotic confidence
-sequences", 2021): for a sum of n unit-variance steps, |S_n| stays below
-sqrt((n + rho) log((n + rho) / (rho alpha^2))) at every n with probability 1 - alpha.
-The mixing constant rho makes the boundary tightest near ``tightest_at`` requests.
+Each decision is one-sided (roll back when the candidate is confidently below a floor;
+pass when it is confidently above), so each end of an interval here is a one-sided
+bound: the normal-mixture boundary of Robbins (1970) with half-normal mixing, in the
+form of Howard, Ramdas, McAuliffe and Sekhon ("Time-uniform, nonparametric,
+nonasymptotic confidence sequences", 2021): a sum of n unit-variance steps stays below
+the boundary at every n with probability 1 - alpha. The mixing constant rho makes it
+tightest near ``tightest_at`` requests.
 With the variance estimated from the data (plugged in, as in Waudby-Smith et al.,
 "Time-uniform central limit theory and asymptotic confidence sequences", 2024) the
 coverage is asymptotic; ``tests/analysis/test_confidence.py`` measures it by
@@ -45,27 +47,54 @@ class Interval:
 
 
 def _rho(alpha: float, tightest_at: float) -> float:
-    """The mixing constant that makes the boundary tightest at ``tightest_at`` steps."""
+    """The mixing precision that makes the boundary tightest near ``tightest_at`` steps
+    (Howard et al.'s rule for the normal mixture)."""
     log_inv = 2.0 * math.log(1.0 / alpha)
     return tightest_at / (log_inv + math.log1p(log_inv))
 
 
+def _log_normal_cdf(x: float) -> float:
+    return math.log(0.5 * math.erfc(-x / math.sqrt(2.0)))
+
+
 def radius(n: float, alpha: float, tightest_at: float = TIGHTEST_AT) -> float:
-    """Half-width of the level 1 - ``alpha`` confidence sequence for a mean of ``n``
-    unit-variance observations (multiply by the standard deviation)."""
+    """How far a mean of ``n`` unit-variance observations may stray above (or, by
+    symmetry, below) the truth at any n, with probability at most ``alpha`` over all n:
+    the one-sided normal mixture (half-normal mixing over the drift, Howard et al. 2021,
+    eq. 14, solved exactly). Multiply by the standard deviation."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if n <= 0:
         return math.inf
     rho = _rho(alpha, tightest_at)
-    return math.sqrt((n + rho) * math.log((n + rho) / (rho * alpha * alpha))) / n
+    v = n + rho
+    # The mixture martingale at S = x sqrt(v) is 2 sqrt(rho / v) exp(x^2 / 2) Phi(x),
+    # increasing in x >= 0; the boundary is where it reaches 1 / alpha (Ville).
+    target = math.log(1.0 / alpha) - math.log(2.0) - 0.5 * math.log(rho / v)
+
+    def excess(x: float) -> float:
+        return 0.5 * x * x + _log_normal_cdf(x) - target
+
+    if excess(0.0) >= 0.0:
+        return 0.0
+    low, high = 0.0, 1.0
+    while excess(high) < 0.0:
+        low, high = high, 2.0 * high
+    for _ in range(60):
+        mid = 0.5 * (low + high)
+        if excess(mid) < 0.0:
+            low = mid
+        else:
+            high = mid
+    return high * math.sqrt(v) / n
 
 
 def mean_interval(
     mean: float, sd: float, n: float, alpha: float, tightest_at: float = TIGHTEST_AT
 ) -> Interval:
     """Confidence sequence for a mean from ``n`` observations with standard deviation
-    ``sd`` (an estimate or an upper bound)."""
+    ``sd`` (an estimate or an upper bound). Each end is a one-sided bound at level
+    1 - ``alpha`` valid at every n (a decision only ever needs one end)."""
     half = sd * radius(n, alpha, tightest_at)
     return Interval(mean - half, mean + half)
 
@@ -73,7 +102,8 @@ def mean_interval(
 def proportion_interval(
     events: float, n: float, alpha: float, tightest_at: float = TIGHTEST_AT
 ) -> Interval:
-    """Confidence sequence for a rate from ``events`` out of ``n`` trials.
+    """Confidence sequence for a rate from ``events`` out of ``n`` trials; each end a
+    one-sided bound at level 1 - ``alpha``, valid at every n.
 
     Inverts |p_hat - p| <= sqrt(p (1 - p)) r(n) for p (the Wilson form), so the variance
     is that of each candidate rate rather than of the estimate: no zero-width interval
