@@ -12,6 +12,7 @@ import contextlib
 import copy
 import json
 import random
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -475,6 +476,57 @@ async def test_a_critical_trigger_rolls_back_during_a_pause_and_quarantines_the_
     assert entry["hash"] == status["candidateHash"] and entry["rollout"] == "guarded"
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "RollbackTrigger"
+
+
+@pytest.mark.timeout(240)
+async def test_bounds_are_decided_on_the_gateways_per_request_data(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Absolute bounds read from the real gateway's counters and histogram buckets in the
+    real Prometheus: a candidate comfortably inside every bound passes with each shown as
+    confidently met; one far below a quality floor is rolled back as confidently
+    breaking it, with the interval and the sample in the message."""
+    _apply(kubeconfig, _llmconfig(namespace))
+    async with traffic(kubeconfig, namespace, prometheus, monkeypatch):
+        inside = _rollout(
+            namespace,
+            "inside",
+            {
+                "provider": "simulator",
+                "model": "sim-medium",
+                "parameters": {"temperature": "0.35", "maxTokens": 512},
+            },
+        )
+        inside["spec"]["analysis"]["rollbackTriggers"] = [
+            {"name": "quality_score", "min": "0.5"},  # sim-medium scores about 0.84
+            {"name": "error_rate", "max": "0.5"},
+            {"name": "latency_p95_seconds", "max": "5"},  # about 0.2 s here
+        ]
+        _apply(kubeconfig, inside)
+        passed = await _until_terminal(api, namespace, "inside")
+        below = _rollout(namespace, "below", {"provider": "simulator", "model": "sim-small"})
+        below["spec"]["steps"] = [{"setWeight": 30}, {"pause": {}}]
+        below["spec"]["analysis"]["rollbackTriggers"] = [{"name": "quality_score", "min": "0.9"}]
+        _apply(kubeconfig, below)
+        stopped = await _until_terminal(api, namespace, "below")
+    status = passed["status"]
+    assert status["phase"] == "Promoted", status
+    bounds = {b["trigger"]: b for b in status["bounds"]}
+    assert set(bounds) == {"quality_score", "error_rate", "latency_p95_seconds"}, bounds
+    for b in bounds.values():
+        assert b["state"] == "holds" and "confidently meets it" in b["message"], b
+        assert "requests" in b["message"]
+    assert "of requests over 5s" in bounds["latency_p95_seconds"]["message"]
+    status = stopped["status"]
+    assert status["phase"] == "RolledBack", status
+    assert "confidently breaks it" in status["message"]
+    assert re.search(r"quality_score 0\.\d+ \[0\.\d+, 0\.\d+\] vs min 0\.9", status["message"])
+    assert status["bounds"][0]["state"] == "violated"
 
 
 @pytest.mark.timeout(240)
