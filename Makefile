@@ -42,9 +42,10 @@ crds-check: venv
 	$(BIN)/llm-optimizer crds --out crds --check
 	$(BIN)/llm-optimizer crds --out charts/llm-optimizer/crds --check
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the import layers (import-linter)
 	$(BIN)/ruff check optimizer_operator tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: deps lint crds-check ## run the whole test suite (installs what it needs first)
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -53,14 +54,14 @@ test-unit: venv ## only the tests that need no cluster
 	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
 
 cluster-up: deps ## start the local control plane in the background (out/cluster)
-	$(BIN)/python -m optimizer_operator.localcluster up --dir $(CLUSTER_DIR)
+	$(BIN)/python -m optimizer_operator.local.cluster up --dir $(CLUSTER_DIR)
 	KUBECONFIG=$(CLUSTER_DIR)/kubeconfig $(KUBECTL) apply -f crds/
 
 cluster-down: ## stop the local control plane
-	$(BIN)/python -m optimizer_operator.localcluster down --dir $(CLUSTER_DIR)
+	$(BIN)/python -m optimizer_operator.local.cluster down --dir $(CLUSTER_DIR)
 
 demo: deps ## the whole loop live (control plane, Prometheus, gateway, simulator, operator) -> out/demo/report.md, pareto.png
-	$(BIN)/python -m optimizer_operator.demo
+	$(BIN)/python -m optimizer_operator.local.demo
 
 LITELLM_VERSION := 1.108.7
 bench/.venv-litellm/.installed:

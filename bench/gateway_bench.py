@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from optimizer_operator.loadgen import LoadGenerator
-from optimizer_operator.localcluster import _die_with_parent, free_port, stop_pids
+from optimizer_operator.local.cluster import _die_with_parent, free_port, stop_pids
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"

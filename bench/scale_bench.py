@@ -51,7 +51,7 @@ import psutil
 from kubernetes import client, config
 
 from optimizer_operator.api import GROUP, VERSION
-from optimizer_operator.localcluster import ControlPlane, free_port, start_operator, stop_pids
+from optimizer_operator.local.cluster import ControlPlane, free_port, start_operator, stop_pids
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -475,7 +475,7 @@ def fresh_plane(work: Path, load: Load) -> Iterator[tuple[ControlPlane, client.A
     annotations from an earlier setup to make its start-up lighter)."""
     import subprocess
 
-    from optimizer_operator.localcluster import tool_path
+    from optimizer_operator.local.cluster import tool_path
 
     plane = ControlPlane(workdir=work, with_controller_manager=False)
     try:

@@ -13,15 +13,15 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client, config
 
-from optimizer_operator.localcluster import (
+from optimizer_operator.local.cluster import (
     ControlPlane,
     assert_local_context,
     start_operator,
     stop_pids,
     tool_path,
 )
-from optimizer_operator.localpostgres import LocalPostgres
-from optimizer_operator.localprometheus import LocalPrometheus
+from optimizer_operator.local.postgres import LocalPostgres
+from optimizer_operator.local.prometheus import LocalPrometheus
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

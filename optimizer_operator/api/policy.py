@@ -150,7 +150,7 @@ class Trigger(ApiModel):
         if missing:
             raise FieldProblem(missing[0], f"{self.type} trigger needs {', '.join(missing)}")
         if self.cron is not None:
-            from ..decide.triggers import CronError, parse_cron
+            from .cron import CronError, parse_cron
 
             try:
                 parse_cron(self.cron)

@@ -35,13 +35,13 @@ from ..providers.openai_wire import chunk_body, completion_body, error_body
 from ..providers.pricing import PricingCatalog, load_catalog
 from ..providers.simulator import fleet_prices, load_fleet
 from ..providers.tokens import prompt_text
+from ..tracing import Tracer, forwarded_trace_headers, genai_attributes
 from .config_source import ConfigHolder, watch_configmap, watch_file
 from .evaluators import EvaluationQueue, Sample, parse_specs
 from .metrics import GatewayMetrics
 from .ratelimit import RateLimiter, parse_rate_limit
 from .recording import Recorder
 from .routing import RoutingTable
-from .tracing import Tracer, forwarded_trace_headers, genai_attributes
 
 log = logging.getLogger("llmopt.gateway")
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import kopf
 
-from ..act.llmconfig import reconcile_llmconfig
 from ..api import GROUP, LLMCONFIG, VERSION
+from ..reconcile.llmconfig import reconcile_llmconfig
 from . import clients, telemetry
 from .status import apply_outcome, body_dict
 

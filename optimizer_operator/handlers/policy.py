@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from ..act.policy import run_cycle
 from ..api import GROUP, OPTIMIZATION_POLICY, VERSION
-from ..gateway.tracing import Tracer
+from ..reconcile.policy import run_cycle
+from ..tracing import Tracer
 from . import clients, telemetry
 from .status import apply_outcome, body_dict
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import kopf
 
-from ..act.rollout import reconcile_rollout
 from ..api import GROUP, ROLLOUT, VERSION
 from ..decide.rollout import TERMINAL
+from ..reconcile.rollout import reconcile_rollout
 from . import clients, telemetry
 from .status import apply_outcome, body_dict
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from ..act.llmconfig import Outcome
+from ..act.outcome import Outcome
 
 
 def apply_outcome(outcome: Outcome, body: kopf.Body, patch: kopf.Patch) -> None:

@@ -99,7 +99,7 @@ def test_the_operator_never_imports_scipy() -> None:
         "import sys\n"
         "import optimizer_operator.handlers.llmconfig, optimizer_operator.handlers.rollout\n"
         "import optimizer_operator.handlers.policy, optimizer_operator.handlers.telemetry\n"
-        "import optimizer_operator.cli\n"
+        "import optimizer_operator.cli.main\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'scipy', 'psycopg', "
         "'sqlalchemy'}))\n"
     )

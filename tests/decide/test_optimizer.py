@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import optuna
 import pytest
 
+from optimizer_operator.api.cron import CronError, cron_matches, parse_cron
 from optimizer_operator.api.llmconfig import ModelConfig
 from optimizer_operator.api.policy import (
     OptimizationPolicySpec,
@@ -15,7 +16,7 @@ from optimizer_operator.api.policy import (
     TrialRecord,
 )
 from optimizer_operator.decide import optimizer
-from optimizer_operator.decide.triggers import CronError, cron_matches, due, parse_cron
+from optimizer_operator.decide.triggers import due
 
 STABLE = ModelConfig.model_validate(
     {"provider": "simulator", "model": "sim-medium", "parameters": {"temperature": "0.3"}}

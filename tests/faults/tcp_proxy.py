@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import threading
 
-from optimizer_operator.localcluster import free_port
+from optimizer_operator.local.cluster import free_port
 
 
 class FlakyProxy:

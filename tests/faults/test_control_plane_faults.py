@@ -23,7 +23,7 @@ import yaml
 from kubernetes import client, config
 
 from optimizer_operator.api import GROUP, VERSION
-from optimizer_operator.localcluster import ControlPlane, start_operator, stop_pids, tool_path
+from optimizer_operator.local.cluster import ControlPlane, start_operator, stop_pids, tool_path
 from tests.conftest import REPO, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster]

@@ -20,7 +20,7 @@ import pytest
 from kubernetes import client, config
 
 from optimizer_operator.api import GROUP, VERSION
-from optimizer_operator.localcluster import ControlPlane, start_operator, stop_pids
+from optimizer_operator.local.cluster import ControlPlane, start_operator, stop_pids
 from tests.conftest import wait_for
 from tests.faults.test_control_plane_faults import (  # noqa: F401
     _get,

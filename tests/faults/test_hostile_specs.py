@@ -36,11 +36,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
 
-from optimizer_operator.act.llmconfig import Outcome, reconcile_llmconfig
-from optimizer_operator.act.policy import run_cycle
-from optimizer_operator.act.rollout import reconcile_rollout
+from optimizer_operator.act.outcome import Outcome
 from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.observe.prometheus import BUILTIN
+from optimizer_operator.reconcile.llmconfig import reconcile_llmconfig
+from optimizer_operator.reconcile.policy import run_cycle
+from optimizer_operator.reconcile.rollout import reconcile_rollout
 from tests.conftest import wait_for
 from tests.faults.objects import create_llmconfig
 

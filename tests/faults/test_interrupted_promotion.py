@@ -16,9 +16,9 @@ import pytest
 import urllib3
 from kubernetes import client
 
-from optimizer_operator.act.llmconfig import reconcile_llmconfig
-from optimizer_operator.act.rollout import reconcile_rollout
 from optimizer_operator.api import GROUP, VERSION
+from optimizer_operator.reconcile.llmconfig import reconcile_llmconfig
+from optimizer_operator.reconcile.rollout import reconcile_rollout
 from tests.faults.objects import create_llmconfig, create_rollout
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster]

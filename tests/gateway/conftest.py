@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from optimizer_operator.gateway.server import Gateway, GatewaySettings
-from optimizer_operator.localcluster import free_port
+from optimizer_operator.local.cluster import free_port
 from optimizer_operator.providers.serve import build_app
 from optimizer_operator.providers.simulator import SimulatorProvider, load_fleet, parse_fleet
 

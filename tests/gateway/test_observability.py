@@ -18,8 +18,8 @@ import yaml
 from aiohttp import web
 
 from optimizer_operator.api.llmconfig import Parameters
-from optimizer_operator.localcluster import _die_with_parent, free_port, stop_pids
-from optimizer_operator.localprometheus import LocalPrometheus
+from optimizer_operator.local.cluster import _die_with_parent, free_port, stop_pids
+from optimizer_operator.local.prometheus import LocalPrometheus
 from optimizer_operator.providers import ChatRequest
 from optimizer_operator.providers.pricing import load_catalog
 from optimizer_operator.providers.serve import build_app

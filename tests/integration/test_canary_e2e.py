@@ -24,7 +24,7 @@ from kubernetes import client
 
 from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.gateway.server import Gateway, GatewaySettings
-from optimizer_operator.localprometheus import LocalPrometheus
+from optimizer_operator.local.prometheus import LocalPrometheus
 from optimizer_operator.providers.simulator import Fleet, SimulatorProvider, parse_fleet
 from tests.conftest import kubectl
 from tests.gateway.conftest import serve

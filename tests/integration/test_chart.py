@@ -24,7 +24,7 @@ import yaml
 from kubernetes import client
 
 from optimizer_operator.api import GROUP, VERSION
-from optimizer_operator.localcluster import free_port, start_operator, stop_pids, tool_path
+from optimizer_operator.local.cluster import free_port, start_operator, stop_pids, tool_path
 from tests.conftest import REPO, kubectl, wait_for
 
 CHART = REPO / "charts" / "llm-optimizer"

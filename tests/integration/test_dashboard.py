@@ -17,7 +17,7 @@ import requests
 from kubernetes import client
 
 from optimizer_operator.handlers import telemetry
-from optimizer_operator.localprometheus import LocalPrometheus
+from optimizer_operator.local.prometheus import LocalPrometheus
 from tests.conftest import REPO
 from tests.integration.test_canary_e2e import _apply, traffic
 from tests.integration.test_optimization_loop import _bot

@@ -33,7 +33,15 @@ def _leftovers(marker: str) -> list[str]:
 
 def _demo(out: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "optimizer_operator.demo", "--out", str(out), "--timeout", "300"],
+        [
+            sys.executable,
+            "-m",
+            "optimizer_operator.local.demo",
+            "--out",
+            str(out),
+            "--timeout",
+            "300",
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

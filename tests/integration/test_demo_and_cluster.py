@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from optimizer_operator.localcluster import ControlPlane, _alive
+from optimizer_operator.local.cluster import ControlPlane, _alive
 
 
 def test_control_plane_stop_leaves_no_process(tmp_path: Path) -> None:

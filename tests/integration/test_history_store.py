@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from kubernetes import client
 
-from optimizer_operator.act.policy import run_cycle
 from optimizer_operator.api.llmconfig import ModelConfig
 from optimizer_operator.api.policy import OptimizationPolicySpec, TrialRecord
 from optimizer_operator.decide import optimizer
-from optimizer_operator.localpostgres import LocalPostgres
+from optimizer_operator.local.postgres import LocalPostgres
+from optimizer_operator.reconcile.policy import run_cycle
 from optimizer_operator.store.postgres import HistoryStore
 from tests.conftest import wait_for
 from tests.integration.test_optimization_loop import _apply, _bot, _get, _policy

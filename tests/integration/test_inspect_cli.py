@@ -47,7 +47,7 @@ POLICY_STATUS: dict[str, Any] = {
 
 def _cli(kubeconfig: Path, *args: str, plugin: bool = False) -> subprocess.CompletedProcess[str]:
     code = (
-        "import sys; from optimizer_operator.rollout_cli import kubectl_plugin; "
+        "import sys; from optimizer_operator.cli.main import kubectl_plugin; "
         "sys.argv = ['kubectl-llmopt', *sys.argv[1:]]; sys.exit(kubectl_plugin())"
     )
     cmd = [sys.executable, "-c", code] if plugin else [sys.executable, "-m", "optimizer_operator"]

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from optimizer_operator.api import GROUP, VERSION
-from optimizer_operator.localprometheus import LocalPrometheus
+from optimizer_operator.local.prometheus import LocalPrometheus
 from tests.integration.test_canary_e2e import ANALYSIS, _apply, traffic
 
 
@@ -387,8 +387,8 @@ async def test_each_loop_phase_is_a_span_when_otlp_is_configured(
 ) -> None:
     """One cycle run in this process against the real API server, exporting to a real
     OTLP/HTTP receiver; the policy body is not applied, so the operator never sees it."""
-    from optimizer_operator.act.policy import run_cycle
-    from optimizer_operator.gateway.tracing import Tracer
+    from optimizer_operator.reconcile.policy import run_cycle
+    from optimizer_operator.tracing import Tracer
     from tests.gateway.conftest import otlp_receiver, serve
 
     spans: list[Any] = []

@@ -14,7 +14,7 @@ import yaml
 from kubernetes import client
 
 from optimizer_operator.api import GROUP, VERSION
-from optimizer_operator.localcluster import tool_path
+from optimizer_operator.local.cluster import tool_path
 from tests.conftest import kubectl, wait_for
 from tests.faults.objects import app_deployment
 

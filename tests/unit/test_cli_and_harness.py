@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from optimizer_operator.cli import main
-from optimizer_operator.localcluster import (
+from optimizer_operator.cli.main import main
+from optimizer_operator.local.cluster import (
     ControlPlaneError,
     _ephemeral_low,
     assert_local_context,

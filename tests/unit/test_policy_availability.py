@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from optimizer_operator.act.policy import _unavailable
 from optimizer_operator.api.llmconfig import ModelConfig
 from optimizer_operator.api.policy import OptimizationPolicySpec
+from optimizer_operator.reconcile.policy import _unavailable
 
 
 def _spec(objective: str) -> OptimizationPolicySpec:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .localcluster import ControlPlaneError, _die_with_parent, free_port, stop_pids
+from .cluster import ControlPlaneError, _die_with_parent, free_port, stop_pids
 
 USER = "llmopt"
 

@@ -30,6 +30,12 @@ import optuna
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ..act.configmap import REQUEST_TIMEOUT
+from ..act.llmconfigs import read_llmconfig
+from ..act.outcome import Outcome
+from ..act.ownership import owner_reference
+from ..act.variants import canary_variant_id, stable_record, stable_variant_id
+from ..analysis.baselines import observe_stable
 from ..analysis.measurement import DEFAULT_METRICS, REQUESTS, Variants, check_triggers
 from ..analysis.orient import detect_anomaly
 from ..api.common import GROUP, VERSION, parse_decimal, parse_duration
@@ -48,16 +54,10 @@ from ..api.rollout import AnalysisStep, PauseStep, RollbackTrigger, Step
 from ..api.validation import InvalidSpec, parse_spec
 from ..decide import optimizer, predictor, rules
 from ..decide.triggers import due
-from ..gateway.tracing import Tracer
-from ..observe.aggregates import observe_stable
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
 from ..providers.simulator import fleet_models, list_price
 from ..store import StoreUnavailable
-from .configmap import REQUEST_TIMEOUT
-from .llmconfig import Outcome
-from .ownership import owner_reference
-from .targets import read_llmconfig
-from .variants import canary_variant_id, stable_record, stable_variant_id
+from ..tracing import Tracer
 
 if TYPE_CHECKING:
     from ..store.postgres import HistoryStore

@@ -11,6 +11,21 @@ from typing import Any
 
 from kubernetes import client
 
+from ..act.configmap import REQUEST_TIMEOUT
+from ..act.deployment import DeploymentMissing, annotate_config_hash
+from ..act.llmconfigs import read_llmconfig
+from ..act.outcome import Outcome
+from ..act.replicas import canary_ready, ensure_canary, remove_canary, target_exists
+from ..act.variants import (
+    ACTIVE_PHASES,
+    Canary,
+    bandit_canary,
+    canary_of,
+    canary_variant_id,
+    render,
+    stable_record,
+    stable_variant_id,
+)
 from ..analysis.bandit import ArmReward
 from ..analysis.canary import Direction
 from ..analysis.measurement import (
@@ -41,21 +56,6 @@ from ..decide.rollout import (
 )
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable
 from ..store.history import record_version
-from .configmap import REQUEST_TIMEOUT
-from .deployment import DeploymentMissing, annotate_config_hash
-from .llmconfig import Outcome
-from .replicas import canary_ready, ensure_canary, remove_canary, target_exists
-from .targets import read_llmconfig
-from .variants import (
-    ACTIVE_PHASES,
-    Canary,
-    bandit_canary,
-    canary_of,
-    canary_variant_id,
-    render,
-    stable_record,
-    stable_variant_id,
-)
 
 _CONDITION_FOR_PHASE: dict[str, tuple[str, str, str]] = {
     # phase: (Progressing, Paused, Degraded)

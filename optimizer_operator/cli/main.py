@@ -11,14 +11,14 @@ from pathlib import Path
 
 import yaml
 
-from .api.kinds import ALL_KINDS
-from .api.validation import InvalidSpec, parse_spec
+from ..api.kinds import ALL_KINDS
+from ..api.validation import InvalidSpec, parse_spec
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
     import kopf
 
-    from . import handlers  # noqa: F401  (importing registers the handlers)
+    from .. import handlers  # noqa: F401  (importing registers the handlers)
 
     if args.prometheus_url:
         os.environ["LLMOPT_PROMETHEUS_URL"] = args.prometheus_url
@@ -36,7 +36,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     namespaces = args.namespace or []
     os.environ["LLMOPT_NAMESPACES"] = ",".join(namespaces)
-    from .handlers.settings import connection_limit
+    from ..handlers.settings import connection_limit
 
     try:
         connection_limit()  # read again at login; a bad value stops here, in one line
@@ -51,10 +51,10 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     async def main() -> None:
         runner = None
         if args.metrics_port:
-            from .handlers import clients, telemetry
+            from ..handlers import clients, telemetry
 
             clients.load_config()
-            from .handlers.policy import TICK_SECONDS
+            from ..handlers.policy import TICK_SECONDS
 
             runner = await telemetry.serve(args.metrics_port, policy_tick=TICK_SECONDS)
         try:
@@ -73,7 +73,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
-    from .api.crd import render_all
+    from ..api.crd import render_all
 
     out = Path(args.out)
     rendered = render_all()
@@ -125,8 +125,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_gateway(args: argparse.Namespace) -> int:
     import logging
 
-    from .gateway.evaluators import build_evaluator, parse_specs
-    from .gateway.server import GatewaySettings, run
+    from ..gateway.evaluators import build_evaluator, parse_specs
+    from ..gateway.server import GatewaySettings, run
 
     if not args.config and not args.configmap:
         print(
@@ -170,9 +170,9 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
-    from .providers.replay import ReplayProvider, load_dataset
-    from .providers.serve import run
-    from .providers.simulator import SimulatorProvider, load_fleet
+    from ..providers.replay import ReplayProvider, load_dataset
+    from ..providers.serve import run
+    from ..providers.simulator import SimulatorProvider, load_fleet
 
     try:
         provider: SimulatorProvider | ReplayProvider
@@ -190,7 +190,7 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
 def _cmd_loadgen(args: argparse.Namespace) -> int:
     import json
 
-    from .loadgen import LoadGenerator, format_summary, load_prompts
+    from ..loadgen import LoadGenerator, format_summary, load_prompts
 
     if (args.rate is None) == (args.concurrency is None):
         print("error: give exactly one of --rate or --concurrency", file=sys.stderr)
@@ -362,14 +362,14 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
     lg.add_argument("-o", "--output", choices=["table", "json"], default="table")
     lg.set_defaults(func=_cmd_loadgen)
 
-    from .cycle_cli import add_parser as add_cycle_parser
-    from .rollout_cli import add_parser as add_rollout_parser
+    from .cycle import add_parser as add_cycle_parser
+    from .rollout import add_parser as add_rollout_parser
 
     add_cycle_parser(sub)
 
     add_rollout_parser(sub)
 
-    from .inspect_cli import add_parsers as add_inspect_parsers
+    from .inspect import add_parsers as add_inspect_parsers
 
     add_inspect_parsers(sub)
 
@@ -389,3 +389,14 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def kubectl_plugin() -> int:
+    """``kubectl llmopt ACTION NAME`` is ``llm-optimizer rollout ACTION NAME``; any other
+    command (get, describe, history, recommendations, export-study, …) is passed as is."""
+    from .rollout import ACTIONS
+
+    argv = sys.argv[1:]
+    if argv and argv[0] in (*ACTIONS, "status"):
+        return main(["rollout", *argv])
+    return main(argv)

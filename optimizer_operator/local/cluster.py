@@ -6,7 +6,7 @@ manager running only the garbage collector and namespace controllers, so
 ownerReferences clean up as they do in a real cluster. There is no scheduler
 or kubelet: Deployments never get pods.
 
-Usage: ``python -m optimizer_operator.localcluster up|down|status [--dir DIR]``.
+Usage: ``python -m optimizer_operator.local.cluster up|down|status [--dir DIR]``.
 Tests use :class:`ControlPlane` directly; ``up`` detaches the servers so they
 outlive the command, and ``down`` stops them.
 """
@@ -446,7 +446,7 @@ def start_operator(
 
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m optimizer_operator.localcluster",
+        prog="python -m optimizer_operator.local.cluster",
         description="Start or stop the local control plane (etcd + kube-apiserver).",
     )
     parser.add_argument("command", choices=["up", "down", "status"])

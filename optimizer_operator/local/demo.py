@@ -30,8 +30,8 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from .api import GROUP, VERSION
-from .localcluster import (
+from ..api import GROUP, VERSION
+from .cluster import (
     ControlPlane,
     ControlPlaneError,
     free_port,
@@ -39,7 +39,7 @@ from .localcluster import (
     stop_pids,
     tool_path,
 )
-from .localprometheus import LocalPrometheus
+from .prometheus import LocalPrometheus
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "demo"
@@ -271,8 +271,8 @@ def _plot(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 async def _run(args: argparse.Namespace, out: Path, plane: ControlPlane) -> int:
-    from .gateway.server import Gateway, GatewaySettings
-    from .providers.simulator import SimulatorProvider, load_fleet
+    from ..gateway.server import Gateway, GatewaySettings
+    from ..providers.simulator import SimulatorProvider, load_fleet
 
     started = time.monotonic()
     print("starting the local control plane (etcd + kube-apiserver v1.20.2) …", flush=True)

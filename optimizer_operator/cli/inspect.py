@@ -20,7 +20,8 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from .api.common import GROUP, VERSION
+from ..api.common import GROUP, VERSION
+from .cluster import TIMEOUT, connect
 
 KINDS = {
     "policies": "optimizationpolicies",
@@ -33,7 +34,6 @@ KINDS = {
     "rollout": "rollouts",
     "llmro": "rollouts",
 }
-TIMEOUT = (5, 20)
 
 
 class Failure(Exception):
@@ -125,13 +125,10 @@ def _rows(
 
 
 def _custom() -> client.CustomObjectsApi:
-    from .handlers.clients import load_config
-
     try:
-        load_config()
+        return connect()
     except (config.ConfigException, OSError) as exc:
         raise Failure(f"cannot reach the cluster: {exc}", 2) from exc
-    return client.CustomObjectsApi()
 
 
 def _call(what: str, fn: Callable[[], Any]) -> Any:
@@ -282,11 +279,11 @@ def _study_rows(o: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .rollout_cli import _namespace
+    from .cluster import namespace
 
     try:
         custom = _custom()
-        ns = _namespace(args.namespace)
+        ns = namespace(args.namespace)
         if args.command == "get":
             plural = KINDS[args.kind]
             if getattr(args, "all_namespaces", False):

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 
-from .api.common import GROUP, VERSION
+from ..api.common import GROUP, VERSION
+from .cluster import TIMEOUT, connect, namespace
 
 ACTIONS = ("promote", "abort", "retry", "pause", "resume")
 
@@ -33,23 +33,6 @@ def _patch(action: str, spec: dict[str, Any], full: bool) -> dict[str, Any]:
     if action == "abort":
         return {"abort": True}
     return {"paused": action == "pause"}
-
-
-def _custom() -> client.CustomObjectsApi:
-    from .handlers.clients import load_config
-
-    load_config()
-    return client.CustomObjectsApi()
-
-
-def _namespace(arg: str | None) -> str:
-    if arg:
-        return arg
-    try:
-        _, active = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG"))
-        return str(active.get("context", {}).get("namespace") or "default")
-    except (config.ConfigException, OSError, TypeError):
-        return "default"
 
 
 def add_parser(sub: Any) -> None:
@@ -78,12 +61,12 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ns = _namespace(args.namespace)
+    ns = namespace(args.namespace)
     try:
-        custom = _custom()
+        custom = connect()
         if args.action in ACTIONS:
             current = custom.get_namespaced_custom_object(
-                GROUP, VERSION, ns, "rollouts", args.name, _request_timeout=(5, 15)
+                GROUP, VERSION, ns, "rollouts", args.name, _request_timeout=TIMEOUT
             )
             custom.patch_namespaced_custom_object(
                 GROUP,
@@ -95,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
                     "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
                     "spec": _patch(args.action, current.get("spec") or {}, args.full),
                 },
-                _request_timeout=(5, 15),
+                _request_timeout=TIMEOUT,
             )
         obj: dict[str, Any] = custom.get_namespaced_custom_object(
-            GROUP, VERSION, ns, "rollouts", args.name, _request_timeout=(5, 15)
+            GROUP, VERSION, ns, "rollouts", args.name, _request_timeout=TIMEOUT
         )
     except ApiException as exc:
         reason = {404: "not found", 409: "changed by someone else meanwhile; run again"}.get(
@@ -135,14 +118,3 @@ def run(args: argparse.Namespace) -> int:
             f"stable {r.get('stable', '-'):<10} {r.get('reason', '')}"
         )
     return 0
-
-
-def kubectl_plugin() -> int:
-    """``kubectl llmopt ACTION NAME`` is ``llm-optimizer rollout ACTION NAME``; any other
-    command (get, describe, history, recommendations, export-study, …) is passed as is."""
-    from .cli import main
-
-    argv = sys.argv[1:]
-    if argv and argv[0] in (*ACTIONS, "status"):
-        return main(["rollout", *argv])
-    return main(argv)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .localcluster import ControlPlaneError, _die_with_parent, free_port, stop_pids
+from .cluster import ControlPlaneError, _die_with_parent, free_port, stop_pids
 
 
 @dataclass

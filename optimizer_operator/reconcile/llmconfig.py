@@ -8,30 +8,21 @@ overwrites a promotion or a rollout's claim (``activeRollout``) made meanwhile.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ..act.configmap import REQUEST_TIMEOUT, ConfigMapConflict
+from ..act.deployment import DeploymentMissing, annotate_config_hash
+from ..act.outcome import Outcome
+from ..act.ownership import owner_reference
+from ..act.variants import canary_of, render
 from ..api.common import GROUP, VERSION
 from ..api.conditions import now_rfc3339, set_condition
 from ..api.llmconfig import LLMConfigSpec, VersionRecord
 from ..api.validation import InvalidSpec, parse_spec
 from ..store.history import record_version
-from .configmap import REQUEST_TIMEOUT, ConfigMapConflict
-from .deployment import DeploymentMissing, annotate_config_hash
-from .ownership import owner_reference
-from .variants import canary_of, render
-
-
-@dataclass
-class Outcome:
-    """What a reconcile decided: the status fields to write and the Events to post."""
-
-    status: dict[str, Any]
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-    retry_after: float | None = None  # seconds, when the world must change first
 
 
 def _read_rollout(

@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from .act.llmconfig import Outcome
-from .api.common import GROUP, VERSION
-
-TIMEOUT = (5, 15)
+from ..act.outcome import write_outcome
+from ..api.common import GROUP, VERSION
+from .cluster import TIMEOUT
 
 
 def add_parser(sub: Any) -> None:
@@ -46,62 +44,14 @@ def add_parser(sub: Any) -> None:
     cy.set_defaults(func=run)
 
 
-def _post(core: client.CoreV1Api, obj: dict[str, Any], outcome: Outcome) -> None:
-    meta = obj["metadata"]
-    now = datetime.now(UTC)
-    for event_type, reason, message in outcome.events:
-        core.create_namespaced_event(
-            meta["namespace"],
-            {
-                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-                "involvedObject": {
-                    "apiVersion": obj["apiVersion"],
-                    "kind": obj["kind"],
-                    "name": meta["name"],
-                    "namespace": meta["namespace"],
-                    "uid": meta["uid"],
-                },
-                "type": event_type,
-                "reason": reason,
-                "message": message[:1024],
-                "firstTimestamp": now.isoformat(),
-                "lastTimestamp": now.isoformat(),
-                "count": 1,
-                "source": {"component": "llm-optimizer-cycle"},
-            },
-            _request_timeout=TIMEOUT,
-        )
-
-
-def _write(
-    custom: client.CustomObjectsApi,
-    core: client.CoreV1Api,
-    obj: dict[str, Any],
-    plural: str,
-    outcome: Outcome,
-) -> None:
-    """The outcome's status and Events, as the operator's handlers would write them."""
-    meta = obj["metadata"]
-    custom.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        meta["namespace"],
-        plural,
-        meta["name"],
-        {"status": outcome.status},
-        _request_timeout=TIMEOUT,
-    )
-    _post(core, obj, outcome)
-
-
 def run(args: argparse.Namespace) -> int:
-    from .act.policy import run_cycle
-    from .act.rollout import reconcile_rollout
-    from .decide.rollout import TERMINAL
-    from .handlers.clients import load_config
-    from .observe.prometheus import PrometheusSource
-    from .rollout_cli import _namespace
-    from .store.postgres import HistoryStore
+    from ..decide.rollout import TERMINAL
+    from ..handlers.clients import load_config
+    from ..observe.prometheus import PrometheusSource
+    from ..reconcile.policy import run_cycle
+    from ..reconcile.rollout import reconcile_rollout
+    from ..store.postgres import HistoryStore
+    from .cluster import namespace
 
     try:
         load_config()
@@ -112,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     timeout = float(os.environ.get("LLMOPT_PROMETHEUS_TIMEOUT", "10"))
     source = PrometheusSource(args.prometheus_url, timeout=timeout) if args.prometheus_url else None
     store = HistoryStore(args.database_url) if args.database_url else None
-    ns = None if args.all_namespaces else _namespace(args.namespace)
+    ns = None if args.all_namespaces else namespace(args.namespace)
 
     def listing(plural: str) -> list[dict[str, Any]]:
         if ns is None:
@@ -139,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         for pol in policies:
             outcome = run_cycle(pol, custom=custom, source=source, store=store)
             meta = pol["metadata"]
-            _write(custom, core, pol, "optimizationpolicies", outcome)
+            write_outcome(custom, core, pol, "optimizationpolicies", outcome)
             ready: dict[str, Any] = next(
                 (c for c in outcome.status.get("conditions", []) if c["type"] == "Ready"), {}
             )
@@ -153,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 if (ro.get("status") or {}).get("phase") in TERMINAL:
                     continue
                 outcome = reconcile_rollout(ro, core=core, apps=apps, custom=custom, source=source)
-                _write(custom, core, ro, "rollouts", outcome)
+                write_outcome(custom, core, ro, "rollouts", outcome)
     except ApiException as exc:
         print(f"error: {exc.status} {exc.reason}", file=sys.stderr)
         return 1

@@ -1,0 +1,1 @@
+"""The llm-optimizer command and the kubectl plugin."""

@@ -1,0 +1,1 @@
+"""The gateway sidecar: an OpenAI-compatible proxy that splits traffic and scores quality."""

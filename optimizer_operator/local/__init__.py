@@ -1,0 +1,1 @@
+"""The development harness: a local control plane, Prometheus, PostgreSQL, load and the demo."""
