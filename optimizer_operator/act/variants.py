@@ -12,7 +12,13 @@ from typing import Any
 from kubernetes import client
 
 from ..api.llmconfig import LLMConfigSpec, ModelConfig, VersionRecord
-from ..api.variants import TOTAL_WEIGHT, Variant, VariantSet
+from ..api.variants import (
+    TOTAL_WEIGHT,
+    Variant,
+    VariantSet,
+    canary_variant_id,
+    stable_variant_id,
+)
 from .configmap import apply_configmap, build_configmap, default_configmap_name
 
 ACTIVE_PHASES = {"Progressing", "Paused", "Holding"}
@@ -31,14 +37,6 @@ class Canary:
     @property
     def variant_id(self) -> str:
         return canary_variant_id(self.config.config_hash())
-
-
-def canary_variant_id(config_hash: str) -> str:
-    return f"canary-{config_hash[:8]}"
-
-
-def stable_variant_id(version: int) -> str:
-    return f"v{version}"
 
 
 def stable_record(llmconfig: dict[str, Any]) -> VersionRecord | None:

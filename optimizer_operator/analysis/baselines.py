@@ -14,18 +14,15 @@ from ..api.policy import (
     OptimizationPolicySpec,
     OptimizationPolicyStatus,
     WindowStats,
+    request_bounds,
 )
+from ..api.timestamps import format_ts
+from ..api.variants import stable_variant_id
 from ..observe.aggregates import metric_series, relative_change, window_stats
 from ..observe.prometheus import MetricSource, MetricsUnavailable
 from .orient import compare_to_baseline
 
 COMPARED = ("quality_score", "cost_per_request_usd", "latency_p95_seconds", "error_rate")
-SLA = (
-    ("minQuality", "min_quality", "quality_score", False),
-    ("maxLatencyP95Seconds", "max_latency_p95_seconds", "latency_p95_seconds", True),
-    ("maxErrorRate", "max_error_rate", "error_rate", True),
-    ("maxCostPerRequestUsd", "max_cost_per_request_usd", "cost_per_request_usd", True),
-)
 
 
 def _ts(value: str) -> datetime:
@@ -48,7 +45,7 @@ def observe_stable(
     pre-change (the previous version before the last change against now, with tests)."""
     current = history[-1]
     llm_config = spec.target_ref.name
-    variant = f"v{current['version']}"
+    variant = stable_variant_id(current["version"])
     model = f"{current['provider']}/{current['model']}"
     price = price_of(model)
     windows = sorted(spec.observe.windows, key=parse_duration)
@@ -64,15 +61,15 @@ def observe_stable(
         stats.append(WindowStats(window=w, values={k: f"{v:.6g}" for k, v in values.items()}))
     now_values = {k: float(v) for k, v in (stats[0].values if stats else {}).items()}
     sla: dict[str, str] = {}
-    for key, attr, metric, upper in SLA:
-        bound = getattr(spec.constraints, attr)
-        if bound is None or metric not in now_values:
+    for c, bound in request_bounds(spec.constraints):
+        key, metric, upper = c.key, c.metric, c.upper
+        if metric not in now_values:
             continue
         b, v = float(parse_decimal(bound)), now_values[metric]
         room = (b - v) / abs(b) if upper else (v - b) / abs(b) if b else 0.0
         sla[key] = f"{v:.4g} vs {'max' if upper else 'min'} {b:g} (headroom {room:+.0%})"
     observation = Observation(
-        observed_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        observed_at=format_ts(now),
         variant=variant,
         model=model,
         list_price_per_mtok=None if price is None else f"{price:g}",
@@ -144,7 +141,7 @@ def _baselines(
         out.append(_point("golden", f"trial {golden.number} (spec.observe.golden)",
                           golden.metrics, now_values))  # fmt: skip
     llm_config = spec.target_ref.name
-    current = f"v{history[-1]['version']}"
+    current = stable_variant_id(history[-1]["version"])
 
     def series(metric: str, variant: str, seconds: float, end: datetime | None) -> list[float]:
         return metric_series(
@@ -162,17 +159,18 @@ def _baselines(
         before, changed = history[-2], str(history[-1].get("appliedAt") or "")
         if changed:
             at = _ts(changed)
+            previous = stable_variant_id(before["version"])
 
             def pre_change(metric: str) -> tuple[list[float], list[float]]:
                 return (
                     series(metric, current, window, None),
-                    series(metric, f"v{before['version']}", window, at),
+                    series(metric, previous, window, at),
                 )
 
             out.append(
                 _tested(
                     "preChange",
-                    f"v{before['version']} in the {int(window)}s before {changed}",
+                    f"{previous} in the {int(window)}s before {changed}",
                     pre_change,
                 )
             )

@@ -14,7 +14,7 @@ from ..api.rollout import ABTest, Analysis, AnalysisMetric, RollbackTrigger
 from ..observe.prometheus import (
     BUILTIN,
     COUNTS,
-    SELECTOR,
+    REQUESTS,
     MetricSource,
     MetricsUnavailable,
     render,
@@ -41,7 +41,6 @@ DEFAULT_METRICS = [
     AnalysisMetric(name="latency_p95_seconds", comparison="mannWhitney"),
     AnalysisMetric(name="quality_score", comparison="mannWhitney", direction="higherIsBetter"),
 ]
-REQUESTS = "sum(increase(llmopt_requests_total{" + SELECTOR + "}[{{window}}]))"
 
 
 @dataclass(frozen=True)

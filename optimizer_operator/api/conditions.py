@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from .common import ConditionStatus
+from .timestamps import now_rfc3339
 
-
-def now_rfc3339() -> str:
-    """The current time as Kubernetes writes it (UTC, seconds)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["now_rfc3339", "set_condition"]
 
 
 def set_condition(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
@@ -46,6 +47,44 @@ class Constraints(ApiModel):
     max_daily_cost_usd: DecimalString | None = Field(
         default=None, description="Projected daily cost ceiling."
     )
+
+
+@dataclass(frozen=True)
+class RequestConstraint:
+    """One per-request constraint: its spec key, the Constraints field, the metric it
+    bounds and which side (``upper``: a maximum)."""
+
+    key: str
+    attr: str
+    metric: str
+    upper: bool
+
+    @property
+    def side(self) -> Literal["min", "max"]:
+        return "max" if self.upper else "min"
+
+
+# The one table of per-request constraints (maxDailyCostUsd is a projection of the
+# measured cost per request, not a per-request bound).
+REQUEST_CONSTRAINTS = (
+    RequestConstraint(
+        "maxLatencyP95Seconds", "max_latency_p95_seconds", "latency_p95_seconds", True
+    ),
+    RequestConstraint("maxErrorRate", "max_error_rate", "error_rate", True),
+    RequestConstraint("minQuality", "min_quality", "quality_score", False),
+    RequestConstraint(
+        "maxCostPerRequestUsd", "max_cost_per_request_usd", "cost_per_request_usd", True
+    ),
+)
+
+
+def request_bounds(constraints: Constraints) -> list[tuple[RequestConstraint, str]]:
+    """The per-request constraints a policy sets, with their bounds (decimal strings)."""
+    return [
+        (c, value)
+        for c in REQUEST_CONSTRAINTS
+        if (value := getattr(constraints, c.attr)) is not None
+    ]
 
 
 class ModelChoice(ApiModel):

@@ -17,6 +17,16 @@ from .llmconfig import Endpoint, ModelName, Parameters, ProviderName
 TOTAL_WEIGHT = 10000
 
 
+def stable_variant_id(version: int | object) -> str:
+    """The variant id of a stable version in the ConfigMap and in every metric: ``v3``."""
+    return f"v{version}"
+
+
+def canary_variant_id(config_hash: str) -> str:
+    """The variant id of a candidate: ``canary-`` and the first 8 of its config hash."""
+    return f"canary-{config_hash[:8]}"
+
+
 class Variant(ApiModel):
     """One live configuration and its share of traffic."""
 

@@ -35,6 +35,7 @@ from ..api.policy import (
     Sampler,
     SearchSpace,
     TrialRecord,
+    request_bounds,
 )
 
 MODEL = "model"
@@ -414,15 +415,10 @@ def constraint_values(
 ) -> dict[str, float]:
     """Each hard constraint as a number that is <= 0 when it holds (Optuna's convention)."""
     out: dict[str, float] = {}
-    pairs = [
-        ("maxLatencyP95Seconds", constraints.max_latency_p95_seconds, "latency_p95_seconds", 1),
-        ("maxErrorRate", constraints.max_error_rate, "error_rate", 1),
-        ("minQuality", constraints.min_quality, "quality_score", -1),
-        ("maxCostPerRequestUsd", constraints.max_cost_per_request_usd, "cost_per_request_usd", 1),
-    ]
-    for key, bound, metric, sign in pairs:
-        if bound is not None and metric in values:
-            out[key] = sign * (values[metric] - float(parse_decimal(bound)))
+    for c, bound in request_bounds(constraints):
+        if c.metric in values:
+            sign = 1 if c.upper else -1
+            out[c.key] = sign * (values[c.metric] - float(parse_decimal(bound)))
     if (
         constraints.max_daily_cost_usd is not None
         and daily_requests is not None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ..analysis.bandit import ArmReward, allocate, chance_best
 from ..analysis.canary import Direction, MetricResult
@@ -31,6 +31,8 @@ from ..api.rollout import (
     RolloutStatus,
     StepResult,
 )
+from ..api.timestamps import format_ts as _ts
+from ..api.timestamps import parse_optional as _parse
 from ..observe.prometheus import MetricsUnavailable
 
 TERMINAL = {"Promoted", "RolledBack", "Aborted", "Failed"}
@@ -132,14 +134,6 @@ class Tick:
     actions: list[Action] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # type, reason, message
     reason: str = ""  # CamelCase reason of the current phase, for conditions
-
-
-def _ts(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(ts: str | None) -> datetime | None:
-    return None if ts is None else datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _num(x: float | None) -> str | None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ..analysis.orient import detect_anomaly, trend
 from ..api.common import parse_decimal, parse_duration
 from ..api.policy import Rule, RuleCondition, RuleEvaluation
+from ..api.timestamps import format_ts, parse_ts
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "gt": lambda a, b: a > b,
@@ -21,11 +22,11 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 
 
 def _ts(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_ts(now)
 
 
 def _parse(ts: str) -> datetime:
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return parse_ts(ts)
 
 
 def _holds(cond: Rule | RuleCondition, value: float) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ..api.common import parse_decimal, parse_duration
 from ..api.cron import cron_matches
 from ..api.policy import OptimizationPolicyStatus, Schedule, Trigger
+from ..api.timestamps import parse_optional as _parse
+from ..api.variants import stable_variant_id
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
 
 _OPS = {
@@ -16,10 +18,6 @@ _OPS = {
     "lt": lambda a, b: a < b,
     "lte": lambda a, b: a <= b,
 }
-def _parse(ts: str | None) -> datetime | None:
-    return None if ts is None else datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 def fired(
     trigger: Trigger,
     status: OptimizationPolicyStatus,
@@ -59,7 +57,7 @@ def fired(
             render(
                 BUILTIN[trigger.metric][0],
                 llm_config=llmc["metadata"]["name"],
-                variant=f"v{history[-1]['version']}",
+                variant=stable_variant_id(history[-1]["version"]),
                 namespace=namespace,
                 window=window,
             )

@@ -31,9 +31,9 @@ from ..api.llmconfig import Parameters
 from ..api.variants import Variant
 from ..providers import ChatRequest, ChatResult, Provider, ProviderError
 from ..providers import create as create_provider
+from ..providers.catalog import price_catalog
 from ..providers.openai_wire import chunk_body, completion_body, error_body
-from ..providers.pricing import PricingCatalog, load_catalog
-from ..providers.simulator import fleet_prices, load_fleet
+from ..providers.pricing import PricingCatalog
 from ..providers.tokens import prompt_text
 from ..tracing import Tracer, forwarded_trace_headers, genai_attributes
 from .config_source import ConfigHolder, watch_configmap, watch_file
@@ -165,9 +165,7 @@ class Gateway:
             on_change=self._on_config,
             on_error=lambda _: self.metrics.config_reloads.labels("failed").inc(),
         )
-        self.pricing: PricingCatalog = load_catalog(settings.pricing).with_prices(
-            fleet_prices(load_fleet())
-        )
+        self.pricing: PricingCatalog = price_catalog(settings.pricing)
         self.providers: dict[str, Provider] = dict(settings.providers)
         self.limiter: RateLimiter | None = (
             parse_rate_limit(settings.rate_limit) if settings.rate_limit else None

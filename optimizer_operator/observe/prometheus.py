@@ -47,6 +47,12 @@ BUILTIN: dict[str, tuple[str, str]] = {
         "higherIsBetter",
     ),
 }
+# Requests of one variant over {{window}} (a count), and of the whole LLMConfig (a rate).
+REQUESTS = "sum(increase(llmopt_requests_total{" + SELECTOR + "}[{{window}}]))"
+REQUESTS_RATE = (
+    "sum(rate(llmopt_requests_total{"
+    'llm_config_namespace="{{namespace}}",llm_config="{{llm_config}}"}[{{window}}]))'
+)
 # Cumulative counts for the sequential guardrail test: (events, total).
 COUNTS: dict[str, tuple[str, str]] = {
     "error_rate": (

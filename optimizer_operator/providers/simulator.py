@@ -9,7 +9,6 @@ gives the exact oracle a benchmark needs.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import math
 import os
@@ -24,7 +23,7 @@ from typing import Any
 import yaml
 
 from .base import ChatChunk, ChatRequest, ChatResult, ProviderError
-from .pricing import Price, PricingCatalog, load_catalog
+from .pricing import Price
 from .tokens import count_messages
 
 _FILLER = (
@@ -269,23 +268,3 @@ class SimulatorProvider:
 def fleet_prices(fleet: Fleet) -> dict[str, Price]:
     """The fleet's prices, to merge into the pricing catalog."""
     return {name: m.price for name, m in fleet.models.items()}
-
-
-@functools.cache
-def known_prices() -> PricingCatalog:
-    """The pricing catalog ($LLMOPT_PRICING on top of the default) with the simulator
-    fleet's prices: what the operator knows of a model's price before measuring it."""
-    return load_catalog().with_prices(fleet_prices(load_fleet()))
-
-
-def list_price(key: str) -> float | None:
-    """A model key's (``provider/model``) input + output price per 1M tokens, or None
-    when the catalog does not know the model."""
-    price = known_prices().price(key.split("/", 1)[-1])
-    return None if price is None else float(price.input_per_mtok + price.output_per_mtok)
-
-
-@functools.cache
-def fleet_models() -> frozenset[str]:
-    """The simulator fleet's model names (read once per process)."""
-    return frozenset(load_fleet().models)

@@ -34,9 +34,9 @@ from ..act.configmap import REQUEST_TIMEOUT
 from ..act.llmconfigs import read_llmconfig
 from ..act.outcome import Outcome
 from ..act.ownership import owner_reference
-from ..act.variants import canary_variant_id, stable_record, stable_variant_id
+from ..act.variants import stable_record
 from ..analysis.baselines import observe_stable
-from ..analysis.measurement import DEFAULT_METRICS, REQUESTS, Variants, check_triggers
+from ..analysis.measurement import DEFAULT_METRICS, Variants, check_triggers
 from ..analysis.orient import detect_anomaly
 from ..api.common import GROUP, VERSION, parse_decimal, parse_duration
 from ..api.conditions import set_condition
@@ -49,13 +49,24 @@ from ..api.policy import (
     RuleCondition,
     RuleEvaluation,
     TrialRecord,
+    request_bounds,
 )
 from ..api.rollout import AnalysisStep, PauseStep, RollbackTrigger, Step
+from ..api.timestamps import format_ts as _ts
+from ..api.timestamps import parse_optional as _parse
 from ..api.validation import InvalidSpec, parse_spec
+from ..api.variants import canary_variant_id, stable_variant_id
 from ..decide import optimizer, predictor, rules
 from ..decide.triggers import due
-from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, render
-from ..providers.simulator import fleet_models, list_price
+from ..observe.prometheus import (
+    BUILTIN,
+    REQUESTS,
+    REQUESTS_RATE,
+    MetricSource,
+    MetricsUnavailable,
+    render,
+)
+from ..providers.catalog import fleet_models, list_price
 from ..store import StoreUnavailable
 from ..tracing import Tracer
 
@@ -70,10 +81,6 @@ DEFAULT_STEPS = [
     Step(set_weight=50),
     Step(analysis=AnalysisStep(measurements=3)),
 ]
-REQUESTS_RATE = (
-    "sum(rate(llmopt_requests_total{"
-    'llm_config_namespace="{{namespace}}",llm_config="{{llm_config}}"}[{{window}}]))'
-)
 
 
 def _unavailable(spec: OptimizationPolicySpec, config: ModelConfig) -> str:
@@ -94,14 +101,9 @@ def _unavailable(spec: OptimizationPolicySpec, config: ModelConfig) -> str:
 
 def _request_bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
     """Every per-request constraint as metric -> (limit, upper)."""
-    c = spec.constraints
-    checks = [
-        ("latency_p95_seconds", c.max_latency_p95_seconds, True),
-        ("error_rate", c.max_error_rate, True),
-        ("quality_score", c.min_quality, False),
-        ("cost_per_request_usd", c.max_cost_per_request_usd, True),
-    ]
-    return {m: (float(parse_decimal(v)), up) for m, v, up in checks if v is not None}
+    return {
+        c.metric: (float(parse_decimal(v)), c.upper) for c, v in request_bounds(spec.constraints)
+    }
 
 
 def _monotone_bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
@@ -119,14 +121,6 @@ def first_weight_divisor(confidence: str, violation_chance: float) -> int:
     if violation_chance >= 0.5:
         return 4
     return 2 if confidence == "low" else 1
-
-
-def _ts(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(ts: str | None) -> datetime | None:
-    return None if ts is None else datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 class Cycle:
@@ -254,15 +248,10 @@ class Cycle:
         if self.source is None:
             raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
         wanted = [o.metric for o in spec.objectives]
-        c = spec.constraints
-        for metric, bound in (
-            ("latency_p95_seconds", c.max_latency_p95_seconds),
-            ("error_rate", c.max_error_rate),
-            ("quality_score", c.min_quality),
-            ("cost_per_request_usd", c.max_cost_per_request_usd or c.max_daily_cost_usd),
-        ):
-            if bound is not None and metric not in wanted:
-                wanted.append(metric)
+        bounded = [c.metric for c, _ in request_bounds(spec.constraints)]
+        if spec.constraints.max_daily_cost_usd is not None:
+            bounded.append("cost_per_request_usd")  # the daily projection needs it
+        wanted += [m for m in dict.fromkeys(bounded) if m not in wanted]
         window = f"{max(int(seconds), 10)}s"
         return {
             m: self.source.value(
@@ -1257,17 +1246,10 @@ def _ended_inconclusive(rollout_status: dict[str, Any]) -> bool:
 
 def constraint_triggers(spec: OptimizationPolicySpec) -> list[RollbackTrigger]:
     """The policy's per-request constraints as critical rollback triggers."""
-    c = spec.constraints
-    out = []
-    for name, bound, side in (
-        ("quality_score", c.min_quality, "min"),
-        ("error_rate", c.max_error_rate, "max"),
-        ("latency_p95_seconds", c.max_latency_p95_seconds, "max"),
-        ("cost_per_request_usd", c.max_cost_per_request_usd, "max"),
-    ):
-        if bound is not None:
-            out.append(RollbackTrigger.model_validate({"name": name, side: bound}))
-    return out
+    return [
+        RollbackTrigger.model_validate({"name": c.metric, c.side: bound})
+        for c, bound in request_bounds(spec.constraints)
+    ]
 
 
 def run_cycle(

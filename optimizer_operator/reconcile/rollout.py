@@ -21,10 +21,8 @@ from ..act.variants import (
     Canary,
     bandit_canary,
     canary_of,
-    canary_variant_id,
     render,
     stable_record,
-    stable_variant_id,
 )
 from ..analysis.bandit import ArmReward
 from ..analysis.canary import Direction
@@ -42,7 +40,9 @@ from ..api.common import GROUP, VERSION, parse_duration
 from ..api.conditions import set_condition
 from ..api.llmconfig import LLMConfigSpec, ModelConfig, QuarantineEntry
 from ..api.rollout import ABTest, Bandit, RolloutSpec, RolloutStatus
+from ..api.timestamps import format_ts, parse_ts
 from ..api.validation import InvalidSpec, parse_spec
+from ..api.variants import canary_variant_id, stable_variant_id
 from ..decide.rollout import (
     TERMINAL,
     BanditArms,
@@ -99,7 +99,7 @@ def reconcile_rollout(
     name, namespace, generation = meta["name"], meta["namespace"], meta.get("generation")
     raw_status = dict(body.get("status") or {})
     conditions = raw_status.get("conditions")
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = format_ts(now)
 
     def ready(
         ok: bool,
@@ -521,7 +521,7 @@ def _gate(
 
 
 def _parse_ts(ts: str) -> datetime:
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return parse_ts(ts)
 
 
 def _quarantine(
