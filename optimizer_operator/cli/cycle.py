@@ -45,7 +45,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..decide.rollout import TERMINAL
+    from ..decide.actions import TERMINAL
     from ..handlers.clients import load_config
     from ..observe.prometheus import PrometheusSource
     from ..reconcile.policy import run_cycle

@@ -18,6 +18,8 @@ _OPS = {
     "lt": lambda a, b: a < b,
     "lte": lambda a, b: a <= b,
 }
+
+
 def fired(
     trigger: Trigger,
     status: OptimizationPolicyStatus,

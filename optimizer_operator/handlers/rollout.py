@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from ..api import GROUP, ROLLOUT, VERSION
-from ..decide.rollout import TERMINAL
+from ..decide.actions import TERMINAL
 from ..reconcile.rollout import reconcile_rollout
 from . import clients, telemetry
 from .status import apply_outcome, body_dict

@@ -43,17 +43,9 @@ from ..api.rollout import ABTest, Bandit, RolloutSpec, RolloutStatus
 from ..api.timestamps import format_ts, parse_ts
 from ..api.validation import InvalidSpec, parse_spec
 from ..api.variants import canary_variant_id, stable_variant_id
-from ..decide.rollout import (
-    TERMINAL,
-    BanditArms,
-    Promote,
-    RestoreStable,
-    SetArms,
-    SetWeight,
-    Tick,
-    progress,
-    retry,
-)
+from ..decide.actions import TERMINAL, Promote, RestoreStable, SetArms, SetWeight, Tick
+from ..decide.bandit import BanditArms
+from ..decide.rollout import progress, retry
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable
 from ..store.history import record_version
 

@@ -11,14 +11,8 @@ from pydantic import ValidationError
 from optimizer_operator.analysis.canary import MetricResult, Verdict
 from optimizer_operator.analysis.measurement import ABOutcome, Measurement, TriggerResult
 from optimizer_operator.api.rollout import RolloutSpec, RolloutStatus
-from optimizer_operator.decide.rollout import (
-    Promote,
-    RestoreStable,
-    SetWeight,
-    Tick,
-    progress,
-    retry,
-)
+from optimizer_operator.decide.actions import Promote, RestoreStable, SetWeight, Tick
+from optimizer_operator.decide.rollout import progress, retry
 from optimizer_operator.observe.prometheus import MetricsUnavailable
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -368,7 +362,8 @@ def test_retry_restarts_only_a_finished_rollout() -> None:
 def test_bandit_rebalances_toward_the_best_arm_then_promotes_it() -> None:
     from optimizer_operator.analysis.bandit import ArmReward
     from optimizer_operator.api.llmconfig import ModelConfig
-    from optimizer_operator.decide.rollout import BanditArms, SetArms
+    from optimizer_operator.decide.actions import SetArms
+    from optimizer_operator.decide.bandit import BanditArms
 
     spec = RolloutSpec.model_validate(
         {
@@ -411,7 +406,8 @@ def test_a_bandit_drops_an_arm_that_breaks_a_critical_trigger_and_never_promotes
     rollout goes on with the others instead of rolling back as a whole."""
     from optimizer_operator.analysis.bandit import ArmReward
     from optimizer_operator.api.llmconfig import ModelConfig
-    from optimizer_operator.decide.rollout import BanditArms, SetArms
+    from optimizer_operator.decide.actions import SetArms
+    from optimizer_operator.decide.bandit import BanditArms
 
     spec = RolloutSpec.model_validate(
         {
@@ -459,7 +455,7 @@ def test_a_bandit_drops_an_arm_that_breaks_a_critical_trigger_and_never_promotes
 def test_a_bandit_whose_every_arm_breaks_a_trigger_rolls_back() -> None:
     from optimizer_operator.analysis.bandit import ArmReward
     from optimizer_operator.api.llmconfig import ModelConfig
-    from optimizer_operator.decide.rollout import BanditArms
+    from optimizer_operator.decide.bandit import BanditArms
 
     spec = RolloutSpec.model_validate(
         {
