@@ -50,7 +50,7 @@ import numpy as np
 from optimizer_operator.analysis.canary import mann_whitney, sequential_mean, sequential_rate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trial_model import REQUESTS_PER_INTERVAL, TrialRun, run_trial  # noqa: E402
+from trial_model import REQUESTS_PER_INTERVAL, TrialRun, run_trial
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HORIZON = 60

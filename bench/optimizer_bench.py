@@ -68,10 +68,10 @@ import optuna
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from optimizer_operator.reconcile.policy import first_weight_divisor  # noqa: E402
 from optimizer_operator.api.llmconfig import ModelConfig  # noqa: E402
 from optimizer_operator.api.policy import OptimizationPolicySpec, TrialRecord  # noqa: E402
 from optimizer_operator.decide import optimizer, predictor  # noqa: E402
+from optimizer_operator.decide.trials import first_weight_divisor  # noqa: E402
 from optimizer_operator.providers.simulator import load_fleet  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -51,12 +51,12 @@ from ..api.policy import (
     TrialRecord,
     request_bounds,
 )
-from ..api.rollout import AnalysisStep, PauseStep, RollbackTrigger, Step
+from ..api.rollout import AnalysisStep, PauseStep, Step
 from ..api.timestamps import format_ts as _ts
 from ..api.timestamps import parse_optional as _parse
 from ..api.validation import InvalidSpec, parse_spec
 from ..api.variants import canary_variant_id, stable_variant_id
-from ..decide import optimizer, predictor, rules
+from ..decide import gates, optimizer, predictor, rules, trials
 from ..decide.triggers import due
 from ..observe.prometheus import (
     BUILTIN,
@@ -66,7 +66,7 @@ from ..observe.prometheus import (
     MetricsUnavailable,
     render,
 )
-from ..providers.catalog import fleet_models, list_price
+from ..providers.catalog import list_price
 from ..store import StoreUnavailable
 from ..tracing import Tracer
 
@@ -81,46 +81,6 @@ DEFAULT_STEPS = [
     Step(set_weight=50),
     Step(analysis=AnalysisStep(measurements=3)),
 ]
-
-
-def _unavailable(spec: OptimizationPolicySpec, config: ModelConfig) -> str:
-    """Why a candidate cannot be tried (empty when it can): a simulator model its fleet
-    does not serve, or, when cost is an objective or a constraint, a model the pricing
-    catalog has no price for (its cost would read as zero and win unfairly)."""
-    key = f"{config.provider}/{config.model}"
-    if config.provider == "simulator" and config.model not in fleet_models():
-        return f"{key}: not in the simulator fleet"
-    c = spec.constraints
-    costed = any(o.metric == "cost_per_request_usd" for o in spec.objectives) or any(
-        v is not None for v in (c.max_cost_per_request_usd, c.max_daily_cost_usd)
-    )
-    if costed and list_price(key) is None:
-        return f"{key}: no price in the pricing catalog (add it with LLMOPT_PRICING)"
-    return ""
-
-
-def _request_bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
-    """Every per-request constraint as metric -> (limit, upper)."""
-    return {
-        c.metric: (float(parse_decimal(v)), c.upper) for c, v in request_bounds(spec.constraints)
-    }
-
-
-def _monotone_bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
-    """The constraints a smaller or larger maxTokens moves one way only (quality and cost),
-    for ``predictor.bounded_violation``'s proofs."""
-    bounds = _request_bounds(spec)
-    return {m: bounds[m] for m in ("quality_score", "cost_per_request_usd") if m in bounds}
-
-
-def first_weight_divisor(confidence: str, violation_chance: float) -> int:
-    """How much smaller the trial's first canary weight is than the template's: a quarter
-    when the prediction gives a constraint an even chance or more of breaking (not
-    confident enough to skip the config; ``predictor.violation_chance``), half when the
-    prediction is low-confidence, else the template's weight."""
-    if violation_chance >= 0.5:
-        return 4
-    return 2 if confidence == "low" else 1
 
 
 class Cycle:
@@ -377,9 +337,9 @@ class Cycle:
         # measurement on: a candidate that breaks one is rolled back at its first step,
         # so little traffic ever reaches a config below the floor.
         names = {t.name for t in analysis.rollback_triggers}
-        analysis.rollback_triggers += [t for t in constraint_triggers(spec) if t.name not in names][
-            : 16 - len(analysis.rollback_triggers)
-        ]
+        analysis.rollback_triggers += [
+            t for t in trials.constraint_triggers(spec) if t.name not in names
+        ][: 16 - len(analysis.rollback_triggers)]
         rollout_spec: dict[str, Any] = {
             "targetRef": {"name": spec.target_ref.name},
             "candidate": config.to_wire(),
@@ -505,7 +465,7 @@ class Cycle:
                 self._finish(record, "Complete", "Promoted", record.reason or st.get("message", ""))
             return True
         if phase in ("RolledBack", "Aborted", "Failed"):
-            if record.outcome == "Inconclusive" or _ended_inconclusive(st):
+            if record.outcome == "Inconclusive" or trials.ended_inconclusive(st):
                 # Neither side of a bound was shown: told as what it is (Optuna FAIL, no
                 # verdict), never as infeasible; the config may be tried again later.
                 if record.values is None:
@@ -552,7 +512,7 @@ class Cycle:
             s_values = self._values(spec, spec.target_ref.name, stable, span)
             assert self.source is not None  # _values raised otherwise
             bounds = check_triggers(
-                constraint_triggers(spec), analysis, self.source, variants, span
+                trials.constraint_triggers(spec), analysis, self.source, variants, span
             )
             if bounds is None:
                 raise MetricsUnavailable(
@@ -562,38 +522,32 @@ class Cycle:
             self.status.state = "Collecting"
             self.status.message = f"trial {record.number}: waiting for data ({exc})"
             return False
-        violated = [r.reason for r in bounds if r.breached]
-        undecided = [r.reason for r in bounds if not r.decided]
         gate_since = _parse(st.get("stepStartedAt")) or self.now
-        limit = analysis.bounds.max_undecided
         waited = (self.now - gate_since).total_seconds()
-        if undecided and not violated and waited <= parse_duration(limit):
+        limit = analysis.bounds.max_undecided
+        if trials.collecting(bounds, waited, limit):
             self.status.state = "Collecting"
             self.status.message = (
                 f"trial {record.number}: at the final gate, collecting evidence "
-                f"({'; '.join(undecided)})"
+                f"({'; '.join(r.reason for r in bounds if not r.decided)})"
             )
             return False
-        daily = self._daily_requests(spec.target_ref.name, span)
-        self._judge(spec, record, c_values, daily)
+        self._judge(spec, record, c_values, self._daily_requests(spec.target_ref.name, span))
         gain = optimizer.improvement(spec.objectives, c_values, s_values)
         record.score = f"{gain:.4g}"
-        threshold = float(parse_decimal(spec.budgets.min_improvement))
-        if float(record.constraints.get("maxDailyCostUsd", "0")) > 0:
-            violated.append("maxDailyCostUsd: projected daily cost over the limit")
-        if violated:
-            record.reason = f"violates {'; '.join(violated)}"[:1000]
-            self._patch_rollout(record.rollout, {"abort": True})
-        elif undecided:
+        verdict = trials.gate_verdict(
+            bounds,
+            daily_over=float(record.constraints.get("maxDailyCostUsd", "0")) > 0,
+            gain=gain,
+            threshold=float(parse_decimal(spec.budgets.min_improvement)),
+            limit=limit,
+        )
+        record.reason = verdict.reason
+        if verdict.inconclusive:
             record.outcome = "Inconclusive"
-            record.reason = f"undecided after {limit} at the gate: {'; '.join(undecided)}"[:1000]
-            self._patch_rollout(record.rollout, {"abort": True})
-        elif gain <= threshold:
-            record.reason = f"improvement {gain:+.2%} not above {threshold:.2%}"
-            self._patch_rollout(record.rollout, {"abort": True})
-        else:
-            record.reason = f"improvement {gain:+.2%} over stable, all constraints confidently hold"
-            self._patch_rollout(record.rollout, {"promote": True})
+        self._patch_rollout(
+            record.rollout, {"promote": True} if verdict.promote else {"abort": True}
+        )
         self.status.state = "Deploying"
         return False
 
@@ -737,25 +691,10 @@ class Cycle:
         s = self.status
 
         # Gates, in the seed's order.
-        breaker = _parse(s.breaker_open_until)
-        if breaker is not None and self.now < breaker:
-            s.state = "Idle"
-            s.message = f"circuit breaker open until {s.breaker_open_until}"
+        stop = gates.breaker(spec, s, self.now)
+        if stop is not None:
+            self._stop(stop)
             return None
-        if s.consecutive_failures >= spec.budgets.max_consecutive_failures:
-            s.breaker_open_until = _ts(
-                self.now + timedelta(seconds=parse_duration(spec.budgets.cool_off))
-            )
-            s.consecutive_failures = 0
-            s.state = "Idle"
-            self._decide(
-                "CircuitBreakerOpen",
-                f"{spec.budgets.max_consecutive_failures} failed trials in a row: no proposals "
-                f"until {s.breaker_open_until}",
-            )
-            s.message = s.last_decision
-            return None
-        s.breaker_open_until = None
         active = (llmc.get("status") or {}).get("activeRollout")
         forced = self._rules(spec, llmc, active) if spec.rules else None
         if forced == "done":
@@ -764,32 +703,11 @@ class Cycle:
         if forced is not None:
             trigger = forced
         if trigger is None:
-            s.state = "Idle"
-            s.message = "waiting for a trigger"
+            self._stop(gates.Stop("Idle", "waiting for a trigger"))
             return None
-        ends = [_parse(r.finished_at) for r in s.trial_records if r.rollout and r.finished_at]
-        last_end = max((e for e in ends if e is not None), default=None)
-        cooldown = parse_duration(spec.schedule.cooldown)
-        if last_end is not None and (self.now - last_end).total_seconds() < cooldown:
-            s.state = "Idle"
-            s.message = f"cooldown {spec.schedule.cooldown} since the last trial's rollout"
-            return None
-        if spec.budgets.max_trials is not None and len(s.trial_records) >= spec.budgets.max_trials:
-            s.state = "Idle"
-            s.message = f"budget spent: {len(s.trial_records)} of {spec.budgets.max_trials} trials"
-            return None
-        today = [
-            r
-            for r in s.trial_records
-            if r.rollout and (self.now - (_parse(r.started_at) or self.now)).days < 1
-        ]
-        if spec.mode == "auto" and len(today) >= spec.budgets.max_rollouts_per_day:
-            s.state = "Idle"
-            s.message = f"{len(today)} rollouts in the last day (budgets.maxRolloutsPerDay)"
-            return None
-        if active:
-            s.state = "Monitoring"
-            s.message = f"not stable: Rollout {active} is active on the LLMConfig"
+        stop = gates.budgets(spec, s, self.now, active)
+        if stop is not None:
+            self._stop(stop)
             return None
         anomaly = self._stable_anomaly(spec, llmc)
         if anomaly:
@@ -797,6 +715,14 @@ class Cycle:
             s.message = f"not stable: {anomaly}; no experiment while the baseline is disturbed"
             return None
         return trigger
+
+    def _stop(self, stop: gates.Stop) -> None:
+        """The cycle ends at a gate: its state and message (and Decision, if it just
+        closed)."""
+        self.status.state = stop.state
+        if stop.decision is not None:
+            self._decide(stop.decision, stop.message)
+        self.status.message = stop.message
 
     def _stable_anomaly(self, spec: OptimizationPolicySpec, llmc: dict[str, Any]) -> str | None:
         """A high-severity anomaly on stable's error rate or p95 latency over the last 10
@@ -1029,14 +955,16 @@ class Cycle:
                 record, "Failed", "Quarantined", "rolled back before (LLMConfig quarantine)"
             )
             return
-        missing = _unavailable(spec, proposal.config)
+        missing = trials.unavailable(spec, proposal.config)
         if missing:
             self._record(record, "Failed", "Unavailable", missing)
             return
         s.state = "Validating"
         forecast = predictor.predict(spec.search_space, s.trial_records, record.params)
         record.prediction, record.confidence = forecast.summary(), forecast.confidence
-        bound = predictor.bounded_violation(s.trial_records, record.params, _monotone_bounds(spec))
+        bound = predictor.bounded_violation(
+            s.trial_records, record.params, trials.monotone_bounds(spec)
+        )
         if bound is not None:
             # Proven by a measured neighbour (monotone in maxTokens): no rollout needed.
             evidence, why = bound
@@ -1065,8 +993,8 @@ class Cycle:
             return
         record.rollout = f"{self.name}-t{number}"
         s.trial_records.append(record)
-        chance = predictor.violation_chance(forecast, _request_bounds(spec))
-        divisor = first_weight_divisor(forecast.confidence, chance)
+        chance = predictor.violation_chance(forecast, trials.request_bounds_of(spec))
+        divisor = trials.first_weight_divisor(forecast.confidence, chance)
         self._create_rollout(spec, record, proposal.config, divisor)
         s.state = "Deploying"
         self._decide(
@@ -1159,7 +1087,7 @@ class Cycle:
             budget = float(parse_decimal(c.max_daily_cost_usd))
             if predictor.confident_violation(projected, budget, upper=True):
                 out.append(f"daily cost predicted ${projected.mean:.2f}, budget ${budget:g}")
-        for metric, (limit, upper) in _request_bounds(spec).items():
+        for metric, (limit, upper) in trials.request_bounds_of(spec).items():
             p = forecast.metrics.get(metric)
             if p is not None and predictor.confident_violation(p, limit, upper):
                 out.append(f"{metric} predicted {p.mean:.4g} ± {p.stddev:.2g}, bound {limit:g}")
@@ -1235,21 +1163,6 @@ class Cycle:
         self.status.best_hash = best.hash if best else None
         if changed and len(records) >= 3:  # fANOVA is not cheap: only when a trial ended
             self.status.importance = optimizer.importance(self._study(spec, stable))
-
-
-def _ended_inconclusive(rollout_status: dict[str, Any]) -> bool:
-    """The Rollout ended because a critical bound stayed undecided."""
-    return any(
-        c.get("reason") == "BoundInconclusive" for c in rollout_status.get("conditions") or []
-    )
-
-
-def constraint_triggers(spec: OptimizationPolicySpec) -> list[RollbackTrigger]:
-    """The policy's per-request constraints as critical rollback triggers."""
-    return [
-        RollbackTrigger.model_validate({"name": c.metric, c.side: bound})
-        for c, bound in request_bounds(spec.constraints)
-    ]
 
 
 def run_cycle(

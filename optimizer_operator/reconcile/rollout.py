@@ -11,9 +11,16 @@ from typing import Any
 
 from kubernetes import client
 
-from ..act.configmap import REQUEST_TIMEOUT
 from ..act.deployment import DeploymentMissing, annotate_config_hash
-from ..act.llmconfigs import read_llmconfig
+from ..act.llmconfigs import (
+    claim,
+    holds,
+    lift_quarantine,
+    patch_status,
+    quarantine,
+    read_llmconfig,
+    release,
+)
 from ..act.outcome import Outcome
 from ..act.replicas import canary_ready, ensure_canary, remove_canary, target_exists
 from ..act.variants import (
@@ -36,14 +43,15 @@ from ..analysis.measurement import (
     check_triggers,
     measure,
 )
-from ..api.common import GROUP, VERSION, parse_duration
+from ..api.common import parse_duration
 from ..api.conditions import set_condition
-from ..api.llmconfig import LLMConfigSpec, ModelConfig, QuarantineEntry
+from ..api.llmconfig import LLMConfigSpec, ModelConfig, VersionRecord
 from ..api.rollout import ABTest, Bandit, RolloutSpec, RolloutStatus
-from ..api.timestamps import format_ts, parse_ts
+from ..api.timestamps import format_ts
 from ..api.validation import InvalidSpec, parse_spec
 from ..api.variants import canary_variant_id, stable_variant_id
 from ..decide.actions import TERMINAL, Promote, RestoreStable, SetArms, SetWeight, Tick
+from ..decide.admission import admission
 from ..decide.bandit import BanditArms
 from ..decide.rollout import progress, retry
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable
@@ -62,20 +70,6 @@ _CONDITION_FOR_PHASE: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _patch_llmconfig_status(
-    custom: client.CustomObjectsApi, namespace: str, name: str, patch: dict[str, Any]
-) -> None:
-    custom.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        namespace,
-        "llmconfigs",
-        name,
-        {"status": patch},
-        _request_timeout=REQUEST_TIMEOUT,
-    )
-
-
 def reconcile_rollout(
     body: dict[str, Any],
     *,
@@ -85,250 +79,343 @@ def reconcile_rollout(
     source: MetricSource | None,
     now: datetime | None = None,
 ) -> Outcome:
-    """One tick of a Rollout: validate, claim, progress, act; returns its new status."""
-    now = now or datetime.now(UTC)
-    meta = body["metadata"]
-    name, namespace, generation = meta["name"], meta["namespace"], meta.get("generation")
-    raw_status = dict(body.get("status") or {})
-    conditions = raw_status.get("conditions")
-    stamp = format_ts(now)
+    """One tick of a Rollout: validate, check the target, admit, claim, progress, act;
+    returns its new status."""
+    return _Reconcile(body, core, apps, custom, source, now or datetime.now(UTC)).run()
+
+
+class _Reconcile:
+    """One tick's context, as Argo Rollouts' rolloutContext: each step a method."""
+
+    def __init__(
+        self,
+        body: dict[str, Any],
+        core: client.CoreV1Api,
+        apps: client.AppsV1Api,
+        custom: client.CustomObjectsApi,
+        source: MetricSource | None,
+        now: datetime,
+    ) -> None:
+        self.body, self.core, self.apps, self.custom = body, core, apps, custom
+        self.source, self.now, self.stamp = source, now, format_ts(now)
+        meta = body["metadata"]
+        self.meta, self.name, self.namespace = meta, meta["name"], meta["namespace"]
+        self.generation = meta.get("generation")
+        self.raw_status = dict(body.get("status") or {})
+        self.events: list[tuple[str, str, str]] = []
+
+    def run(self) -> Outcome:
+        try:
+            spec = parse_spec(RolloutSpec, self.body.get("spec"))
+        except InvalidSpec as exc:
+            return self.ready(False, "InvalidSpec", str(exc))
+        status = RolloutStatus.model_validate(
+            {
+                k: v
+                for k, v in self.raw_status.items()
+                if k not in ("conditions", "observedGeneration")
+            }
+        )
+        llmc = read_llmconfig(self.custom, self.namespace, spec.target_ref.name)
+        problem = self.check_target(spec, status, llmc)
+        if problem is not None:
+            return problem
+        assert llmc is not None
+        stable = stable_record(llmc)
+        assert stable is not None
+        status = self.take_retry(spec, status, llmc)
+        refused = self.admit(spec, status, llmc)
+        if refused is not None:
+            return refused
+        tick: Tick | None = None
+        if status.phase not in TERMINAL:
+            waiting = self.wait_for_other(spec, status, llmc)
+            if waiting is not None:
+                return waiting
+            tick = self.resume(spec, status, llmc, stable)
+        if tick is None:
+            tick = self.progress(spec, status, llmc, stable)
+        return self.act(spec, tick, llmc, stable)
+
+    # -- outcome ------------------------------------------------------------
 
     def ready(
+        self,
         ok: bool,
         reason: str,
         message: str,
         extra: dict[str, Any] | None = None,
-        retry: float | None = None,
+        retry_after: float | None = None,
     ) -> Outcome:
-        status = {**(extra or {}), "observedGeneration": generation, "message": message}
+        status = {**(extra or {}), "observedGeneration": self.generation, "message": message}
         status["conditions"] = set_condition(
-            conditions,
+            self.raw_status.get("conditions"),
             type="Ready",
             status="True" if ok else "False",
             reason=reason,
             message=message,
-            generation=generation,
-            now=stamp,
+            generation=self.generation,
+            now=self.stamp,
         )
         events = [] if ok else [("Warning", reason, message)]
-        return Outcome(status=status, events=events, retry_after=retry)
+        return Outcome(status=status, events=events, retry_after=retry_after)
 
-    def target_deleted(message: str, extra: dict[str, Any]) -> Outcome:
+    def accepted(
+        self, status: RolloutStatus, reason: str, retry_after: float | None = None
+    ) -> Outcome:
+        """Ready=True with the phase conditions for ``status``."""
+        phase, message = status.phase or "Pending", status.message or status.phase or ""
+        out = self.ready(True, "Accepted", message, _wire(status), retry_after)
+        out.status["conditions"] = _phase_conditions(
+            out.status["conditions"], phase, reason or phase, message, self.generation, self.stamp
+        )
+        return out
+
+    def target_deleted(self, message: str, extra: dict[str, Any]) -> Outcome:
         """Failed for good: what the rollout acted on is gone (Degraded says so)."""
-        out = ready(False, "TargetDeleted", message, extra)
+        out = self.ready(False, "TargetDeleted", message, extra)
         out.status["conditions"] = set_condition(
             out.status["conditions"],
             type="Degraded",
             status="True",
             reason="TargetDeleted",
             message=message,
-            generation=generation,
-            now=stamp,
+            generation=self.generation,
+            now=self.stamp,
         )
         return out
 
-    try:
-        spec = parse_spec(RolloutSpec, body.get("spec"))
-    except InvalidSpec as exc:
-        return ready(False, "InvalidSpec", str(exc))
-    status = RolloutStatus.model_validate(
-        {k: v for k, v in raw_status.items() if k not in ("conditions", "observedGeneration")}
-    )
-    llmc = read_llmconfig(custom, namespace, spec.target_ref.name)
-    if llmc is None:
-        if status.phase in ACTIVE_PHASES:
-            # The target went away under a running rollout: its ConfigMap went with it
-            # (owner reference), so there is nothing to restore; end here, and say so.
-            return target_deleted(
-                f"LLMConfig {spec.target_ref.name} was deleted while the rollout ran; "
-                "nothing left to roll out or back",
-                {"phase": "Failed", "canaryWeight": 0},
-            )
-        return ready(
-            False,
-            "TargetNotFound",
-            f"spec.targetRef.name: LLMConfig {spec.target_ref.name} not found",
-        )
-    stable = stable_record(llmc)
-    llmc_status = llmc.get("status") or {}
-    if stable is None:
-        return ready(
-            False, "TargetNotReady", f"LLMConfig {spec.target_ref.name} has no stable version yet"
-        )
-    replicas_mode = spec.traffic_routing == "replicas"
-    if replicas_mode and not ((llmc.get("spec") or {}).get("target") or {}).get("deployment"):
-        return ready(
-            False,
-            "InvalidSpec",
-            f"spec.trafficRouting: replicas needs LLMConfig {spec.target_ref.name}'s "
-            "spec.target.deployment to clone (nothing was changed)",
-        )
-    if replicas_mode and status.phase in ACTIVE_PHASES and not target_exists(apps, llmc):
-        # The stable pods are gone: left alone, the canary's pods would take all of the
-        # app's traffic with an unvetted config. Remove them and stop.
-        removed = remove_canary(core, apps, llmc)
-        _release(custom, llmc, name)
-        deployment = llmc["spec"]["target"]["deployment"]["name"]
-        return target_deleted(
-            f"target Deployment {deployment} was deleted while the rollout ran; "
-            + ("the canary Deployment was removed" if removed else "no canary was running")
-            + " so no unvetted pods serve the app; the stable config is unchanged",
-            {"phase": "Failed", "canaryWeight": 0, "canaryReplicas": 0},
-        )
-    pre_events: list[tuple[str, str, str]] = []
-    fresh = retry(spec, status)
-    if fresh is not None:
-        _lift_quarantine(custom, llmc, spec.candidate.config_hash())
-        status = fresh
-        pre_events.append(
-            ("Normal", "Retried", f"retry {spec.retry} requested by a person; from step 0 again")
-        )
-    elif spec.retry > status.observed_retry:
-        status.observed_retry = spec.retry
-    if status.phase in (None, "Pending") and _automatic(spec, meta):
-        gate = _gate(spec.candidate.config_hash(), llmc, now)
-        if gate is not None:
-            reason, message, retry_after = gate
-            status.phase, status.message = ("Failed" if retry_after is None else "Pending"), message
-            out = ready(True, "Accepted", message, _wire(status), retry=retry_after)
-            out.status["conditions"] = _phase_conditions(
-                out.status["conditions"], status.phase, reason, message, generation, stamp
-            )
-            out.events = [*pre_events, ("Warning", reason, message)]
-            return out
+    # -- steps --------------------------------------------------------------
 
-    resumed: Tick | None = None
-    if status.phase not in TERMINAL:
-        holder = llmc_status.get("activeRollout")
-        if holder and holder != name:
-            waiting = status.model_copy(
-                update={
-                    "phase": "Pending",
-                    "message": f"waiting: Rollout {holder} is "
-                    f"active on LLMConfig {spec.target_ref.name}",
-                }
+    def check_target(
+        self, spec: RolloutSpec, status: RolloutStatus, llmc: dict[str, Any] | None
+    ) -> Outcome | None:
+        """The LLMConfig (and, for a replica canary, its Deployment) exists and is ready."""
+        target = spec.target_ref.name
+        if llmc is None:
+            if status.phase in ACTIVE_PHASES:
+                # The target went away under a running rollout: its ConfigMap went with it
+                # (owner reference), so there is nothing to restore; end here, and say so.
+                return self.target_deleted(
+                    f"LLMConfig {target} was deleted while the rollout ran; "
+                    "nothing left to roll out or back",
+                    {"phase": "Failed", "canaryWeight": 0},
+                )
+            return self.ready(
+                False, "TargetNotFound", f"spec.targetRef.name: LLMConfig {target} not found"
             )
-            out = ready(True, "Accepted", waiting.message or "", _wire(waiting))
-            out.status["conditions"] = _phase_conditions(
-                out.status["conditions"],
-                "Pending",
-                "AnotherRolloutActive",
-                waiting.message or "",
-                generation,
-                stamp,
+        if stable_record(llmc) is None:
+            return self.ready(
+                False, "TargetNotReady", f"LLMConfig {target} has no stable version yet"
             )
-            return out
+        if spec.traffic_routing != "replicas":
+            return None
+        if not ((llmc.get("spec") or {}).get("target") or {}).get("deployment"):
+            return self.ready(
+                False,
+                "InvalidSpec",
+                f"spec.trafficRouting: replicas needs LLMConfig {target}'s "
+                "spec.target.deployment to clone (nothing was changed)",
+            )
+        if status.phase in ACTIVE_PHASES and not target_exists(self.apps, llmc):
+            # The stable pods are gone: left alone, the canary's pods would take all of
+            # the app's traffic with an unvetted config. Remove them and stop.
+            removed = remove_canary(self.core, self.apps, llmc)
+            release(self.custom, llmc, self.name)
+            deployment = llmc["spec"]["target"]["deployment"]["name"]
+            return self.target_deleted(
+                f"target Deployment {deployment} was deleted while the rollout ran; "
+                + ("the canary Deployment was removed" if removed else "no canary was running")
+                + " so no unvetted pods serve the app; the stable config is unchanged",
+                {"phase": "Failed", "canaryWeight": 0, "canaryReplicas": 0},
+            )
+        return None
+
+    def take_retry(
+        self, spec: RolloutSpec, status: RolloutStatus, llmc: dict[str, Any]
+    ) -> RolloutStatus:
+        """A person's retry starts the rollout again and lifts the candidate's quarantine."""
+        fresh = retry(spec, status)
+        if fresh is not None:
+            lift_quarantine(self.custom, llmc, spec.candidate.config_hash())
+            self.events.append(
+                (
+                    "Normal",
+                    "Retried",
+                    f"retry {spec.retry} requested by a person; from step 0 again",
+                )
+            )
+            return fresh
+        if spec.retry > status.observed_retry:
+            status.observed_retry = spec.retry
+        return status
+
+    def admit(
+        self, spec: RolloutSpec, status: RolloutStatus, llmc: dict[str, Any]
+    ) -> Outcome | None:
+        """An automatic rollout that may not start waits (rate limit) or fails (quarantine)."""
+        if status.phase not in (None, "Pending") or not _automatic(spec, self.meta):
+            return None
+        refusal = admission(spec.candidate.config_hash(), llmc, self.now)
+        if refusal is None:
+            return None
+        reason, message, retry_after = refusal
+        status.phase, status.message = ("Failed" if retry_after is None else "Pending"), message
+        out = self.accepted(status, reason, retry_after)
+        out.events = [*self.events, ("Warning", reason, message)]
+        return out
+
+    def wait_for_other(
+        self, spec: RolloutSpec, status: RolloutStatus, llmc: dict[str, Any]
+    ) -> Outcome | None:
+        """One Rollout per LLMConfig at a time: another's claim makes this one wait."""
+        holder = (llmc.get("status") or {}).get("activeRollout")
+        if not holder or holder == self.name:
+            return None
+        waiting = status.model_copy(
+            update={
+                "phase": "Pending",
+                "message": f"waiting: Rollout {holder} is "
+                f"active on LLMConfig {spec.target_ref.name}",
+            }
+        )
+        return self.accepted(waiting, "AnotherRolloutActive")
+
+    def resume(
+        self,
+        spec: RolloutSpec,
+        status: RolloutStatus,
+        llmc: dict[str, Any],
+        stable: VersionRecord,
+    ) -> Tick | None:
+        """Pin the variants at the start and claim the LLMConfig; a tick when an
+        interrupted promotion is to be finished rather than judged again."""
         candidate_hash = spec.candidate.config_hash()
         if status.candidate_hash is None:
-            status.stable_hash, status.stable_variant = (
-                stable.hash,
-                stable_variant_id(stable.version),
-            )
+            status.stable_hash = stable.hash
+            status.stable_variant = stable_variant_id(stable.version)
             status.candidate_hash = candidate_hash
             status.canary_variant = canary_variant_id(candidate_hash)
-        if status.stable_hash not in (None, stable.hash) and stable.source == f"rollout/{name}":
+        if (
+            status.stable_hash not in (None, stable.hash)
+            and stable.source == f"rollout/{self.name}"
+        ):
             # This rollout's promotion reached the LLMConfig, but the tick that made it
             # was cut before the Rollout's own status was written: finish it (the promote
             # action is idempotent), never judge the stable candidate a second time.
             status.phase = "Promoted"
             status.message = (
-                f"promotion completed: v{stable.version} was already stable from this rollout "
-                "(the tick that promoted it was interrupted)"
+                f"promotion completed: {stable_variant_id(stable.version)} was already stable "
+                "from this rollout (the tick that promoted it was interrupted)"
             )
-            resumed = Tick(
+            return Tick(
                 status,
                 actions=[Promote(stable.model_config_part())],
                 events=[("Normal", "PromotionCompleted", status.message)],
                 reason="PromotionCompleted",
             )
-        elif candidate_hash == stable.hash:
+        if candidate_hash == stable.hash:
             status.phase, status.message = "Aborted", "the candidate is already the stable version"
-        elif not holder:
-            _patch_llmconfig_status(
-                custom, namespace, spec.target_ref.name, {"activeRollout": name}
-            )
+        elif not (llmc.get("status") or {}).get("activeRollout"):
+            claim(self.custom, llmc, self.name)
+        return None
 
-    def observe(since: float) -> Measurement:
-        if source is None:
-            raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
-        return measure(
-            spec.analysis,
-            source,
+    def progress(
+        self,
+        spec: RolloutSpec,
+        status: RolloutStatus,
+        llmc: dict[str, Any],
+        stable: VersionRecord,
+    ) -> Tick:
+        if status.phase in TERMINAL:
+            return Tick(status, reason=status.phase or "")
+        evidence = _Evidence(
+            spec,
+            self.source,
             Variants(
                 llm_config=spec.target_ref.name,
-                namespace=namespace,
+                namespace=self.namespace,
                 stable=status.stable_variant or stable_variant_id(stable.version),
                 canary=status.canary_variant or canary_variant_id(spec.candidate.config_hash()),
             ),
-            since,
         )
-
-    def variants() -> Variants:
-        return Variants(
-            llm_config=spec.target_ref.name,
-            namespace=namespace,
-            stable=status.stable_variant or stable_variant_id(stable.version),
-            canary=status.canary_variant or canary_variant_id(spec.candidate.config_hash()),
-        )
-
-    def watch(since: float) -> list[TriggerResult] | None:
-        if source is None:
-            raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
-        return check_triggers(
-            spec.analysis.rollback_triggers, spec.analysis, source, variants(), since
-        )
-
-    def decide_ab(since: float) -> ABOutcome | None:
-        if source is None:
-            raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
-        return ab_decide(spec.ab_test or ABTest(), source, variants(), since)
-
-    bandit = (
-        _bandit_arms(spec, source, variants(), namespace) if spec.strategy == "bandit" else None
-    )
-    tick = resumed or (
-        progress(
+        replicas_mode = spec.traffic_routing == "replicas"
+        return progress(
             spec,
             status,
-            now,
-            observe,
-            watch=watch,
-            decide_ab=decide_ab,
-            pods_ready=(lambda w: canary_ready(apps, llmc, w)) if replicas_mode else None,
-            bandit=bandit,
+            self.now,
+            evidence.observe,
+            watch=evidence.watch,
+            decide_ab=evidence.decide_ab,
+            pods_ready=(lambda w: canary_ready(self.apps, llmc, w)) if replicas_mode else None,
+            bandit=evidence.bandit_arms() if spec.strategy == "bandit" else None,
         )
-        if status.phase not in TERMINAL
-        else Tick(status, reason=status.phase or "")
-    )
-    events = [*pre_events, *tick.events]
-    for action in tick.actions:
-        events += _carry_out(
-            action, body, spec, tick.status, llmc, core=core, apps=apps, custom=custom, now=stamp
-        )
-    if not tick.actions and tick.status.phase in ACTIVE_PHASES and not replicas_mode:
-        # Drift repair: the split this rollout stands at, written again only if the
-        # ConfigMap differs (deleted, or edited by hand).
-        current = {
-            "metadata": body["metadata"],
-            "spec": body.get("spec"),
-            "status": _wire(tick.status),
-        }
-        if render(core, llmc, stable, canary_of(current))[1]:
-            events.append(
-                ("Warning", "ConfigMapRepaired", "the ConfigMap drifted from the split; rewritten")
+
+    def act(
+        self, spec: RolloutSpec, tick: Tick, llmc: dict[str, Any], stable: VersionRecord
+    ) -> Outcome:
+        """Carry out the tick's actions (or repair a drifted split), then the status."""
+        events = [*self.events, *tick.events]
+        for action in tick.actions:
+            events += _carry_out(
+                action,
+                self.body,
+                spec,
+                tick.status,
+                llmc,
+                core=self.core,
+                apps=self.apps,
+                custom=self.custom,
+                now=self.stamp,
             )
-    phase = tick.status.phase or "Pending"
-    out = ready(True, "Accepted", tick.status.message or phase, _wire(tick.status))
-    out.status["conditions"] = _phase_conditions(
-        out.status["conditions"],
-        phase,
-        tick.reason or phase,
-        tick.status.message or phase,
-        generation,
-        stamp,
-    )
-    out.events = events
-    return out
+        replicas_mode = spec.traffic_routing == "replicas"
+        if not tick.actions and tick.status.phase in ACTIVE_PHASES and not replicas_mode:
+            # Drift repair: the split this rollout stands at, written again only if the
+            # ConfigMap differs (deleted, or edited by hand).
+            current = {
+                "metadata": self.meta,
+                "spec": self.body.get("spec"),
+                "status": _wire(tick.status),
+            }
+            if render(self.core, llmc, stable, canary_of(current))[1]:
+                events.append(
+                    (
+                        "Warning",
+                        "ConfigMapRepaired",
+                        "the ConfigMap drifted from the split; rewritten",
+                    )
+                )
+        tick.status.message = tick.status.message or tick.status.phase or "Pending"
+        out = self.accepted(tick.status, tick.reason)
+        out.events = events
+        return out
+
+
+class _Evidence:
+    """Where a Rollout's tick reads its numbers: one Prometheus (or none, which holds)."""
+
+    def __init__(self, spec: RolloutSpec, source: MetricSource | None, variants: Variants) -> None:
+        self.spec, self._source, self.variants = spec, source, variants
+
+    def source(self) -> MetricSource:
+        if self._source is None:
+            raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
+        return self._source
+
+    def observe(self, since: float) -> Measurement:
+        return measure(self.spec.analysis, self.source(), self.variants, since)
+
+    def watch(self, since: float) -> list[TriggerResult] | None:
+        analysis = self.spec.analysis
+        return check_triggers(
+            analysis.rollback_triggers, analysis, self.source(), self.variants, since
+        )
+
+    def decide_ab(self, since: float) -> ABOutcome | None:
+        return ab_decide(self.spec.ab_test or ABTest(), self.source(), self.variants, since)
+
+    def bandit_arms(self) -> BanditArms:
+        return _bandit_arms(self.spec, self, self.variants)
 
 
 def _carry_out(
@@ -381,9 +468,9 @@ def _carry_out(
         events.append(("Normal", "CanaryRemoved", "canary Deployment and ConfigMap deleted"))
     if isinstance(action, RestoreStable):
         render(core, llmc, stable, None)
-        _release(custom, llmc, rollout)
+        release(custom, llmc, rollout)
         if action.quarantine:
-            _quarantine(custom, llmc, spec, rollout, action.reason, now)
+            quarantine(custom, llmc, spec.candidate, rollout, action.reason, now)
         return [*events, ("Normal", "StableRestored", f"all traffic back on v{stable.version}")]
     assert isinstance(action, Promote)
     winner = action.config or spec.candidate
@@ -391,13 +478,13 @@ def _carry_out(
     history = (llmc.get("status") or {}).get("history") or []
     version = stable.version
     if stable.source == f"rollout/{rollout}" and stable.hash == winner.config_hash():
-        _release(custom, llmc, rollout)  # already recorded by an interrupted tick: once only
+        release(custom, llmc, rollout)  # already recorded by an interrupted tick: once only
     else:
         history, version, _ = record_version(
             history, winner, source=f"rollout/{rollout}", now=now, limit=llmc_spec.history_limit
         )
-        release = {"activeRollout": None} if _holds(llmc, rollout) else {}
-        _patch_llmconfig_status(
+        unclaim = {"activeRollout": None} if holds(llmc, rollout) else {}
+        patch_status(
             custom,
             meta["namespace"],
             meta["name"],
@@ -405,7 +492,7 @@ def _carry_out(
                 "history": history,
                 "currentVersion": version,
                 "currentHash": winner.config_hash(),
-                **release,
+                **unclaim,
             },
         )
     promoted = stable_record({"status": {"history": history}})
@@ -424,12 +511,7 @@ def _carry_out(
     return events
 
 
-QUARANTINE_LIMIT = 50
-
-
-def _bandit_arms(
-    spec: RolloutSpec, source: MetricSource | None, v: Variants, namespace: str
-) -> BanditArms:
+def _bandit_arms(spec: RolloutSpec, evidence: _Evidence, v: Variants) -> BanditArms:
     settings = spec.bandit or Bandit()
     configs: dict[str, ModelConfig | None] = {v.stable: None} if settings.include_stable else {}
     for config in [spec.candidate, *settings.arms]:
@@ -441,15 +523,14 @@ def _bandit_arms(
     )
 
     def rewards() -> dict[str, ArmReward]:
-        if source is None:
-            raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
+        source = evidence.source()
         if not template:
             raise MetricsUnavailable(f"bandit metric {settings.metric} has no query")
         return arm_rewards(
             template,
             source,
             v.llm_config,
-            namespace,
+            v.namespace,
             sorted(configs),
             parse_duration(spec.analysis.window),
         )
@@ -457,12 +538,10 @@ def _bandit_arms(
     critical = [t for t in spec.analysis.rollback_triggers if t.severity == "critical"]
 
     def guard(arm: str, since: float) -> list[TriggerResult] | None:
-        if source is None:
-            raise MetricsUnavailable("no Prometheus configured (LLMOPT_PROMETHEUS_URL)")
         return check_triggers(
             critical,
             spec.analysis,
-            source,
+            evidence.source(),
             Variants(llm_config=v.llm_config, namespace=v.namespace, stable=v.stable, canary=arm),
             since,
         )
@@ -476,95 +555,6 @@ def _automatic(spec: RolloutSpec, meta: dict[str, Any]) -> bool:
     return spec.trial is not None or any(
         o.get("kind") in ("LLMConfig", "OptimizationPolicy") for o in owners
     )
-
-
-def _gate(
-    candidate_hash: str, llmc: dict[str, Any], now: datetime
-) -> tuple[str, str, float | None] | None:
-    """Why an automatic rollout may not start: (reason, message, retry after seconds or
-    None for never), or None when it may."""
-    llmc_status = llmc.get("status") or {}
-    name = llmc["metadata"]["name"]
-    for entry in llmc_status.get("quarantine") or []:
-        if entry.get("hash") == candidate_hash:
-            return (
-                "Quarantined",
-                f"candidate {candidate_hash[:8]} was rolled back by Rollout "
-                f"{entry.get('rollout')} ({entry.get('reason', '')}); not retried automatically "
-                "(llm-optimizer rollout retry NAME tries it anyway)",
-                None,
-            )
-    delivery = LLMConfigSpec.model_validate(llmc.get("spec")).delivery
-    window = parse_duration(delivery.rollback_window)
-    recent = sorted(
-        t
-        for t in llmc_status.get("rollbacks") or []
-        if (now - _parse_ts(t)).total_seconds() < window
-    )
-    if len(recent) >= delivery.max_rollbacks:
-        wait = window - (now - _parse_ts(recent[-delivery.max_rollbacks])).total_seconds()
-        return (
-            "RollbackRateLimited",
-            f"{len(recent)} rollbacks on LLMConfig {name} within {delivery.rollback_window} "
-            f"(spec.delivery.maxRollbacks {delivery.max_rollbacks}); waiting {wait:.0f}s",
-            max(wait, 1.0),
-        )
-    return None
-
-
-def _parse_ts(ts: str) -> datetime:
-    return parse_ts(ts)
-
-
-def _quarantine(
-    custom: client.CustomObjectsApi,
-    llmc: dict[str, Any],
-    spec: RolloutSpec,
-    rollout: str,
-    reason: str,
-    now: str,
-) -> None:
-    llmc_status = llmc.get("status") or {}
-    candidate_hash = spec.candidate.config_hash()
-    entries = [e for e in llmc_status.get("quarantine") or [] if e.get("hash") != candidate_hash]
-    entries.append(
-        QuarantineEntry(
-            hash=candidate_hash,
-            model=spec.candidate.model,
-            rollout=rollout,
-            reason=reason[:1024],
-            at=now,
-        ).to_wire()
-    )
-    stamp = _parse_ts(now)
-    recent = [t for t in llmc_status.get("rollbacks") or [] if (stamp - _parse_ts(t)).days < 1]
-    rollbacks = [*recent[-99:], now]
-    patch = {"quarantine": entries[-QUARANTINE_LIMIT:], "rollbacks": rollbacks}
-    _patch_llmconfig_status(custom, llmc["metadata"]["namespace"], llmc["metadata"]["name"], patch)
-    llmc.setdefault("status", {}).update(patch)
-
-
-def _lift_quarantine(
-    custom: client.CustomObjectsApi, llmc: dict[str, Any], candidate_hash: str
-) -> None:
-    entries = (llmc.get("status") or {}).get("quarantine") or []
-    kept = [e for e in entries if e.get("hash") != candidate_hash]
-    if len(kept) != len(entries):
-        _patch_llmconfig_status(
-            custom, llmc["metadata"]["namespace"], llmc["metadata"]["name"], {"quarantine": kept}
-        )
-        llmc.setdefault("status", {})["quarantine"] = kept
-
-
-def _holds(llmc: dict[str, Any], rollout: str) -> bool:
-    return (llmc.get("status") or {}).get("activeRollout") in (None, rollout)
-
-
-def _release(custom: client.CustomObjectsApi, llmc: dict[str, Any], rollout: str) -> None:
-    if (llmc.get("status") or {}).get("activeRollout") == rollout:
-        _patch_llmconfig_status(
-            custom, llmc["metadata"]["namespace"], llmc["metadata"]["name"], {"activeRollout": None}
-        )
 
 
 def _wire(status: RolloutStatus) -> dict[str, Any]:

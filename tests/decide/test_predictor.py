@@ -96,7 +96,7 @@ def test_a_smaller_answer_budget_than_one_below_the_floor_is_proven_infeasible()
 def test_the_first_canary_weight_shrinks_with_the_risk_the_prediction_sees() -> None:
     """Not confident enough to skip, but an even chance or worse of breaking the floor: a
     quarter of the template's first weight; merely unsure: half; else all of it."""
-    from optimizer_operator.reconcile.policy import first_weight_divisor
+    from optimizer_operator.decide.trials import first_weight_divisor
 
     one = [_r(0, "sim-small", "0.3", "0.70")]  # a single trial: too little to skip on
     p = predict(SPACE, one, {"model": "simulator/sim-small", "temperature": "0.35"})

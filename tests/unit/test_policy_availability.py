@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from optimizer_operator.api.llmconfig import ModelConfig
 from optimizer_operator.api.policy import OptimizationPolicySpec
-from optimizer_operator.reconcile.policy import _unavailable
+from optimizer_operator.decide.trials import unavailable
 
 
 def _spec(objective: str) -> OptimizationPolicySpec:
@@ -23,12 +23,12 @@ def _config(provider: str, model: str) -> ModelConfig:
 
 
 def test_availability_needs_the_fleet_and_a_price_when_cost_matters() -> None:
-    assert _unavailable(_spec("quality_score"), _config("simulator", "sim-small")) == ""
-    assert "not in the simulator fleet" in _unavailable(
+    assert unavailable(_spec("quality_score"), _config("simulator", "sim-small")) == ""
+    assert "not in the simulator fleet" in unavailable(
         _spec("quality_score"), _config("simulator", "sim-huge")
     )
     unpriced = _config("openai", "my-finetune-7b")
-    assert _unavailable(_spec("quality_score"), unpriced) == ""  # cost does not matter here
-    why = _unavailable(_spec("cost_per_request_usd"), unpriced)
+    assert unavailable(_spec("quality_score"), unpriced) == ""  # cost does not matter here
+    why = unavailable(_spec("cost_per_request_usd"), unpriced)
     assert "no price in the pricing catalog" in why
-    assert _unavailable(_spec("cost_per_request_usd"), _config("openai", "gpt-4o-mini")) == ""
+    assert unavailable(_spec("cost_per_request_usd"), _config("openai", "gpt-4o-mini")) == ""

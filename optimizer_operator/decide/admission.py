@@ -1,0 +1,45 @@
+"""Whether an automatic Rollout may start: not for a quarantined candidate, not past the
+LLMConfig's rollback rate limit. A Rollout a person creates is never held back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..api.common import parse_duration
+from ..api.llmconfig import LLMConfigSpec
+from ..api.timestamps import parse_ts
+
+
+def admission(
+    candidate_hash: str, llmc: dict[str, Any], now: datetime
+) -> tuple[str, str, float | None] | None:
+    """Why an automatic rollout may not start: (reason, message, retry after seconds or
+    None for never), or None when it may."""
+    llmc_status = llmc.get("status") or {}
+    name = llmc["metadata"]["name"]
+    for entry in llmc_status.get("quarantine") or []:
+        if entry.get("hash") == candidate_hash:
+            return (
+                "Quarantined",
+                f"candidate {candidate_hash[:8]} was rolled back by Rollout "
+                f"{entry.get('rollout')} ({entry.get('reason', '')}); not retried automatically "
+                "(llm-optimizer rollout retry NAME tries it anyway)",
+                None,
+            )
+    delivery = LLMConfigSpec.model_validate(llmc.get("spec")).delivery
+    window = parse_duration(delivery.rollback_window)
+    recent = sorted(
+        t
+        for t in llmc_status.get("rollbacks") or []
+        if (now - parse_ts(t)).total_seconds() < window
+    )
+    if len(recent) >= delivery.max_rollbacks:
+        wait = window - (now - parse_ts(recent[-delivery.max_rollbacks])).total_seconds()
+        return (
+            "RollbackRateLimited",
+            f"{len(recent)} rollbacks on LLMConfig {name} within {delivery.rollback_window} "
+            f"(spec.delivery.maxRollbacks {delivery.max_rollbacks}); waiting {wait:.0f}s",
+            max(wait, 1.0),
+        )
+    return None

@@ -1,0 +1,80 @@
+"""The policy's gates, in the seed's order: may this cycle propose a trial?
+
+Pure functions of the spec, the policy's status and the clock (no reads): the circuit
+breaker, then, once a trigger is due, the cooldown since the last trial's Rollout, the
+trial and daily-Rollout budgets, and no Rollout active on the LLMConfig. Each returns
+why the cycle stops here, or None to go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ..api.common import parse_duration
+from ..api.policy import LoopState, OptimizationPolicySpec, OptimizationPolicyStatus
+from ..api.timestamps import format_ts, parse_optional
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The cycle stops at a gate: the loop state and message to show, and a Decision
+    Event to post when the gate just closed."""
+
+    state: LoopState
+    message: str
+    decision: str | None = None  # the reason of a Decision Event
+
+
+def breaker(
+    spec: OptimizationPolicySpec, status: OptimizationPolicyStatus, now: datetime
+) -> Stop | None:
+    """The circuit breaker: open until ``breakerOpenUntil``; opened (for ``coolOff``)
+    by ``maxConsecutiveFailures`` failed trials in a row. Updates the status's breaker
+    fields."""
+    until = parse_optional(status.breaker_open_until)
+    if until is not None and now < until:
+        return Stop("Idle", f"circuit breaker open until {status.breaker_open_until}")
+    budgets = spec.budgets
+    if status.consecutive_failures >= budgets.max_consecutive_failures:
+        status.breaker_open_until = format_ts(
+            now + timedelta(seconds=parse_duration(budgets.cool_off))
+        )
+        status.consecutive_failures = 0
+        return Stop(
+            "Idle",
+            f"{budgets.max_consecutive_failures} failed trials in a row: no proposals "
+            f"until {status.breaker_open_until}",
+            decision="CircuitBreakerOpen",
+        )
+    status.breaker_open_until = None
+    return None
+
+
+def budgets(
+    spec: OptimizationPolicySpec,
+    status: OptimizationPolicyStatus,
+    now: datetime,
+    active_rollout: str | None,
+) -> Stop | None:
+    """Once a trigger is due: the cooldown since the last trial's Rollout ended,
+    ``maxTrials``, ``maxRolloutsPerDay`` (mode auto) and no Rollout active."""
+    records = status.trial_records
+    ends = [parse_optional(r.finished_at) for r in records if r.rollout and r.finished_at]
+    last_end = max((e for e in ends if e is not None), default=None)
+    cooldown = parse_duration(spec.schedule.cooldown)
+    if last_end is not None and (now - last_end).total_seconds() < cooldown:
+        return Stop("Idle", f"cooldown {spec.schedule.cooldown} since the last trial's rollout")
+    limit = spec.budgets.max_trials
+    if limit is not None and len(records) >= limit:
+        return Stop("Idle", f"budget spent: {len(records)} of {limit} trials")
+    today = [
+        r for r in records if r.rollout and (now - (parse_optional(r.started_at) or now)).days < 1
+    ]
+    if spec.mode == "auto" and len(today) >= spec.budgets.max_rollouts_per_day:
+        return Stop("Idle", f"{len(today)} rollouts in the last day (budgets.maxRolloutsPerDay)")
+    if active_rollout:
+        return Stop(
+            "Monitoring", f"not stable: Rollout {active_rollout} is active on the LLMConfig"
+        )
+    return None

@@ -1,0 +1,113 @@
+"""A trial's pure choices: whether a candidate can be tried at all, how small its first
+canary step is, which constraints ride on its Rollout, and the final gate's verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..analysis.measurement import TriggerResult
+from ..api.common import parse_decimal, parse_duration
+from ..api.llmconfig import ModelConfig
+from ..api.policy import OptimizationPolicySpec, request_bounds
+from ..api.rollout import RollbackTrigger
+from ..providers.catalog import fleet_models, list_price
+
+
+def unavailable(spec: OptimizationPolicySpec, config: ModelConfig) -> str:
+    """Why a candidate cannot be tried (empty when it can): a simulator model its fleet
+    does not serve, or, when cost is an objective or a constraint, a model the pricing
+    catalog has no price for (its cost would read as zero and win unfairly)."""
+    key = f"{config.provider}/{config.model}"
+    if config.provider == "simulator" and config.model not in fleet_models():
+        return f"{key}: not in the simulator fleet"
+    c = spec.constraints
+    costed = any(o.metric == "cost_per_request_usd" for o in spec.objectives) or any(
+        v is not None for v in (c.max_cost_per_request_usd, c.max_daily_cost_usd)
+    )
+    if costed and list_price(key) is None:
+        return f"{key}: no price in the pricing catalog (add it with LLMOPT_PRICING)"
+    return ""
+
+
+def request_bounds_of(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
+    """Every per-request constraint as metric -> (limit, upper)."""
+    return {
+        c.metric: (float(parse_decimal(v)), c.upper) for c, v in request_bounds(spec.constraints)
+    }
+
+
+def monotone_bounds(spec: OptimizationPolicySpec) -> dict[str, tuple[float, bool]]:
+    """The constraints a smaller or larger maxTokens moves one way only (quality and cost),
+    for ``predictor.bounded_violation``'s proofs."""
+    bounds = request_bounds_of(spec)
+    return {m: bounds[m] for m in ("quality_score", "cost_per_request_usd") if m in bounds}
+
+
+def first_weight_divisor(confidence: str, violation_chance: float) -> int:
+    """How much smaller the trial's first canary weight is than the template's: a quarter
+    when the prediction gives a constraint an even chance or more of breaking (not
+    confident enough to skip the config; ``predictor.violation_chance``), half when the
+    prediction is low-confidence, else the template's weight."""
+    if violation_chance >= 0.5:
+        return 4
+    return 2 if confidence == "low" else 1
+
+
+def ended_inconclusive(rollout_status: dict[str, Any]) -> bool:
+    """The Rollout ended because a critical bound stayed undecided."""
+    return any(
+        c.get("reason") == "BoundInconclusive" for c in rollout_status.get("conditions") or []
+    )
+
+
+def constraint_triggers(spec: OptimizationPolicySpec) -> list[RollbackTrigger]:
+    """The policy's per-request constraints as critical rollback triggers."""
+    return [
+        RollbackTrigger.model_validate({"name": c.metric, c.side: bound})
+        for c, bound in request_bounds(spec.constraints)
+    ]
+
+
+def collecting(bounds: list[TriggerResult], waited: float, limit: str) -> bool:
+    """At the final gate: keep collecting while a constraint is undecided and none is
+    broken, up to ``limit`` (``bounds.maxUndecided``)."""
+    undecided = any(not r.decided for r in bounds)
+    violated = any(r.breached for r in bounds)
+    return undecided and not violated and waited <= parse_duration(limit)
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    promote: bool
+    reason: str
+    inconclusive: bool = False
+
+
+def gate_verdict(
+    bounds: list[TriggerResult],
+    *,
+    daily_over: bool,
+    gain: float,
+    threshold: float,
+    limit: str,
+) -> GateVerdict:
+    """Promote only when every per-request constraint confidently holds, the projected
+    daily cost is within its limit and the weighted improvement beats ``threshold``;
+    abort when a constraint is confidently broken, still undecided after ``limit``
+    (inconclusive: no verdict for the study), or the improvement is too small."""
+    violated = [r.reason for r in bounds if r.breached]
+    undecided = [r.reason for r in bounds if not r.decided]
+    if daily_over:
+        violated.append("maxDailyCostUsd: projected daily cost over the limit")
+    if violated:
+        return GateVerdict(False, f"violates {'; '.join(violated)}"[:1000])
+    if undecided:
+        return GateVerdict(
+            False, f"undecided after {limit} at the gate: {'; '.join(undecided)}"[:1000], True
+        )
+    if gain <= threshold:
+        return GateVerdict(False, f"improvement {gain:+.2%} not above {threshold:.2%}")
+    return GateVerdict(
+        True, f"improvement {gain:+.2%} over stable, all constraints confidently hold"
+    )
