@@ -48,7 +48,7 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def to_structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+def to_structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:  # noqa: C901, PLR0912  one case per JSON-Schema keyword
     """Convert one pydantic JSON-Schema node into a structural OpenAPI v3 node."""
     node = _resolve(node, defs)
     if "anyOf" in node:

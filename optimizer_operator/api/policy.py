@@ -349,6 +349,10 @@ class OptimizationPolicySpec(ApiModel):
                 raise FieldProblem(f"objectives[{i}].metric", f"{obj.metric!r} is listed twice")
             if parse_decimal(obj.weight) <= 0:
                 raise FieldProblem(f"objectives[{i}].weight", "must be above 0")
+        return self
+
+    @model_validator(mode="after")
+    def _space_searchable(self) -> OptimizationPolicySpec:
         if not self.search_space.models and not self.search_space.parameters:
             raise FieldProblem(
                 "searchSpace", "is empty: give models, parameters, or both to search over"
@@ -368,6 +372,10 @@ class OptimizationPolicySpec(ApiModel):
                     f"searchSpace.parameters[{i}]",
                     f"{p.name} must stay within {limits[0]}..{limits[1]}",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _constraints_satisfiable(self) -> OptimizationPolicySpec:
         c = self.constraints
         for field, value, lo, hi in (
             ("minQuality", c.min_quality, 0, 1),

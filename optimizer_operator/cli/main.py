@@ -223,7 +223,7 @@ def _cmd_loadgen(args: argparse.Namespace) -> int:
     return 0 if summary["ok"] else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  argparse declarations
     parser = argparse.ArgumentParser(
         prog="llm-optimizer",
         description="Keep LLM applications on their best configuration (Kubernetes operator).",

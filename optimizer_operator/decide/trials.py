@@ -9,9 +9,10 @@ from typing import Any
 from ..analysis.measurement import TriggerResult
 from ..api.common import parse_decimal, parse_duration
 from ..api.llmconfig import ModelConfig
-from ..api.policy import OptimizationPolicySpec, request_bounds
+from ..api.policy import OptimizationPolicySpec, TrialRecord, request_bounds
 from ..api.rollout import RollbackTrigger
 from ..providers.catalog import fleet_models, list_price
+from .optimizer import similar_trials
 
 
 def unavailable(spec: OptimizationPolicySpec, config: ModelConfig) -> str:
@@ -110,4 +111,24 @@ def gate_verdict(
         return GateVerdict(False, f"improvement {gain:+.2%} not above {threshold:.2%}")
     return GateVerdict(
         True, f"improvement {gain:+.2%} over stable, all constraints confidently hold"
+    )
+
+
+def explain(
+    spec: OptimizationPolicySpec,
+    records: list[TrialRecord],
+    params: dict[str, str],
+    screen: dict[str, str] | None,
+) -> str:
+    """Why this candidate: the model screening it belongs to, and the nearest trials
+    measured so far with their outcomes."""
+    near = "; ".join(
+        f"t{r.number} {r.params} {r.outcome or r.state}" + (f" score {r.score}" if r.score else "")
+        for r in similar_trials(spec.search_space, records, params)
+    )
+    if screen is None:
+        return near
+    return (
+        f"model screening: {screen['model']} at the stable parameters, before the sampler "
+        "explores" + ("; similar: " + near if near else "")
     )

@@ -41,7 +41,7 @@ from .cluster import (
 )
 from .prometheus import LocalPrometheus
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # optimizer_operator/local/demo.py -> the repository
 NAMESPACE = "demo"
 FLOOR = "0.80"
 LLMCONFIG: dict[str, Any] = {
@@ -270,7 +270,7 @@ def _plot(path: Path, records: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
-async def _run(args: argparse.Namespace, out: Path, plane: ControlPlane) -> int:
+async def _run(args: argparse.Namespace, out: Path, plane: ControlPlane) -> int:  # noqa: C901, PLR0912, PLR0915  the demo script, top to bottom
     from ..gateway.server import Gateway, GatewaySettings
     from ..providers.simulator import SimulatorProvider, load_fleet
 

@@ -465,31 +465,44 @@ class Cycle:
                 self._finish(record, "Complete", "Promoted", record.reason or st.get("message", ""))
             return True
         if phase in ("RolledBack", "Aborted", "Failed"):
-            if record.outcome == "Inconclusive" or trials.ended_inconclusive(st):
-                # Neither side of a bound was shown: told as what it is (Optuna FAIL, no
-                # verdict), never as infeasible; the config may be tried again later.
-                if record.values is None:
-                    self._measure_after(spec, record, canary, span, {})
-                why = record.reason or st.get("message") or phase
-                self._finish(record, "Failed", "Inconclusive", why)
-                return True
-            if record.values is not None and record.reason:  # aborted by us at the gate
-                infeasible = any(float(v) > 0 for v in record.constraints.values())
-                self._finish(
-                    record, "Complete", "Infeasible" if infeasible else "NotBetter", record.reason
-                )
-                return True
-            why = st.get("message") or phase
-            extra = {"rollout": 1.0}  # rolled back on evidence: infeasible, never dropped
-            self._measure_after(spec, record, canary, span, extra)
-            if record.values is None:
-                self._finish(record, "Failed", "Failed", f"{phase}: {why}; not measurable")
-            else:
-                self._finish(record, "Complete", "RolledBack", why)
+            self._settle_ended(spec, record, st, canary, span)
             return True
         self.status.state = "Monitoring"
         self.status.message = f"trial {record.number}: Rollout {record.rollout} is {phase}"
         return False
+
+    def _settle_ended(
+        self,
+        spec: OptimizationPolicySpec,
+        record: TrialRecord,
+        st: dict[str, Any],
+        canary: str | None,
+        span: float,
+    ) -> None:
+        """A trial whose Rollout ended without promotion: inconclusive (no verdict),
+        aborted at our gate (infeasible or not better), or rolled back on evidence."""
+        phase = str(st.get("phase"))
+        if record.outcome == "Inconclusive" or trials.ended_inconclusive(st):
+            # Neither side of a bound was shown: told as what it is (Optuna FAIL, no
+            # verdict), never as infeasible; the config may be tried again later.
+            if record.values is None:
+                self._measure_after(spec, record, canary, span, {})
+            why = record.reason or st.get("message") or phase
+            self._finish(record, "Failed", "Inconclusive", why)
+            return
+        if record.values is not None and record.reason:  # aborted by us at the gate
+            infeasible = any(float(v) > 0 for v in record.constraints.values())
+            self._finish(
+                record, "Complete", "Infeasible" if infeasible else "NotBetter", record.reason
+            )
+            return
+        why = st.get("message") or phase
+        extra = {"rollout": 1.0}  # rolled back on evidence: infeasible, never dropped
+        self._measure_after(spec, record, canary, span, extra)
+        if record.values is None:
+            self._finish(record, "Failed", "Failed", f"{phase}: {why}; not measurable")
+        else:
+            self._finish(record, "Complete", "RolledBack", why)
 
     def _gate(
         self,
@@ -895,17 +908,16 @@ class Cycle:
         s.state = "Deciding"
         baseline = optimizer.baseline_params(spec, stable) if not s.trial_records else None
         if baseline is not None:  # warm start: trial 0 is the stable config, as it runs
-            record = TrialRecord(
-                number=0,
-                params=baseline,
-                hash=stable.config_hash(),
-                state="Running",
-                started_at=_ts(self.now),
+            self._start_baseline(
+                TrialRecord(
+                    number=0,
+                    params=baseline,
+                    hash=stable.config_hash(),
+                    state="Running",
+                    started_at=_ts(self.now),
+                ),
+                trigger,
             )
-            s.trial_records.append(record)
-            self._decide("TrialStarted", f"trial 0: baseline, the stable config ({trigger})")
-            s.state = "Collecting"
-            s.message = s.last_decision
             return
         if self._bandit_points(spec, stable) is not None:
             self._bandit(spec, llmc, stable, trigger)
@@ -920,23 +932,9 @@ class Cycle:
             state="Running",
             started_at=_ts(self.now),
         )
-        near = optimizer.similar_trials(spec.search_space, s.trial_records, record.params)
-        record.explanation = "; ".join(
-            f"t{r.number} {r.params} {r.outcome or r.state}"
-            + (f" score {r.score}" if r.score else "")
-            for r in near
-        )
-        if screen is not None:
-            record.explanation = (
-                f"model screening: {screen['model']} at the stable parameters, before the "
-                "sampler explores"
-                + ("; similar: " + record.explanation if record.explanation else "")
-            )
+        record.explanation = trials.explain(spec, s.trial_records, record.params, screen)
         if record.hash == stable.config_hash():
-            s.trial_records.append(record)  # stable again: measured on its own traffic
-            self._decide("TrialStarted", f"trial {number}: baseline, the stable config ({trigger})")
-            s.state = "Collecting"
-            s.message = s.last_decision
+            self._start_baseline(record, trigger)  # stable again: measured on its own traffic
             return
         seen = next(
             (r for r in s.trial_records if r.hash == record.hash and r.state == "Complete"), None
@@ -962,25 +960,8 @@ class Cycle:
         s.state = "Validating"
         forecast = predictor.predict(spec.search_space, s.trial_records, record.params)
         record.prediction, record.confidence = forecast.summary(), forecast.confidence
-        bound = predictor.bounded_violation(
-            s.trial_records, record.params, trials.monotone_bounds(spec)
-        )
-        if bound is not None:
-            # Proven by a measured neighbour (monotone in maxTokens): no rollout needed.
-            evidence, why = bound
-            known = {m: float(v) for m, v in evidence.metrics.items()}
-            if all(o.metric in known for o in spec.objectives):
-                self._judge(spec, record, known, None, {"predicted": 1.0})
-                self._record(record, "Complete", "PredictedInfeasible", why)
-                return
-        doomed = self._predicted_violations(spec, forecast)
-        if doomed:
-            # Confident it breaks a constraint: tell the study the prediction, skip the rollout.
-            predicted = {m: p.mean for m, p in forecast.metrics.items()}
-            if all(o.metric in predicted for o in spec.objectives):
-                self._judge(spec, record, predicted, None, {"predicted": 1.0})
-                self._record(record, "Complete", "PredictedInfeasible", "; ".join(doomed))
-                return
+        if self._predicted_infeasible(spec, record, forecast):
+            return
         if spec.mode == "recommend":
             record.outcome, record.reason = "Recommended", f"mode recommend ({trigger})"
             s.recommendation = record
@@ -1003,6 +984,42 @@ class Cycle:
             f"{record.params} ({trigger})",
         )
         s.message = s.last_decision
+
+    def _start_baseline(self, record: TrialRecord, trigger: str) -> None:
+        """A trial of the stable config: measured on its own traffic, no Rollout."""
+        s = self.status
+        s.trial_records.append(record)
+        self._decide(
+            "TrialStarted", f"trial {record.number}: baseline, the stable config ({trigger})"
+        )
+        s.state = "Collecting"
+        s.message = s.last_decision
+
+    def _predicted_infeasible(
+        self, spec: OptimizationPolicySpec, record: TrialRecord, forecast: predictor.Prediction
+    ) -> bool:
+        """Recorded without a Rollout when a measured neighbour proves the candidate
+        infeasible (monotone in maxTokens), or the prediction is confident it is."""
+        s = self.status
+        bound = predictor.bounded_violation(
+            s.trial_records, record.params, trials.monotone_bounds(spec)
+        )
+        if bound is not None:
+            evidence, why = bound
+            known = {m: float(v) for m, v in evidence.metrics.items()}
+            if all(o.metric in known for o in spec.objectives):
+                self._judge(spec, record, known, None, {"predicted": 1.0})
+                self._record(record, "Complete", "PredictedInfeasible", why)
+                return True
+        doomed = self._predicted_violations(spec, forecast)
+        if doomed:
+            # Confident it breaks a constraint: tell the study the prediction, skip the rollout.
+            predicted = {m: p.mean for m, p in forecast.metrics.items()}
+            if all(o.metric in predicted for o in spec.objectives):
+                self._judge(spec, record, predicted, None, {"predicted": 1.0})
+                self._record(record, "Complete", "PredictedInfeasible", "; ".join(doomed))
+                return True
+        return False
 
     def _bandit_points(
         self, spec: OptimizationPolicySpec, stable: ModelConfig
