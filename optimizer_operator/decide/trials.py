@@ -6,13 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis.measurement import TriggerResult
+from ..analysis.measurement import DEFAULT_METRICS, TriggerResult
 from ..api.common import parse_decimal, parse_duration
 from ..api.llmconfig import ModelConfig
 from ..api.policy import OptimizationPolicySpec, TrialRecord, request_bounds
-from ..api.rollout import RollbackTrigger
+from ..api.rollout import Analysis, AnalysisStep, PauseStep, RollbackTrigger, Step
 from ..providers.catalog import fleet_models, list_price
 from .optimizer import similar_trials
+
+# The trial steps when the policy's rolloutTemplate gives none.
+DEFAULT_STEPS = [
+    Step(set_weight=10),
+    Step(analysis=AnalysisStep(measurements=3)),
+    Step(set_weight=50),
+    Step(analysis=AnalysisStep(measurements=3)),
+]
 
 
 def unavailable(spec: OptimizationPolicySpec, config: ModelConfig) -> str:
@@ -132,3 +140,39 @@ def explain(
         f"model screening: {screen['model']} at the stable parameters, before the sampler "
         "explores" + ("; similar: " + near if near else "")
     )
+
+
+def trial_steps(spec: OptimizationPolicySpec, divisor: int) -> list[Step]:
+    """A trial Rollout's steps: the template's (or the defaults), the first canary weight
+    divided by ``divisor`` (``first_weight_divisor``: a risky or uncertain config starts
+    on less traffic), then the final gate, a pause where the policy judges the
+    objectives and promotes or aborts."""
+    steps = list(spec.rollout_template.steps or DEFAULT_STEPS)
+    first = next((i for i, st in enumerate(steps) if st.set_weight), None)
+    if divisor > 1 and first is not None:
+        weight = steps[first].set_weight or 0
+        steps[first] = Step(set_weight=max(1, weight // divisor))
+    return [*steps, Step(pause=PauseStep())]
+
+
+def trial_analysis(spec: OptimizationPolicySpec) -> Analysis:
+    """The analysis every Rollout of the policy carries: the template's, with the default
+    metrics the policy does not trade, and its hard constraints as critical triggers."""
+    analysis = spec.rollout_template.analysis.model_copy(deep=True)
+    if not analysis.metrics:
+        # The policy trades its objectives against each other (e.g. quality for cost,
+        # down to the floor): a canary check "no worse than stable" on those would veto
+        # exactly the trade asked for. They are judged at the final gate against the
+        # constraints (which also ride as critical triggers); the canary analysis guards
+        # the default metrics the policy does not trade.
+        traded = {o.metric for o in spec.objectives}
+        analysis.metrics = [m.model_copy() for m in DEFAULT_METRICS if m.name not in traded] or [
+            DEFAULT_METRICS[0].model_copy()
+        ]
+    # The constraints guard every Rollout of the policy from the first check on: a
+    # candidate confidently breaking one is rolled back at its first step.
+    names = {t.name for t in analysis.rollback_triggers}
+    analysis.rollback_triggers += [t for t in constraint_triggers(spec) if t.name not in names][
+        : 16 - len(analysis.rollback_triggers)
+    ]
+    return analysis

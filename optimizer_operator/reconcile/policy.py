@@ -30,15 +30,14 @@ import optuna
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ..act.configmap import REQUEST_TIMEOUT
+from ..act import rollouts
 from ..act.llmconfigs import read_llmconfig
 from ..act.outcome import Outcome
-from ..act.ownership import owner_reference
 from ..act.variants import stable_record
 from ..analysis.baselines import observe_stable
-from ..analysis.measurement import DEFAULT_METRICS, Variants, check_triggers
+from ..analysis.measurement import Variants, check_triggers
 from ..analysis.orient import detect_anomaly
-from ..api.common import GROUP, VERSION, parse_decimal, parse_duration
+from ..api.common import GROUP, parse_decimal, parse_duration
 from ..api.conditions import set_condition
 from ..api.llmconfig import ModelConfig, Parameters
 from ..api.policy import (
@@ -51,7 +50,7 @@ from ..api.policy import (
     TrialRecord,
     request_bounds,
 )
-from ..api.rollout import AnalysisStep, PauseStep, Step
+from ..api.rollout import Step
 from ..api.timestamps import format_ts as _ts
 from ..api.timestamps import parse_optional as _parse
 from ..api.validation import InvalidSpec, parse_spec
@@ -75,12 +74,6 @@ if TYPE_CHECKING:
 
 RECORDS_KEPT = 200
 BANDIT_ARMS = 8  # the Rollout's candidate plus its 7 arms
-DEFAULT_STEPS = [
-    Step(set_weight=10),
-    Step(analysis=AnalysisStep(measurements=3)),
-    Step(set_weight=50),
-    Step(analysis=AnalysisStep(measurements=3)),
-]
 
 
 class Cycle:
@@ -259,26 +252,10 @@ class Cycle:
     # -- rollouts ---------------------------------------------------------
 
     def _rollout(self, name: str) -> dict[str, Any] | None:
-        try:
-            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "rollouts", name, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return obj
+        return rollouts.read_rollout(self.custom, self.namespace, name)
 
     def _patch_rollout(self, name: str, spec: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            self.namespace,
-            "rollouts",
-            name,
-            {"spec": spec},
-            _request_timeout=REQUEST_TIMEOUT,
-        )
+        rollouts.patch_rollout_spec(self.custom, self.namespace, name, spec)
 
     def _create_rollout(
         self,
@@ -288,21 +265,13 @@ class Cycle:
         divisor: int,
     ) -> None:
         """Created after the record is written, so a restart in between finds the record
-        and creates the same Rollout once. The first canary weight is the template's
-        divided by ``divisor`` (``first_weight_divisor``: a risky or uncertain config
-        starts on less traffic)."""
+        and creates the same Rollout once."""
         assert record.rollout is not None
-        steps = list(spec.rollout_template.steps or DEFAULT_STEPS)
-        first = next((i for i, st in enumerate(steps) if st.set_weight), None)
-        if divisor > 1 and first is not None:
-            weight = steps[first].set_weight or 0
-            steps[first] = Step(set_weight=max(1, weight // divisor))
-        # The final gate: the policy judges the objectives there, then promotes or aborts.
         self._create(
             spec,
             record.rollout,
             config,
-            steps=[*steps, Step(pause=PauseStep())],
+            steps=trials.trial_steps(spec, divisor),
             trial={"policy": self.name, "number": record.number},
             annotations={
                 f"{GROUP}/prediction": json.dumps(record.prediction, sort_keys=True),
@@ -322,29 +291,11 @@ class Cycle:
         bandit: dict[str, Any] | None = None,
     ) -> None:
         template = spec.rollout_template
-        analysis = template.analysis.model_copy(deep=True)
-        if not analysis.metrics:
-            # The policy trades its objectives against each other (e.g. quality for cost,
-            # down to the floor): a canary check "no worse than stable" on those would veto
-            # exactly the trade asked for. They are judged at the final gate against the
-            # constraints (which also ride as critical triggers); the canary analysis guards
-            # the default metrics the policy does not trade.
-            traded = {o.metric for o in spec.objectives}
-            analysis.metrics = [
-                m.model_copy() for m in DEFAULT_METRICS if m.name not in traded
-            ] or [DEFAULT_METRICS[0].model_copy()]
-        # The policy's hard constraints guard every one of its Rollouts from the first
-        # measurement on: a candidate that breaks one is rolled back at its first step,
-        # so little traffic ever reaches a config below the floor.
-        names = {t.name for t in analysis.rollback_triggers}
-        analysis.rollback_triggers += [
-            t for t in trials.constraint_triggers(spec) if t.name not in names
-        ][: 16 - len(analysis.rollback_triggers)]
         rollout_spec: dict[str, Any] = {
             "targetRef": {"name": spec.target_ref.name},
             "candidate": config.to_wire(),
             "strategy": template.strategy if steps is None or trial else "canary",
-            "analysis": analysis.to_wire(),
+            "analysis": trials.trial_analysis(spec).to_wire(),
         }
         if trial is not None:
             rollout_spec["trial"] = trial
@@ -352,29 +303,17 @@ class Cycle:
             rollout_spec["strategy"], rollout_spec["bandit"] = "bandit", bandit
         if rollout_spec["strategy"] == "canary":
             rollout_spec["steps"] = [
-                s.to_wire() for s in (steps or template.steps or DEFAULT_STEPS)
+                s.to_wire() for s in (steps or template.steps or trials.DEFAULT_STEPS)
             ]
-        else:
-            rollout_spec.pop("steps", None)
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Rollout",
-            "metadata": {
-                "name": name,
-                "namespace": self.namespace,
-                "labels": {f"{GROUP}/policy": self.name},
-                "annotations": annotations or {},
-                "ownerReferences": [owner_reference(self.body)],
-            },
-            "spec": rollout_spec,
-        }
-        try:
-            self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "rollouts", body, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as exc:
-            if exc.status != 409:  # 409: created before a restart; the same trial
-                raise
+        body = rollouts.build_rollout(
+            name,
+            self.namespace,
+            rollout_spec,
+            labels={f"{GROUP}/policy": self.name},
+            annotations=annotations or {},
+            owner=self.body,
+        )
+        rollouts.create_rollout(self.custom, body)
 
     # -- settle -----------------------------------------------------------
 

@@ -122,3 +122,17 @@ def test_a_policys_constraints_ride_as_critical_triggers_in_the_one_table_order(
         ("error_rate", None, "0.02", "critical"),
         ("quality_score", "0.8", None, "critical"),
     ]
+
+
+def test_a_trial_rollout_starts_smaller_for_a_risky_config_and_ends_at_the_gate() -> None:
+    steps = trials.trial_steps(_spec(), divisor=4)
+    assert steps[0].set_weight == 2  # the default first step, 10%, divided by 4
+    assert steps[-1].pause is not None and steps[-1].pause.duration is None  # the final gate
+    assert [s.set_weight for s in trials.trial_steps(_spec(), 1)][:3] == [10, None, 50]
+
+
+def test_a_trial_rollout_guards_the_untraded_metrics_and_carries_the_constraints() -> None:
+    analysis = trials.trial_analysis(_spec(constraints={"minQuality": "0.8"}))
+    # quality and cost are the objectives: traded at the gate, not vetoed per step.
+    assert [m.name for m in analysis.metrics] == ["error_rate", "latency_p95_seconds"]
+    assert [(t.name, t.min) for t in analysis.rollback_triggers] == [("quality_score", "0.8")]
