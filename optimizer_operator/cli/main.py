@@ -58,18 +58,47 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
             runner = await telemetry.serve(args.metrics_port, policy_tick=TICK_SECONDS)
         try:
-            await kopf.operator(
-                clusterwide=not namespaces,
-                namespaces=namespaces,
-                liveness_endpoint=args.liveness or None,
-                standalone=not args.peering,
-            )
+            await _operate(namespaces, args)
         finally:
             if runner is not None:
                 await runner.cleanup()
 
     asyncio.run(main())
     return 0
+
+
+# A restarting API server answers before it serves the custom resources' routes; a watch
+# that resumes in that moment gets 404 and kopf ends the operator. Start it again.
+OPERATOR_RESTARTS = 5
+
+
+async def _operate(namespaces: list[str], args: argparse.Namespace) -> None:
+    """Run kopf; after a 404 on a watched kind (routes not served yet after an API
+    server restart), start again after a backoff, at most ``OPERATOR_RESTARTS`` times."""
+    import kopf
+
+    # kopf does not export its 404 error; it is the one this restart is for.
+    from kopf._cogs.clients.errors import APINotFoundError
+
+    for attempt in range(OPERATOR_RESTARTS + 1):
+        try:
+            await kopf.operator(
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                liveness_endpoint=args.liveness or None,
+                standalone=not args.peering,
+            )
+            return
+        except APINotFoundError as exc:
+            if attempt == OPERATOR_RESTARTS:
+                raise
+            delay = min(2.0**attempt, 30.0)
+            print(
+                f"operator: a watched kind answered 404 ({exc}); starting again in {delay:g}s",
+                file=sys.stderr,
+                flush=True,
+            )
+            await asyncio.sleep(delay)
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
