@@ -17,26 +17,13 @@ from ..act.configmap import REQUEST_TIMEOUT, ConfigMapConflict
 from ..act.deployment import DeploymentMissing, annotate_config_hash
 from ..act.outcome import Outcome
 from ..act.ownership import owner_reference
+from ..act.rollouts import read_rollout
 from ..act.variants import canary_of, render
 from ..api.common import GROUP, VERSION
 from ..api.conditions import now_rfc3339, set_condition
 from ..api.llmconfig import LLMConfigSpec, VersionRecord
 from ..api.validation import InvalidSpec, parse_spec
 from ..store.history import record_version
-
-
-def _read_rollout(
-    custom: client.CustomObjectsApi, namespace: str, name: str
-) -> dict[str, Any] | None:
-    try:
-        obj: dict[str, Any] = custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "rollouts", name, _request_timeout=REQUEST_TIMEOUT
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return obj
 
 
 def reconcile_llmconfig(
@@ -99,7 +86,7 @@ def reconcile_llmconfig(
     rollout = None
     active = status.get("activeRollout")
     if active and custom is not None:
-        rollout = _read_rollout(custom, meta["namespace"], active)
+        rollout = read_rollout(custom, meta["namespace"], active)
     try:
         cm_name, written = render(
             core, {**body, "status": {**status, **owned}}, stable, canary_of(rollout)
