@@ -9,7 +9,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.common import GROUP, VERSION
 from ..api.kinds import LLMCONFIG
-from ..api.llmconfig import ModelConfig, QuarantineEntry
+from ..api.llmconfig import LLMConfigObject, ModelConfig, QuarantineEntry
 from ..api.timestamps import parse_ts
 from .configmap import REQUEST_TIMEOUT
 
@@ -46,16 +46,15 @@ def patch_status(
     )
 
 
-def claim(custom: client.CustomObjectsApi, llmc: dict[str, Any], rollout: str) -> None:
+def claim(custom: client.CustomObjectsApi, target: LLMConfigObject, rollout: str) -> None:
     """Make ``rollout`` the LLMConfig's active rollout (``status.activeRollout``)."""
-    patch_status(
-        custom, llmc["metadata"]["namespace"], llmc["metadata"]["name"], {"activeRollout": rollout}
-    )
+    patch_status(custom, target.namespace, target.name, {"activeRollout": rollout})
+    target.status.active_rollout = rollout
 
 
 def quarantine(
     custom: client.CustomObjectsApi,
-    llmc: dict[str, Any],
+    target: LLMConfigObject,
     candidate: ModelConfig,
     rollout: str,
     reason: str,
@@ -63,9 +62,8 @@ def quarantine(
 ) -> None:
     """List ``candidate`` in the LLMConfig's quarantine (rolled back on evidence: not
     retried automatically) and count the rollback for the rate limit."""
-    llmc_status = llmc.get("status") or {}
     candidate_hash = candidate.config_hash()
-    entries = [e for e in llmc_status.get("quarantine") or [] if e.get("hash") != candidate_hash]
+    entries = [e for e in target.status.quarantine if e.hash != candidate_hash]
     entries.append(
         QuarantineEntry(
             hash=candidate_hash,
@@ -73,37 +71,36 @@ def quarantine(
             rollout=rollout,
             reason=reason[:1024],
             at=now,
-        ).to_wire()
+        )
     )
     stamp = parse_ts(now)
-    recent = [t for t in llmc_status.get("rollbacks") or [] if (stamp - parse_ts(t)).days < 1]
+    recent = [t for t in target.status.rollbacks if (stamp - parse_ts(t)).days < 1]
     rollbacks = [*recent[-99:], now]
-    patch = {"quarantine": entries[-QUARANTINE_LIMIT:], "rollbacks": rollbacks}
-    patch_status(custom, llmc["metadata"]["namespace"], llmc["metadata"]["name"], patch)
-    llmc.setdefault("status", {}).update(patch)
+    kept = entries[-QUARANTINE_LIMIT:]
+    patch = {"quarantine": [e.to_wire() for e in kept], "rollbacks": rollbacks}
+    patch_status(custom, target.namespace, target.name, patch)
+    target.status.quarantine, target.status.rollbacks = kept, rollbacks
 
 
 def lift_quarantine(
-    custom: client.CustomObjectsApi, llmc: dict[str, Any], candidate_hash: str
+    custom: client.CustomObjectsApi, target: LLMConfigObject, candidate_hash: str
 ) -> None:
     """Take ``candidate_hash`` off the quarantine (a person asked for a retry)."""
-    entries = (llmc.get("status") or {}).get("quarantine") or []
-    kept = [e for e in entries if e.get("hash") != candidate_hash]
+    entries = target.status.quarantine
+    kept = [e for e in entries if e.hash != candidate_hash]
     if len(kept) != len(entries):
-        patch_status(
-            custom, llmc["metadata"]["namespace"], llmc["metadata"]["name"], {"quarantine": kept}
-        )
-        llmc.setdefault("status", {})["quarantine"] = kept
+        wire = [e.to_wire() for e in kept]
+        patch_status(custom, target.namespace, target.name, {"quarantine": wire})
+        target.status.quarantine = kept
 
 
-def holds(llmc: dict[str, Any], rollout: str) -> bool:
+def holds(target: LLMConfigObject, rollout: str) -> bool:
     """Whether ``rollout`` may write the LLMConfig's history (no other claim on it)."""
-    return (llmc.get("status") or {}).get("activeRollout") in (None, rollout)
+    return target.status.active_rollout in (None, rollout)
 
 
-def release(custom: client.CustomObjectsApi, llmc: dict[str, Any], rollout: str) -> None:
+def release(custom: client.CustomObjectsApi, target: LLMConfigObject, rollout: str) -> None:
     """Drop ``rollout``'s claim (``status.activeRollout``), if it holds it."""
-    if (llmc.get("status") or {}).get("activeRollout") == rollout:
-        patch_status(
-            custom, llmc["metadata"]["namespace"], llmc["metadata"]["name"], {"activeRollout": None}
-        )
+    if target.status.active_rollout == rollout:
+        patch_status(custom, target.namespace, target.name, {"activeRollout": None})
+        target.status.active_rollout = None

@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..api.common import GROUP
-from ..api.llmconfig import LLMConfigSpec, ModelConfig
+from ..api.llmconfig import LLMConfigObject, ModelConfig
 from ..api.variants import TOTAL_WEIGHT, Variant, VariantSet
 from .configmap import (
     ANNOTATION_CONFIG_HASH,
@@ -43,11 +43,11 @@ def canary_replicas(stable: int, weight: int) -> int:
     return max(1, math.ceil(stable * weight / (100 - weight)))
 
 
-def names(llmc: dict[str, Any]) -> tuple[str, str]:
+def names(llmconfig: LLMConfigObject) -> tuple[str, str]:
     """(canary Deployment, canary ConfigMap) names for an LLMConfig."""
-    spec = LLMConfigSpec.model_validate(llmc.get("spec"))
+    spec = llmconfig.spec
     assert spec.target.deployment is not None
-    cm = spec.target.config_map.name or default_configmap_name(llmc["metadata"]["name"])
+    cm = spec.target.config_map.name or default_configmap_name(llmconfig.name)
     return f"{spec.target.deployment.name}-canary", f"{cm}-canary"
 
 
@@ -60,11 +60,11 @@ def _read(apps: client.AppsV1Api, namespace: str, name: str) -> Any | None:
         raise
 
 
-def target_exists(apps: client.AppsV1Api, llmc: dict[str, Any]) -> bool:
+def target_exists(apps: client.AppsV1Api, llmconfig: LLMConfigObject) -> bool:
     """Whether the LLMConfig's target Deployment (the one the canary clones) exists."""
-    spec = LLMConfigSpec.model_validate(llmc.get("spec"))
-    assert spec.target.deployment is not None
-    return _read(apps, llmc["metadata"]["namespace"], spec.target.deployment.name) is not None
+    deployment = llmconfig.spec.target.deployment
+    assert deployment is not None
+    return _read(apps, llmconfig.namespace, deployment.name) is not None
 
 
 def _swap_configmap(template: dict[str, Any], old: str, new: str) -> None:
@@ -92,24 +92,24 @@ def ensure_canary(
     core: client.CoreV1Api,
     apps: client.AppsV1Api,
     rollout: dict[str, Any],
-    llmc: dict[str, Any],
+    llmconfig: LLMConfigObject,
     candidate: ModelConfig,
     weight: int,
 ) -> int:
     """Create or scale the canary Deployment (and its ConfigMap); returns its replicas."""
-    namespace = llmc["metadata"]["namespace"]
-    spec = LLMConfigSpec.model_validate(llmc.get("spec"))
+    namespace = llmconfig.namespace
+    spec = llmconfig.spec
     assert spec.target.deployment is not None
     target = _read(apps, namespace, spec.target.deployment.name)
     if target is None:
         raise DeploymentMissing(
             f"Deployment {spec.target.deployment.name} not found in {namespace}"
         )
-    deploy_name, cm_name = names(llmc)
-    stable_cm = spec.target.config_map.name or default_configmap_name(llmc["metadata"]["name"])
+    deploy_name, cm_name = names(llmconfig)
+    stable_cm = spec.target.config_map.name or default_configmap_name(llmconfig.name)
     rollout_name = rollout["metadata"]["name"]
     variants = VariantSet(
-        llm_config=llmc["metadata"]["name"],
+        llm_config=llmconfig.name,
         namespace=namespace,
         rollout=rollout_name,
         variants=[
@@ -173,13 +173,15 @@ def ensure_canary(
     return replicas
 
 
-def canary_ready(apps: client.AppsV1Api, llmc: dict[str, Any], weight: int) -> tuple[bool, str]:
+def canary_ready(
+    apps: client.AppsV1Api, llmconfig: LLMConfigObject, weight: int
+) -> tuple[bool, str]:
     """Whether the canary Deployment has the pods the weight asks for."""
-    deploy_name, _ = names(llmc)
-    spec = LLMConfigSpec.model_validate(llmc.get("spec"))
-    assert spec.target.deployment is not None
-    namespace = llmc["metadata"]["namespace"]
-    target = _read(apps, namespace, spec.target.deployment.name)
+    deploy_name, _ = names(llmconfig)
+    deployment = llmconfig.spec.target.deployment
+    assert deployment is not None
+    namespace = llmconfig.namespace
+    target = _read(apps, namespace, deployment.name)
     current = _read(apps, namespace, deploy_name)
     if target is None or current is None:
         return False, f"canary Deployment {deploy_name} not created yet"
@@ -190,10 +192,12 @@ def canary_ready(apps: client.AppsV1Api, llmc: dict[str, Any], weight: int) -> t
     return True, f"{have}/{want} canary pods available"
 
 
-def remove_canary(core: client.CoreV1Api, apps: client.AppsV1Api, llmc: dict[str, Any]) -> bool:
+def remove_canary(
+    core: client.CoreV1Api, apps: client.AppsV1Api, llmconfig: LLMConfigObject
+) -> bool:
     """Delete the canary Deployment and ConfigMap; True when something was deleted."""
-    deploy_name, cm_name = names(llmc)
-    namespace = llmc["metadata"]["namespace"]
+    deploy_name, cm_name = names(llmconfig)
+    namespace = llmconfig.namespace
     deleted = False
     for delete, name in (
         (apps.delete_namespaced_deployment, deploy_name),

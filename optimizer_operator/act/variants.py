@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes import client
 
-from ..api.llmconfig import LLMConfigSpec, ModelConfig, VersionRecord
+from ..api.llmconfig import LLMConfigObject, ModelConfig, VersionRecord
 from ..api.variants import (
     TOTAL_WEIGHT,
     Variant,
@@ -37,12 +37,6 @@ class Canary:
     @property
     def variant_id(self) -> str:
         return canary_variant_id(self.config.config_hash())
-
-
-def stable_record(llmconfig: dict[str, Any]) -> VersionRecord | None:
-    """The LLMConfig's current stable version (the newest history entry)."""
-    history = (llmconfig.get("status") or {}).get("history") or []
-    return VersionRecord.model_validate(history[-1]) if history else None
 
 
 def canary_of(rollout: dict[str, Any] | None) -> Canary | None:
@@ -127,17 +121,16 @@ def build_variant_set(
 
 
 def render(
-    core: client.CoreV1Api, llmconfig: dict[str, Any], stable: VersionRecord, canary: Canary | None
+    core: client.CoreV1Api, target: LLMConfigObject, stable: VersionRecord, canary: Canary | None
 ) -> tuple[str, bool]:
     """Write the LLMConfig's ConfigMap; returns its name and whether it changed."""
-    meta = llmconfig["metadata"]
-    spec = LLMConfigSpec.model_validate(llmconfig.get("spec"))
-    name = spec.target.config_map.name or default_configmap_name(meta["name"])
-    variant_set = build_variant_set(meta["name"], meta["namespace"], stable, canary)
+    spec = target.spec
+    name = spec.target.config_map.name or default_configmap_name(target.name)
+    variant_set = build_variant_set(target.name, target.namespace, stable, canary)
     changed = apply_configmap(
         core,
         build_configmap(
-            name=name, key=spec.target.config_map.key, variants=variant_set, owner=llmconfig
+            name=name, key=spec.target.config_map.key, variants=variant_set, owner=target.body
         ),
     )
     return name, changed

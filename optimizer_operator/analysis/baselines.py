@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ..api.common import parse_decimal, parse_duration
+from ..api.llmconfig import VersionRecord
 from ..api.policy import (
     BaselineResult,
     Observation,
@@ -19,8 +20,9 @@ from ..api.policy import (
 from ..api.timestamps import format_ts
 from ..api.variants import stable_variant_id
 from ..observe.aggregates import metric_series, relative_change, window_stats
+from ..observe.policy_metrics import PolicyMetrics
 from ..observe.prometheus import MetricSource, MetricsUnavailable
-from .orient import compare_to_baseline
+from .orient import compare_to_baseline, detect_anomaly
 
 COMPARED = ("quality_score", "cost_per_request_usd", "latency_p95_seconds", "error_rate")
 
@@ -35,7 +37,7 @@ def observe_stable(
     status: OptimizationPolicyStatus,
     *,
     namespace: str,
-    history: list[dict[str, object]],
+    history: list[VersionRecord],
     now: datetime,
     price_of: Callable[[str], float | None],
 ) -> tuple[Observation, list[BaselineResult]]:
@@ -45,8 +47,8 @@ def observe_stable(
     pre-change (the previous version before the last change against now, with tests)."""
     current = history[-1]
     llm_config = spec.target_ref.name
-    variant = stable_variant_id(current["version"])
-    model = f"{current['provider']}/{current['model']}"
+    variant = stable_variant_id(current.version)
+    model = f"{current.provider}/{current.model}"
     price = price_of(model)
     windows = sorted(spec.observe.windows, key=parse_duration)
     stats: list[WindowStats] = []
@@ -123,7 +125,7 @@ def _baselines(
     spec: OptimizationPolicySpec,
     status: OptimizationPolicyStatus,
     namespace: str,
-    history: list[dict[str, object]],
+    history: list[VersionRecord],
     now_values: dict[str, float],
     window: float,
 ) -> list[BaselineResult]:
@@ -141,7 +143,7 @@ def _baselines(
         out.append(_point("golden", f"trial {golden.number} (spec.observe.golden)",
                           golden.metrics, now_values))  # fmt: skip
     llm_config = spec.target_ref.name
-    current = stable_variant_id(history[-1]["version"])
+    current = stable_variant_id(history[-1].version)
 
     def series(metric: str, variant: str, seconds: float, end: datetime | None) -> list[float]:
         return metric_series(
@@ -156,10 +158,10 @@ def _baselines(
 
     out.append(_tested("rolling", f"{current}, the {int(window)}s before the last", rolling))
     if len(history) >= 2:
-        before, changed = history[-2], str(history[-1].get("appliedAt") or "")
+        before, changed = history[-2], history[-1].applied_at
         if changed:
             at = _ts(changed)
-            previous = stable_variant_id(before["version"])
+            previous = stable_variant_id(before.version)
 
             def pre_change(metric: str) -> tuple[list[float], list[float]]:
                 return (
@@ -175,3 +177,17 @@ def _baselines(
                 )
             )
     return out
+
+
+def stable_anomaly(metrics: PolicyMetrics, variant: str) -> str | None:
+    """A high-severity anomaly on the stable variant's error rate or p95 latency over the
+    last 10 minutes (no data: nothing to say)."""
+    for metric in ("error_rate", "latency_p95_seconds"):
+        try:
+            series = metrics.series(metric, variant, span=600, step=30, window="1m", builtin=True)
+        except MetricsUnavailable:
+            continue
+        found = detect_anomaly(series)
+        if found is not None and found.severity == "high":
+            return f"{metric} anomaly ({found.value:.4g}, robust z {found.score:.1f})"
+    return None

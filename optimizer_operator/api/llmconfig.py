@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
@@ -20,6 +21,7 @@ from .common import (
     parse_decimal,
 )
 from .steps import Analysis, Step
+from .validation import parse_spec
 
 ProviderName = Literal["openai", "anthropic", "simulator", "replay"]
 # Printable ASCII, no spaces: real model names ("gpt-4o-mini", "meta-llama/Llama-3.1-8B",
@@ -243,3 +245,42 @@ class LLMConfigStatus(ApiModel):
         default_factory=list, description="When recent rollbacks happened (RFC 3339)."
     )
     message: str | None = Field(default=None, description="Summary for people.")
+
+
+@dataclass(frozen=True)
+class LLMConfigObject:
+    """An LLMConfig as read from the API server, parsed once: its spec and status as
+    models, the body kept for writes that need its metadata (owner, resourceVersion)."""
+
+    body: dict[str, Any]
+    spec: LLMConfigSpec
+    status: LLMConfigStatus
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> LLMConfigObject:
+        """Raises InvalidSpec naming the field when spec or status does not validate."""
+        spec = parse_spec(LLMConfigSpec, body.get("spec"))
+        status = parse_spec(LLMConfigStatus, dict(body.get("status") or {}), root="status")
+        return cls(body=body, spec=spec, status=status)
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"].get("namespace", ""))
+
+    @property
+    def stable(self) -> VersionRecord | None:
+        """The current stable version (the newest history entry)."""
+        return self.status.history[-1] if self.status.history else None
+
+    @property
+    def previous(self) -> VersionRecord | None:
+        """The version before the stable one."""
+        return self.status.history[-2] if len(self.status.history) >= 2 else None
+
+    def quarantined(self) -> set[str]:
+        """Hashes of candidates rolled back on evidence."""
+        return {e.hash for e in self.status.quarantine}

@@ -4,41 +4,36 @@ LLMConfig's rollback rate limit. A Rollout a person creates is never held back."
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from ..api.common import parse_duration
-from ..api.llmconfig import LLMConfigSpec
+from ..api.llmconfig import LLMConfigObject
 from ..api.timestamps import parse_ts
 
 
 def admission(
-    candidate_hash: str, llmc: dict[str, Any], now: datetime
+    candidate_hash: str, target: LLMConfigObject, now: datetime
 ) -> tuple[str, str, float | None] | None:
     """Why an automatic rollout may not start: (reason, message, retry after seconds or
     None for never), or None when it may."""
-    llmc_status = llmc.get("status") or {}
-    name = llmc["metadata"]["name"]
-    for entry in llmc_status.get("quarantine") or []:
-        if entry.get("hash") == candidate_hash:
+    for entry in target.status.quarantine:
+        if entry.hash == candidate_hash:
             return (
                 "Quarantined",
                 f"candidate {candidate_hash[:8]} was rolled back by Rollout "
-                f"{entry.get('rollout')} ({entry.get('reason', '')}); not retried automatically "
+                f"{entry.rollout} ({entry.reason}); not retried automatically "
                 "(llm-optimizer rollout retry NAME tries it anyway)",
                 None,
             )
-    delivery = LLMConfigSpec.model_validate(llmc.get("spec")).delivery
+    delivery = target.spec.delivery
     window = parse_duration(delivery.rollback_window)
     recent = sorted(
-        t
-        for t in llmc_status.get("rollbacks") or []
-        if (now - parse_ts(t)).total_seconds() < window
+        t for t in target.status.rollbacks if (now - parse_ts(t)).total_seconds() < window
     )
     if len(recent) >= delivery.max_rollbacks:
         wait = window - (now - parse_ts(recent[-delivery.max_rollbacks])).total_seconds()
         return (
             "RollbackRateLimited",
-            f"{len(recent)} rollbacks on LLMConfig {name} within {delivery.rollback_window} "
+            f"{len(recent)} rollbacks on LLMConfig {target.name} within {delivery.rollback_window} "
             f"(spec.delivery.maxRollbacks {delivery.max_rollbacks}); waiting {wait:.0f}s",
             max(wait, 1.0),
         )

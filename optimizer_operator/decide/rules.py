@@ -10,6 +10,7 @@ from datetime import datetime
 
 from ..analysis.orient import detect_anomaly, trend
 from ..api.common import parse_decimal, parse_duration
+from ..api.llmconfig import ModelConfig, Parameters, VersionRecord
 from ..api.policy import Rule, RuleCondition, RuleEvaluation
 from ..api.timestamps import format_ts, parse_ts
 
@@ -105,3 +106,27 @@ def evaluate(
         else:
             ev.outcome = f"Suppressed by {applied.name} (priority {applied.priority})"
     return RuleDecision(applied, evaluations, {k: v for k, v in day.items() if v})
+
+
+def candidate(
+    rule: Rule, stable: VersionRecord, previous: VersionRecord | None
+) -> ModelConfig | None:
+    """What the rule's action would run instead of ``stable``: the previous version
+    (rollback), another model (modelSwitch) or changed parameters (configChange);
+    None when there is nothing to change to."""
+    config = stable.model_config_part()
+    action = rule.action
+    if action.type == "rollback":
+        return None if previous is None else previous.model_config_part()
+    if action.type == "modelSwitch" and action.model is not None:
+        return config.model_copy(
+            update={
+                "provider": action.model.provider,
+                "model": action.model.model,
+                "endpoint": action.model.endpoint or config.endpoint,
+            }
+        )
+    if action.type == "configChange" and action.parameters:
+        merged = {**config.parameters.to_wire(), **action.parameters}
+        return config.model_copy(update={"parameters": Parameters.model_validate(merged)})
+    return None

@@ -4,14 +4,22 @@ canary step is, which constraints ride on its Rollout, and the final gate's verd
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..analysis.measurement import DEFAULT_METRICS, TriggerResult
 from ..api.common import parse_decimal, parse_duration
 from ..api.llmconfig import ModelConfig
 from ..api.policy import OptimizationPolicySpec, TrialRecord, request_bounds
-from ..api.rollout import Analysis, AnalysisStep, PauseStep, RollbackTrigger, Step
+from ..api.rollout import (
+    Analysis,
+    AnalysisStep,
+    PauseStep,
+    RollbackTrigger,
+    RolloutSpec,
+    RolloutStatus,
+    Step,
+)
 from ..providers.catalog import fleet_models, list_price
+from . import optimizer
 from .optimizer import similar_trials
 
 # The trial steps when the policy's rolloutTemplate gives none.
@@ -63,11 +71,42 @@ def first_weight_divisor(confidence: str, violation_chance: float) -> int:
     return 2 if confidence == "low" else 1
 
 
-def ended_inconclusive(rollout_status: dict[str, Any]) -> bool:
+def ended_inconclusive(status: RolloutStatus) -> bool:
     """The Rollout ended because a critical bound stayed undecided."""
-    return any(
-        c.get("reason") == "BoundInconclusive" for c in rollout_status.get("conditions") or []
+    return any(c.reason == "BoundInconclusive" for c in status.conditions)
+
+
+def at_final_gate(spec: RolloutSpec, status: RolloutStatus) -> bool:
+    """The trial's canary has walked its steps and pauses at the last one, the gate."""
+    return (
+        status.phase == "Paused"
+        and spec.strategy == "canary"
+        and status.current_step_index == len(spec.steps) - 1
     )
+
+
+def judge(
+    spec: OptimizationPolicySpec,
+    record: TrialRecord,
+    values: dict[str, float],
+    daily_requests: float | None,
+    extra: dict[str, float] | None = None,
+) -> None:
+    """Write a measurement into the record: the objectives' values (what the study is
+    told), every metric, and each constraint's violation (> 0 breaks it; ``extra`` adds
+    e.g. ``rollout: 1`` for a rollback on evidence)."""
+    record.values = [f"{values[o.metric]:.6g}" for o in spec.objectives]
+    record.metrics = {k: f"{v:.6g}" for k, v in values.items()}
+    cons = {
+        **optimizer.constraint_values(spec.constraints, values, daily_requests),
+        **(extra or {}),
+    }
+    record.constraints = {k: f"{v:.6g}" for k, v in cons.items()}
+
+
+def infeasible(record: TrialRecord) -> bool:
+    """A measured record breaks at least one constraint."""
+    return any(float(v) > 0 for v in record.constraints.values())
 
 
 def constraint_triggers(spec: OptimizationPolicySpec) -> list[RollbackTrigger]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from ..api.common import parse_decimal, parse_duration
 from ..api.cron import cron_matches
+from ..api.llmconfig import LLMConfigObject
 from ..api.policy import OptimizationPolicyStatus, Schedule, Trigger
 from ..api.timestamps import parse_optional as _parse
 from ..api.variants import stable_variant_id
@@ -23,7 +23,7 @@ _OPS = {
 def fired(
     trigger: Trigger,
     status: OptimizationPolicyStatus,
-    llmc: dict[str, Any],
+    target: LLMConfigObject,
     source: MetricSource | None,
     now: datetime,
     namespace: str,
@@ -40,7 +40,7 @@ def fired(
         return cron_matches(trigger.cron, now) and not same_minute
     if trigger.type == "event":
         if trigger.event == "llmConfigChanged":
-            current = (llmc.get("status") or {}).get("currentHash")
+            current = target.status.current_hash
             return status.seen_config_hash is not None and current != status.seen_config_hash
         finished = [
             _parse(r.finished_at) for r in status.trial_records if r.rollout and r.finished_at
@@ -50,16 +50,16 @@ def fired(
     # threshold: the metric on the stable variant, averaged over `for`, against value
     if source is None or trigger.metric not in BUILTIN:
         return False
-    history = (llmc.get("status") or {}).get("history") or []
-    if not history:
+    stable = target.stable
+    if stable is None:
         return False
     window = f"{int(parse_duration(trigger.for_ or '5m'))}s"
     try:
         value = source.value(
             render(
                 BUILTIN[trigger.metric][0],
-                llm_config=llmc["metadata"]["name"],
-                variant=stable_variant_id(history[-1]["version"]),
+                llm_config=target.name,
+                variant=stable_variant_id(stable.version),
                 namespace=namespace,
                 window=window,
             )
@@ -73,14 +73,14 @@ def fired(
 def due(
     schedule: Schedule,
     status: OptimizationPolicyStatus,
-    llmc: dict[str, Any],
+    target: LLMConfigObject,
     source: MetricSource | None,
     now: datetime,
     namespace: str,
 ) -> str | None:
     """A description of what fired, or None when the cycle should not run now."""
-    results = [(t, fired(t, status, llmc, source, now, namespace)) for t in schedule.triggers]
-    status.seen_config_hash = (llmc.get("status") or {}).get("currentHash")
+    results = [(t, fired(t, status, target, source, now, namespace)) for t in schedule.triggers]
+    status.seen_config_hash = target.status.current_hash
     hits = [t for t, ok in results if ok]
     if not hits or (schedule.combine == "all" and len(hits) != len(results)):
         return None

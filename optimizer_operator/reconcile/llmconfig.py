@@ -21,8 +21,8 @@ from ..act.rollouts import read_rollout
 from ..act.variants import canary_of, render
 from ..api.common import GROUP, VERSION
 from ..api.conditions import now_rfc3339, set_condition
-from ..api.llmconfig import LLMConfigSpec, VersionRecord
-from ..api.validation import InvalidSpec, parse_spec
+from ..api.llmconfig import LLMConfigObject, LLMConfigSpec, VersionRecord
+from ..api.validation import InvalidSpec
 from ..store.history import record_version
 
 
@@ -40,20 +40,21 @@ def reconcile_llmconfig(
     generation = meta.get("generation")
     conditions = status.get("conditions")
     try:
-        spec = parse_spec(LLMConfigSpec, body.get("spec"))
+        target = LLMConfigObject.parse(body)
     except InvalidSpec as exc:
         return _not_ready(conditions, generation, "InvalidSpec", str(exc), now)
+    spec, known = target.spec, target.status
 
     owned: dict[str, Any] = {}
     events: list[tuple[str, str, str]] = []
     config = spec.model_config_part()
     spec_hash = config.config_hash()
-    history = status.get("history") or []
+    history = [v.to_wire() for v in known.history]
     if (
-        history
-        and status.get("specHash") != spec_hash
+        known.history
+        and known.spec_hash != spec_hash
         and spec.delivery.strategy == "canary"
-        and VersionRecord.model_validate(history[-1]).hash != spec_hash
+        and known.history[-1].hash != spec_hash
         and custom is not None
     ):
         # A person's change goes through a Rollout: stable stays until it is promoted.
@@ -66,7 +67,7 @@ def reconcile_llmconfig(
                 f"spec change ({config.model}) is delivered through Rollout {name}",
             )
         )
-    elif not history or status.get("specHash") != spec_hash:
+    elif not history or known.spec_hash != spec_hash:
         history, version, is_new = record_version(
             history, config, source="spec", now=now, limit=spec.history_limit
         )
@@ -84,13 +85,11 @@ def reconcile_llmconfig(
     stable = VersionRecord.model_validate(history[-1])
 
     rollout = None
-    active = status.get("activeRollout")
+    active = known.active_rollout
     if active and custom is not None:
         rollout = read_rollout(custom, meta["namespace"], active)
     try:
-        cm_name, written = render(
-            core, {**body, "status": {**status, **owned}}, stable, canary_of(rollout)
-        )
+        cm_name, written = render(core, target, stable, canary_of(rollout))
     except ConfigMapConflict as exc:
         return _not_ready(
             conditions,

@@ -29,7 +29,6 @@ from ..act.variants import (
     bandit_canary,
     canary_of,
     render,
-    stable_record,
 )
 from ..analysis.bandit import ArmReward
 from ..analysis.canary import Direction
@@ -45,7 +44,7 @@ from ..analysis.measurement import (
 )
 from ..api.common import parse_duration
 from ..api.conditions import set_condition
-from ..api.llmconfig import LLMConfigSpec, ModelConfig, VersionRecord
+from ..api.llmconfig import LLMConfigObject, ModelConfig, VersionRecord
 from ..api.rollout import ABTest, Bandit, RolloutSpec, RolloutStatus
 from ..api.timestamps import format_ts
 from ..api.validation import InvalidSpec, parse_spec
@@ -116,12 +115,16 @@ class _Reconcile:
                 if k not in ("conditions", "observedGeneration")
             }
         )
-        llmc = read_llmconfig(self.custom, self.namespace, spec.target_ref.name)
+        found = read_llmconfig(self.custom, self.namespace, spec.target_ref.name)
+        try:
+            llmc = None if found is None else LLMConfigObject.parse(found)
+        except InvalidSpec as exc:
+            return self.ready(False, "TargetNotReady", f"LLMConfig {spec.target_ref.name}: {exc}")
         problem = self.check_target(spec, status, llmc)
         if problem is not None:
             return problem
         assert llmc is not None
-        stable = stable_record(llmc)
+        stable = llmc.stable
         assert stable is not None
         status = self.take_retry(spec, status, llmc)
         refused = self.admit(spec, status, llmc)
@@ -188,7 +191,7 @@ class _Reconcile:
     # -- steps --------------------------------------------------------------
 
     def check_target(
-        self, spec: RolloutSpec, status: RolloutStatus, llmc: dict[str, Any] | None
+        self, spec: RolloutSpec, status: RolloutStatus, llmc: LLMConfigObject | None
     ) -> Outcome | None:
         """The LLMConfig (and, for a replica canary, its Deployment) exists and is ready."""
         target = spec.target_ref.name
@@ -204,13 +207,14 @@ class _Reconcile:
             return self.ready(
                 False, "TargetNotFound", f"spec.targetRef.name: LLMConfig {target} not found"
             )
-        if stable_record(llmc) is None:
+        if llmc.stable is None:
             return self.ready(
                 False, "TargetNotReady", f"LLMConfig {target} has no stable version yet"
             )
         if spec.traffic_routing != "replicas":
             return None
-        if not ((llmc.get("spec") or {}).get("target") or {}).get("deployment"):
+        deployment = llmc.spec.target.deployment
+        if deployment is None:
             return self.ready(
                 False,
                 "InvalidSpec",
@@ -222,9 +226,8 @@ class _Reconcile:
             # the app's traffic with an unvetted config. Remove them and stop.
             removed = remove_canary(self.core, self.apps, llmc)
             release(self.custom, llmc, self.name)
-            deployment = llmc["spec"]["target"]["deployment"]["name"]
             return self.target_deleted(
-                f"target Deployment {deployment} was deleted while the rollout ran; "
+                f"target Deployment {deployment.name} was deleted while the rollout ran; "
                 + ("the canary Deployment was removed" if removed else "no canary was running")
                 + " so no unvetted pods serve the app; the stable config is unchanged",
                 {"phase": "Failed", "canaryWeight": 0, "canaryReplicas": 0},
@@ -232,7 +235,7 @@ class _Reconcile:
         return None
 
     def take_retry(
-        self, spec: RolloutSpec, status: RolloutStatus, llmc: dict[str, Any]
+        self, spec: RolloutSpec, status: RolloutStatus, llmc: LLMConfigObject
     ) -> RolloutStatus:
         """A person's retry starts the rollout again and lifts the candidate's quarantine."""
         fresh = retry(spec, status)
@@ -251,7 +254,7 @@ class _Reconcile:
         return status
 
     def admit(
-        self, spec: RolloutSpec, status: RolloutStatus, llmc: dict[str, Any]
+        self, spec: RolloutSpec, status: RolloutStatus, llmc: LLMConfigObject
     ) -> Outcome | None:
         """An automatic rollout that may not start waits (rate limit) or fails (quarantine)."""
         if status.phase not in (None, "Pending") or not _automatic(spec, self.meta):
@@ -266,10 +269,10 @@ class _Reconcile:
         return out
 
     def wait_for_other(
-        self, spec: RolloutSpec, status: RolloutStatus, llmc: dict[str, Any]
+        self, spec: RolloutSpec, status: RolloutStatus, llmc: LLMConfigObject
     ) -> Outcome | None:
         """One Rollout per LLMConfig at a time: another's claim makes this one wait."""
-        holder = (llmc.get("status") or {}).get("activeRollout")
+        holder = llmc.status.active_rollout
         if not holder or holder == self.name:
             return None
         waiting = status.model_copy(
@@ -285,7 +288,7 @@ class _Reconcile:
         self,
         spec: RolloutSpec,
         status: RolloutStatus,
-        llmc: dict[str, Any],
+        llmc: LLMConfigObject,
         stable: VersionRecord,
     ) -> Tick | None:
         """Pin the variants at the start and claim the LLMConfig; a tick when an
@@ -316,7 +319,7 @@ class _Reconcile:
             )
         if candidate_hash == stable.hash:
             status.phase, status.message = "Aborted", "the candidate is already the stable version"
-        elif not (llmc.get("status") or {}).get("activeRollout"):
+        elif not llmc.status.active_rollout:
             claim(self.custom, llmc, self.name)
         return None
 
@@ -324,7 +327,7 @@ class _Reconcile:
         self,
         spec: RolloutSpec,
         status: RolloutStatus,
-        llmc: dict[str, Any],
+        llmc: LLMConfigObject,
         stable: VersionRecord,
     ) -> Tick:
         if status.phase in TERMINAL:
@@ -352,7 +355,7 @@ class _Reconcile:
         )
 
     def act(
-        self, spec: RolloutSpec, tick: Tick, llmc: dict[str, Any], stable: VersionRecord
+        self, spec: RolloutSpec, tick: Tick, llmc: LLMConfigObject, stable: VersionRecord
     ) -> Outcome:
         """Carry out the tick's actions (or repair a drifted split), then the status."""
         events = [*self.events, *tick.events]
@@ -423,7 +426,7 @@ def _carry_out(
     body: dict[str, Any],
     spec: RolloutSpec,
     status: RolloutStatus,
-    llmc: dict[str, Any],
+    llmc: LLMConfigObject,
     *,
     core: client.CoreV1Api,
     apps: client.AppsV1Api,
@@ -431,8 +434,7 @@ def _carry_out(
     now: str,
 ) -> list[tuple[str, str, str]]:
     rollout = body["metadata"]["name"]
-    meta = llmc["metadata"]
-    stable = stable_record(llmc)
+    stable = llmc.stable
     assert stable is not None
     replicas_mode = spec.traffic_routing == "replicas"
     if isinstance(action, SetArms):
@@ -447,7 +449,7 @@ def _carry_out(
                     core=core,
                     apps=apps,
                     rollout=body,
-                    llmc=llmc,
+                    llmconfig=llmc,
                     candidate=spec.candidate,
                     weight=action.weight,
                 )
@@ -474,20 +476,24 @@ def _carry_out(
         return [*events, ("Normal", "StableRestored", f"all traffic back on v{stable.version}")]
     assert isinstance(action, Promote)
     winner = action.config or spec.candidate
-    llmc_spec = LLMConfigSpec.model_validate(llmc.get("spec"))
-    history = (llmc.get("status") or {}).get("history") or []
+    llmc_spec = llmc.spec
     version = stable.version
+    promoted = stable
     if stable.source == f"rollout/{rollout}" and stable.hash == winner.config_hash():
         release(custom, llmc, rollout)  # already recorded by an interrupted tick: once only
     else:
         history, version, _ = record_version(
-            history, winner, source=f"rollout/{rollout}", now=now, limit=llmc_spec.history_limit
+            [v.to_wire() for v in llmc.status.history],
+            winner,
+            source=f"rollout/{rollout}",
+            now=now,
+            limit=llmc_spec.history_limit,
         )
         unclaim = {"activeRollout": None} if holds(llmc, rollout) else {}
         patch_status(
             custom,
-            meta["namespace"],
-            meta["name"],
+            llmc.namespace,
+            llmc.name,
             {
                 "history": history,
                 "currentVersion": version,
@@ -495,16 +501,14 @@ def _carry_out(
                 **unclaim,
             },
         )
-    promoted = stable_record({"status": {"history": history}})
-    assert promoted is not None
-    render(
-        core, {**llmc, "status": {**(llmc.get("status") or {}), "history": history}}, promoted, None
-    )
-    events.append(("Normal", "Promoted", f"{winner.model} is v{version} of {meta['name']}"))
+        llmc.status.history = [VersionRecord.model_validate(v) for v in history]
+        promoted = llmc.status.history[-1]
+    render(core, llmc, promoted, None)
+    events.append(("Normal", "Promoted", f"{winner.model} is v{version} of {llmc.name}"))
     if llmc_spec.target.deployment is not None:
         try:
             annotate_config_hash(
-                apps, meta["namespace"], llmc_spec.target.deployment.name, promoted.hash
+                apps, llmc.namespace, llmc_spec.target.deployment.name, promoted.hash
             )
         except DeploymentMissing as exc:
             events.append(("Warning", "DeploymentNotFound", str(exc)))

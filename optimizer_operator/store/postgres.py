@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from ..api.llmconfig import VersionRecord
 from ..api.policy import BaselineResult, RuleEvaluation, TrialRecord
 from . import StoreUnavailable
 
@@ -187,7 +188,7 @@ class HistoryStore:
         decisions: Sequence[tuple[str, str]],
         *,
         llmconfig: str | None = None,
-        versions: Sequence[dict[str, Any]] = (),
+        versions: Sequence[VersionRecord] = (),
         baselines: Sequence[BaselineResult] = (),
         rules: Sequence[RuleEvaluation] = (),
     ) -> None:
@@ -234,9 +235,8 @@ class HistoryStore:
                         "hash, model, parameters, source, applied_at) VALUES "
                         "(%s, %s, %s, %s, %s, %s::jsonb, %s, %s) ON CONFLICT DO NOTHING",
                         [
-                            (namespace, llmconfig, v["version"], v["hash"],
-                             f"{v['provider']}/{v['model']}", json.dumps(v.get("parameters") or {}),
-                             v["source"], v.get("appliedAt"))
+                            (namespace, llmconfig, v.version, v.hash, f"{v.provider}/{v.model}",
+                             json.dumps(v.parameters.to_wire()), v.source, v.applied_at)
                             for v in versions
                         ],
                     )  # fmt: skip

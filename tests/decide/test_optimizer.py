@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from optimizer_operator.api.cron import CronError, cron_matches, parse_cron
-from optimizer_operator.api.llmconfig import ModelConfig
+from optimizer_operator.api.llmconfig import LLMConfigObject, ModelConfig
 from optimizer_operator.api.policy import (
     OptimizationPolicySpec,
     OptimizationPolicyStatus,
@@ -211,7 +211,13 @@ def test_cron_fields_and_time_windows() -> None:
 
 
 def test_triggers_combine_with_any_and_all() -> None:
-    llmc = {"metadata": {"name": "bot"}, "status": {"currentHash": "abc"}}
+    llmc = LLMConfigObject.parse(
+        {
+            "metadata": {"name": "bot"},
+            "spec": {"provider": "simulator", "model": "sim-large"},
+            "status": {"currentHash": "abc"},
+        }
+    )
     status = OptimizationPolicyStatus(last_cycle_time="2026-11-25T10:00:00Z")
     now = datetime(2026, 11, 25, 10, 5, tzinfo=UTC)
     interval = {"type": "interval", "every": "3m"}

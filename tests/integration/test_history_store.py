@@ -188,6 +188,7 @@ def test_a_cycle_keeps_its_study_in_postgres(
 def test_versioned_migrations_tables_buffering_and_retention(
     namespace: str, postgres: LocalPostgres
 ) -> None:
+    from optimizer_operator.api.llmconfig import VersionRecord
     from optimizer_operator.api.policy import BaselineResult, RuleEvaluation
     from optimizer_operator.store.postgres import MIGRATIONS, StoreUnavailable
 
@@ -196,9 +197,11 @@ def test_versioned_migrations_tables_buffering_and_retention(
     assert HistoryStore(postgres.url).schema_version() == len(MIGRATIONS)  # applied once
     records = _records()
     versions = [
-        {"version": 1, "hash": "a", "provider": "simulator", "model": "sim-large",
-         "parameters": {"temperature": "0.3"}, "source": "spec",
-         "appliedAt": "2026-11-25T07:00:00Z"},
+        VersionRecord.model_validate(
+            {"version": 1, "hash": "a", "provider": "simulator", "model": "sim-large",
+             "parameters": {"temperature": "0.3"}, "source": "spec",
+             "appliedAt": "2026-11-25T07:00:00Z"}
+        ),
     ]  # fmt: skip
     store.save(
         namespace,

@@ -1,0 +1,101 @@
+"""The Prometheus reads of one OptimizationPolicy: the objective and constraint metrics
+of a variant, its request count, the LLMConfig's daily request rate, and a metric's
+series (for rules and the stable-anomaly check).
+
+Every read raises :class:`MetricsUnavailable` when no trustworthy number can be had,
+including when no Prometheus is configured at all (said once, here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..api.policy import OptimizationPolicySpec, request_bounds
+from .prometheus import BUILTIN, REQUESTS, REQUESTS_RATE, MetricSource, MetricsUnavailable, render
+
+NO_PROMETHEUS = "no Prometheus configured (LLMOPT_PROMETHEUS_URL)"
+
+
+def window_of(seconds: float) -> str:
+    """A PromQL range of at least 10 s (shorter ranges hold too few scrapes)."""
+    return f"{max(int(seconds), 10)}s"
+
+
+@dataclass(frozen=True)
+class PolicyMetrics:
+    """Reads for ``spec.targetRef``'s variants in ``namespace``."""
+
+    source: MetricSource | None
+    spec: OptimizationPolicySpec
+    namespace: str
+
+    @property
+    def configured(self) -> bool:
+        return self.source is not None
+
+    def _source(self) -> MetricSource:
+        if self.source is None:
+            raise MetricsUnavailable(NO_PROMETHEUS)
+        return self.source
+
+    def _query(self, template: str, variant: str, window: str) -> str:
+        return render(
+            template,
+            llm_config=self.spec.target_ref.name,
+            variant=variant,
+            namespace=self.namespace,
+            window=window,
+        )
+
+    def template(self, metric: str) -> str:
+        """The policy's own query for ``metric``, else the built-in one."""
+        custom = {m.name: m.query for m in self.spec.metrics}
+        template = custom.get(metric) or BUILTIN.get(metric, ("", ""))[0]
+        if not template:
+            raise MetricsUnavailable(f"no query for metric {metric}")
+        return template
+
+    def wanted(self) -> list[str]:
+        """The objectives' metrics, then each per-request constraint's (and cost per
+        request when a daily budget needs projecting), each once."""
+        spec = self.spec
+        wanted = [o.metric for o in spec.objectives]
+        bounded = [c.metric for c, _ in request_bounds(spec.constraints)]
+        if spec.constraints.max_daily_cost_usd is not None:
+            bounded.append("cost_per_request_usd")
+        return wanted + [m for m in dict.fromkeys(bounded) if m not in wanted]
+
+    def values(self, variant: str, seconds: float) -> dict[str, float]:
+        """Objective and constraint metrics of one variant over the last ``seconds``."""
+        source = self._source()
+        window = window_of(seconds)
+        return {
+            m: source.value(self._query(self.template(m), variant, window)) for m in self.wanted()
+        }
+
+    def requests(self, variant: str, seconds: float) -> float:
+        """Requests the variant served over the last ``seconds``."""
+        return self._source().value(self._query(REQUESTS, variant, f"{int(seconds)}s"))
+
+    def daily_requests(self, seconds: float) -> float | None:
+        """The LLMConfig's request rate over the last ``seconds``, per day; None when it
+        cannot be read."""
+        try:
+            rate = self._source().value(self._query(REQUESTS_RATE, "", window_of(seconds)))
+        except MetricsUnavailable:
+            return None
+        return rate * 86400
+
+    def series(
+        self,
+        metric: str,
+        variant: str,
+        *,
+        span: float,
+        step: float,
+        window: str,
+        builtin: bool = False,
+    ) -> list[float]:
+        """``metric`` of one variant over the last ``span`` seconds, every ``step`` (the
+        built-in query when ``builtin``, whatever the policy defines)."""
+        template = BUILTIN[metric][0] if builtin else self.template(metric)
+        return self._source().series(self._query(template, variant, window), span, step)

@@ -1,0 +1,201 @@
+"""A policy's trial proposal without a cluster: what becomes of a candidate before any
+traffic moves (decide.proposal), and the whole proposal step (reconcile.trial_start)
+driven with a stand-in for the Kubernetes API.
+
+The stand-in only records the Rollouts the step creates (and checks, at that moment,
+that the trial was already written to the status: the crash-safety order). The same
+step runs against a real API server in tests/integration/test_optimization_loop.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from optimizer_operator.api.llmconfig import LLMConfigObject, ModelConfig
+from optimizer_operator.api.policy import OptimizationPolicySpec, OptimizationPolicyStatus
+from optimizer_operator.api.rollout import RolloutSpec
+from optimizer_operator.decide import predictor, proposal
+from optimizer_operator.observe.policy_metrics import PolicyMetrics
+from optimizer_operator.reconcile.cycle_state import CycleState
+from optimizer_operator.reconcile.trial_start import propose
+from optimizer_operator.store.session import HistorySession
+from tests.decide.test_optimizer import _record, _spec
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+STABLE = {"provider": "simulator", "model": "sim-medium", "parameters": {"temperature": "0.5"}}
+
+
+class RecordingApi:
+    """Stands in for CustomObjectsApi: keeps what is created (no cluster in unit tests)."""
+
+    def __init__(self, status: OptimizationPolicyStatus) -> None:
+        self.status = status
+        self.created: list[dict[str, Any]] = []
+        self.recorded_first: list[bool] = []
+
+    def create_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> None:
+        body = args[4]
+        name = body["metadata"]["name"]
+        self.recorded_first.append(any(r.rollout == name for r in self.status.trial_records))
+        self.created.append(body)
+
+
+def _target(quarantine: list[str] | None = None) -> LLMConfigObject:
+    config = ModelConfig.model_validate(STABLE)
+    return LLMConfigObject.parse(
+        {
+            "metadata": {"name": "bot", "namespace": "ns"},
+            "spec": STABLE,
+            "status": {
+                "currentVersion": 1,
+                "currentHash": config.config_hash(),
+                "history": [
+                    {
+                        "version": 1,
+                        "hash": config.config_hash(),
+                        **STABLE,
+                        "source": "spec",
+                        "appliedAt": "2026-12-02T10:00:00Z",
+                    }
+                ],
+                "quarantine": [
+                    {"hash": h, "model": "x", "rollout": "r", "at": "2026-12-02T10:00:00Z"}
+                    for h in quarantine or []
+                ],
+            },
+        }
+    )
+
+
+def _cycle(
+    spec: OptimizationPolicySpec,
+    status: OptimizationPolicyStatus,
+    target: LLMConfigObject | None = None,
+) -> tuple[CycleState, RecordingApi]:
+    target = target or _target()
+    api = RecordingApi(status)
+    body = {
+        "apiVersion": "optimizer.llmops.dev/v1alpha1",
+        "kind": "OptimizationPolicy",
+        "metadata": {"name": "tune", "namespace": "ns", "uid": "u1"},
+        "spec": {},
+    }
+    events: list[tuple[str, str, str]] = []
+    assert target.stable is not None
+    state = CycleState(
+        body=body,
+        spec=spec,
+        target=target,
+        stable=target.stable,
+        status=status,
+        custom=api,  # type: ignore[arg-type]
+        metrics=PolicyMetrics(None, spec, "ns"),
+        history=HistorySession(None, "ns", "tune", status, events),
+        now=NOW,
+        events=events,
+    )
+    return state, api
+
+
+def _measured_baseline() -> OptimizationPolicyStatus:
+    baseline = _record(
+        0, {"model": "simulator/sim-medium", "temperature": "0.5"}, ["0.82", "0.002"]
+    )
+    baseline.metrics = {"quality_score": "0.82", "cost_per_request_usd": "0.002"}
+    return OptimizationPolicyStatus(trial_records=[baseline])
+
+
+def test_the_first_proposal_is_the_stable_config_measured_without_a_rollout() -> None:
+    status = OptimizationPolicyStatus()
+    c, api = _cycle(_spec(mode="auto"), status)
+    propose(c, "every 5m")
+    assert api.created == []
+    [baseline] = status.trial_records
+    assert baseline.number == 0 and baseline.rollout is None and baseline.state == "Running"
+    assert baseline.hash == ModelConfig.model_validate(STABLE).config_hash()
+    assert status.state == "Collecting"
+    assert [e[1] for e in c.events] == ["TrialStarted"]
+
+
+def test_a_trial_is_written_to_status_before_its_rollout_is_created() -> None:
+    status = _measured_baseline()
+    c, api = _cycle(_spec(mode="auto"), status)
+    propose(c, "every 5m")
+    [body] = api.created
+    record = status.trial_records[-1]
+    assert record.rollout == body["metadata"]["name"] == f"tune-t{record.number}"
+    assert api.recorded_first == [True]
+    spec = RolloutSpec.model_validate(body["spec"])  # what the API server would be sent
+    assert spec.trial is not None and spec.trial.number == record.number
+    assert spec.steps[-1].pause is not None  # the final gate
+    assert {t.name for t in spec.analysis.rollback_triggers} >= {"quality_score"}
+    assert body["metadata"]["ownerReferences"][0]["name"] == "tune"
+    assert status.state == "Deploying" and record.state == "Running"
+
+
+def test_mode_recommend_writes_the_recommendation_and_creates_nothing() -> None:
+    status = _measured_baseline()
+    c, api = _cycle(_spec(mode="recommend"), status)
+    propose(c, "every 5m")
+    assert api.created == []
+    assert status.recommendation is not None and status.recommendation.outcome == "Recommended"
+    assert len(status.trial_records) == 1  # a recommendation is not a trial
+    assert status.state == "Idle"
+
+
+def test_a_quarantined_candidate_is_failed_without_traffic() -> None:
+    # The sampler is seeded: the same records give the same candidate again.
+    first, _ = _cycle(_spec(mode="recommend"), _measured_baseline())
+    propose(first, "every 5m")
+    assert first.status.recommendation is not None
+    candidate = first.status.recommendation.hash
+    status = _measured_baseline()
+    c, api = _cycle(_spec(mode="auto"), status, _target(quarantine=[candidate]))
+    propose(c, "every 5m")
+    assert api.created == []
+    record = status.trial_records[-1]
+    assert record.hash == candidate
+    assert (record.state, record.outcome) == ("Failed", "Quarantined")
+
+
+def test_refusal_names_quarantine_then_what_cannot_be_served() -> None:
+    spec = _spec()
+    record = _record(3, {"model": "simulator/sim-medium"}, None)
+    record.hash = "h3"
+    fleet = ModelConfig.model_validate({"provider": "simulator", "model": "sim-medium"})
+    assert proposal.refusal(spec, record, fleet, set()) is None
+    quarantined = proposal.refusal(spec, record, fleet, {"h3"})
+    assert quarantined is not None and quarantined.outcome == "Quarantined"
+    unknown = ModelConfig.model_validate({"provider": "simulator", "model": "sim-nowhere"})
+    missing = proposal.refusal(spec, record, unknown, set())
+    assert missing is not None and missing.outcome == "Unavailable"
+    assert "not in the simulator fleet" in missing.reason
+
+
+def test_a_larger_budget_measured_below_the_floor_proves_a_smaller_one_infeasible() -> None:
+    spec = _spec()  # minQuality 0.75
+    measured = _record(1, {"model": "simulator/sim-medium", "maxTokens": "512"}, ["0.70", "0.001"])
+    measured.metrics = {"quality_score": "0.70", "cost_per_request_usd": "0.001"}
+    params = {"model": "simulator/sim-medium", "maxTokens": "256"}
+    nothing = predictor.Prediction(metrics={}, confidence="low")
+    proven = proposal.predicted_infeasible(spec, [measured], params, nothing, None)
+    assert proven is not None
+    values, why = proven
+    assert values["quality_score"] == 0.70 and "trial 1" in why
+    larger = {"model": "simulator/sim-medium", "maxTokens": "1024"}
+    assert proposal.predicted_infeasible(spec, [measured], larger, nothing, None) is None
+
+
+def test_the_daily_budget_is_predicted_only_with_a_known_request_rate() -> None:
+    spec = _spec()  # maxDailyCostUsd 100
+    forecast = predictor.Prediction(
+        metrics={
+            "cost_per_request_usd": predictor.Predicted(0.01, 0.0001, 6.0),
+            "quality_score": predictor.Predicted(0.9, 0.01, 6.0),
+        },
+        confidence="high",
+    )
+    over = proposal.predicted_violations(spec, forecast, daily_requests=100_000)
+    assert len(over) == 1 and "daily cost predicted $1000.00, budget $100" in over[0]
+    assert proposal.predicted_violations(spec, forecast, daily_requests=None) == []
+    assert proposal.predicted_violations(spec, forecast, daily_requests=1_000) == []
