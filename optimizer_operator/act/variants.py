@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
+from pydantic import ValidationError
 
 from ..api.llmconfig import LLMConfigObject, ModelConfig, VersionRecord
+from ..api.rollout import RolloutSpec, RolloutStatus
 from ..api.variants import (
     TOTAL_WEIGHT,
     Variant,
@@ -39,27 +41,33 @@ class Canary:
         return canary_variant_id(self.config.config_hash())
 
 
-def canary_of(rollout: dict[str, Any] | None) -> Canary | None:
-    """The canary an active Rollout currently asks for, if any."""
+def canary_of(name: str, spec: RolloutSpec, status: RolloutStatus) -> Canary | None:
+    """The canary the active Rollout ``name`` currently asks for, if any."""
+    weight, mirror = status.canary_weight or 0, status.mirror_percent or 0
+    if status.phase not in ACTIVE_PHASES or (weight <= 0 and mirror <= 0):
+        return None
+    if spec.traffic_routing == "replicas":
+        return None  # the canary runs in its own Deployment with its own ConfigMap
+    if spec.strategy == "bandit":
+        arms = spec.bandit.arms if spec.bandit is not None else []
+        return bandit_canary(name, spec.candidate, list(arms), dict(status.arm_weights))
+    return Canary(name, spec.candidate, weight, mirror)
+
+
+def parsed_canary(rollout: dict[str, Any] | None) -> Canary | None:
+    """``canary_of`` a Rollout as read; one that does not validate asks for nothing (its
+    own reconciler stops it with InvalidSpec, so stable alone is the safe split)."""
     if rollout is None:
         return None
-    status = rollout.get("status") or {}
-    spec = rollout.get("spec") or {}
-    weight = int(status.get("canaryWeight") or 0)
-    mirror = int(status.get("mirrorPercent") or 0)
-    if status.get("phase") not in ACTIVE_PHASES or (weight <= 0 and mirror <= 0):
+    try:
+        spec = RolloutSpec.model_validate(rollout.get("spec") or {})
+        raw = dict(rollout.get("status") or {})
+        raw.pop("conditions", None)
+        raw.pop("observedGeneration", None)
+        status = RolloutStatus.model_validate(raw)
+    except ValidationError:
         return None
-    if spec.get("trafficRouting") == "replicas":
-        return None  # the canary runs in its own Deployment with its own ConfigMap
-    candidate = ModelConfig.model_validate(spec.get("candidate"))
-    if spec.get("strategy") == "bandit":
-        return bandit_canary(
-            rollout["metadata"]["name"],
-            candidate,
-            [ModelConfig.model_validate(a) for a in (spec.get("bandit") or {}).get("arms") or []],
-            dict(status.get("armWeights") or {}),
-        )
-    return Canary(rollout["metadata"]["name"], candidate, weight, mirror)
+    return canary_of(rollout["metadata"]["name"], spec, status)
 
 
 def bandit_canary(

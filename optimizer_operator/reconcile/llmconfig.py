@@ -18,7 +18,7 @@ from ..act.deployment import DeploymentMissing, annotate_config_hash
 from ..act.outcome import Outcome
 from ..act.ownership import owner_reference
 from ..act.rollouts import read_rollout
-from ..act.variants import canary_of, render
+from ..act.variants import parsed_canary, render
 from ..api.common import GROUP, VERSION
 from ..api.conditions import now_rfc3339, set_condition
 from ..api.llmconfig import LLMConfigObject, LLMConfigSpec, VersionRecord
@@ -89,7 +89,7 @@ def reconcile_llmconfig(
     if active and custom is not None:
         rollout = read_rollout(custom, meta["namespace"], active)
     try:
-        cm_name, written = render(core, target, stable, canary_of(rollout))
+        cm_name, written = render(core, target, stable, parsed_canary(rollout))
     except ConfigMapConflict as exc:
         return _not_ready(
             conditions,

@@ -375,12 +375,8 @@ class _Reconcile:
         if not tick.actions and tick.status.phase in ACTIVE_PHASES and not replicas_mode:
             # Drift repair: the split this rollout stands at, written again only if the
             # ConfigMap differs (deleted, or edited by hand).
-            current = {
-                "metadata": self.meta,
-                "spec": self.body.get("spec"),
-                "status": _wire(tick.status),
-            }
-            if render(self.core, llmc, stable, canary_of(current))[1]:
+            current = canary_of(self.name, spec, tick.status)
+            if render(self.core, llmc, stable, current)[1]:
                 events.append(
                     (
                         "Warning",
