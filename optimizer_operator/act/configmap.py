@@ -9,6 +9,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..api.common import GROUP
+from ..api.names import label_value, object_name
 from ..api.variants import VariantSet
 from .ownership import owner_reference
 
@@ -23,7 +24,7 @@ class ConfigMapConflict(RuntimeError):
 
 
 def default_configmap_name(llm_config: str) -> str:
-    return f"{llm_config}-llm-config"
+    return object_name(f"{llm_config}-llm-config")
 
 
 def render_document(variants: VariantSet) -> str:
@@ -48,7 +49,7 @@ def build_configmap(
             "namespace": variants.namespace,
             "labels": {
                 "app.kubernetes.io/managed-by": MANAGED_BY,
-                LABEL_LLM_CONFIG: variants.llm_config,
+                LABEL_LLM_CONFIG: label_value(variants.llm_config),
             },
             "annotations": {ANNOTATION_CONFIG_HASH: stable.hash},
             "ownerReferences": [owner_reference(owner)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -31,25 +32,109 @@ def read_llmconfig(
     return obj
 
 
+CLAIM_ATTEMPTS = 3
+
+
 def patch_status(
-    custom: client.CustomObjectsApi, namespace: str, name: str, patch: dict[str, Any]
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    name: str,
+    patch: dict[str, Any],
+    *,
+    resource_version: str | None = None,
 ) -> None:
-    """Merge ``patch`` into the LLMConfig's status."""
+    """Merge ``patch`` into the LLMConfig's status; with ``resource_version``, only if the
+    object is still at that version (else ApiException 409: someone wrote in between)."""
+    body: dict[str, Any] = {"status": patch}
+    if resource_version is not None:
+        body["metadata"] = {"resourceVersion": resource_version}
     custom.patch_namespaced_custom_object_status(
         GROUP,
         VERSION,
         namespace,
         LLMCONFIG.plural,
         name,
-        {"status": patch},
+        body,
         _request_timeout=REQUEST_TIMEOUT,
     )
 
 
-def claim(custom: client.CustomObjectsApi, target: LLMConfigObject, rollout: str) -> None:
-    """Make ``rollout`` the LLMConfig's active rollout (``status.activeRollout``)."""
-    patch_status(custom, target.namespace, target.name, {"activeRollout": rollout})
-    target.status.active_rollout = rollout
+def claim(custom: client.CustomObjectsApi, target: LLMConfigObject, rollout: str) -> str | None:
+    """Make ``rollout`` the LLMConfig's active rollout (``status.activeRollout``) if no
+    other holds it: a compare-and-set on the object's resourceVersion, so of two Rollouts
+    claiming at once exactly one wins. Returns the holder afterwards (``rollout`` when it
+    won; None only when the LLMConfig is gone)."""
+    current: LLMConfigObject | None = target
+    for _ in range(CLAIM_ATTEMPTS):
+        assert current is not None
+        holder = current.status.active_rollout
+        if holder not in (None, rollout):
+            target.status.active_rollout = holder
+            return holder
+        version = (current.body.get("metadata") or {}).get("resourceVersion")
+        try:
+            patch_status(
+                custom,
+                target.namespace,
+                target.name,
+                {"activeRollout": rollout},
+                resource_version=version,
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            found = read_llmconfig(custom, target.namespace, target.name)
+            current = None if found is None else LLMConfigObject.parse(found)
+            if current is None:
+                return None
+            continue  # written in between: look at the holder again
+        target.status.active_rollout = rollout
+        return rollout
+    raise ApiException(status=409, reason=f"LLMConfig {target.name} kept changing; claim retried")
+
+
+class StableMoved(Exception):
+    """The LLMConfig's stable version is no longer the one a write was decided on."""
+
+    def __init__(self, target: LLMConfigObject) -> None:
+        stable = target.stable
+        super().__init__(
+            f"LLMConfig {target.name}: stable is now "
+            + (f"v{stable.version} ({stable.source})" if stable else "unset")
+        )
+        self.target = target
+
+
+def write_on_stable(
+    custom: client.CustomObjectsApi,
+    target: LLMConfigObject,
+    stable_hash: str,
+    make_patch: Callable[[LLMConfigObject], dict[str, Any]],
+) -> LLMConfigObject:
+    """Write the status patch ``make_patch`` builds from the LLMConfig as it is, only
+    while its stable version is still ``stable_hash`` (compare-and-set on the
+    resourceVersion; an unrelated write in between is read and the patch built again).
+    Returns the LLMConfig the patch was built from; raises StableMoved when a newer
+    stable came in (a person's edit is never overwritten)."""
+    current = target
+    for _ in range(CLAIM_ATTEMPTS):
+        if current.stable is None or current.stable.hash != stable_hash:
+            raise StableMoved(current)
+        version = (current.body.get("metadata") or {}).get("resourceVersion")
+        try:
+            patch_status(
+                custom, target.namespace, target.name, make_patch(current), resource_version=version
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            found = read_llmconfig(custom, target.namespace, target.name)
+            if found is None:
+                raise
+            current = LLMConfigObject.parse(found)
+            continue
+        return current
+    raise ApiException(status=409, reason=f"LLMConfig {target.name} kept changing; write retried")
 
 
 def quarantine(

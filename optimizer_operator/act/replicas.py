@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.common import GROUP
 from ..api.llmconfig import LLMConfigObject, ModelConfig
+from ..api.names import label_value, object_name
 from ..api.variants import TOTAL_WEIGHT, Variant, VariantSet
 from .configmap import (
     ANNOTATION_CONFIG_HASH,
@@ -48,7 +49,7 @@ def names(llmconfig: LLMConfigObject) -> tuple[str, str]:
     spec = llmconfig.spec
     assert spec.target.deployment is not None
     cm = spec.target.config_map.name or default_configmap_name(llmconfig.name)
-    return f"{spec.target.deployment.name}-canary", f"{cm}-canary"
+    return object_name(f"{spec.target.deployment.name}-canary"), object_name(f"{cm}-canary")
 
 
 def _read(apps: client.AppsV1Api, namespace: str, name: str) -> Any | None:
@@ -136,7 +137,8 @@ def ensure_canary(
     template = api.sanitize_for_serialization(target.spec.template)
     template = copy.deepcopy(template)
     _swap_configmap(template, stable_cm, cm_name)
-    labels = {**(template.get("metadata", {}).get("labels") or {}), LABEL_CANARY: rollout_name}
+    canary_of = label_value(rollout_name)
+    labels = {**(template.get("metadata", {}).get("labels") or {}), LABEL_CANARY: canary_of}
     template.setdefault("metadata", {})["labels"] = labels
     template["metadata"].setdefault("annotations", {})[ANNOTATION_CONFIG_HASH] = (
         candidate.config_hash()
@@ -144,7 +146,7 @@ def ensure_canary(
     selector = api.sanitize_for_serialization(target.spec.selector)
     selector = {
         **selector,
-        "matchLabels": {**(selector.get("matchLabels") or {}), LABEL_CANARY: rollout_name},
+        "matchLabels": {**(selector.get("matchLabels") or {}), LABEL_CANARY: canary_of},
     }
     current = _read(apps, namespace, deploy_name)
     if current is None:
@@ -156,7 +158,7 @@ def ensure_canary(
                 "metadata": {
                     "name": deploy_name,
                     "namespace": namespace,
-                    "labels": {LABEL_CANARY: rollout_name},
+                    "labels": {LABEL_CANARY: canary_of},
                     "ownerReferences": [owner_reference(rollout)],
                 },
                 "spec": {"replicas": replicas, "selector": selector, "template": template},

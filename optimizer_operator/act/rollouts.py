@@ -11,6 +11,9 @@ from ..api.common import GROUP, VERSION
 from .configmap import REQUEST_TIMEOUT
 from .ownership import owner_reference
 
+LABEL_RULE = f"{GROUP}/rule"  # the policy rule a Rollout carries out
+LABEL_SAFETY = f"{GROUP}/safety"  # "rollback": a safety rollback, never rate-limited
+
 
 def read_rollout(
     custom: client.CustomObjectsApi, namespace: str, name: str
@@ -72,3 +75,14 @@ def create_rollout(custom: client.CustomObjectsApi, body: dict[str, Any]) -> Non
     except ApiException as exc:
         if exc.status != 409:
             raise
+
+
+def patch_policy_status(
+    custom: client.CustomObjectsApi, namespace: str, name: str, patch: dict[str, Any]
+) -> None:
+    """Merge ``patch`` into an OptimizationPolicy's status now, before the cycle's own
+    write at its end (a trial's record goes in before its Rollout is created)."""
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, "optimizationpolicies", name, {"status": patch},
+        _request_timeout=REQUEST_TIMEOUT,
+    )  # fmt: skip

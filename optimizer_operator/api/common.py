@@ -18,6 +18,10 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "llmopt"
 
+# The metrics the gateway's series give without a query (their PromQL lives in
+# observe/prometheus.py); any other metric name needs one.
+BUILTIN_METRICS = ("error_rate", "latency_p95_seconds", "cost_per_request_usd", "quality_score")
+
 # A decimal written as a string: "0.7", "1", "-0.5", "12.25".
 DECIMAL_PATTERN = r"^-?[0-9]{1,12}(\.[0-9]{1,9})?$"
 # A Go-style duration: "30s", "5m", "1h30m", "2d" (d is ours: days are common in budgets).

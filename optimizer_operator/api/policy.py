@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from .common import (
+    BUILTIN_METRICS,
     CONDITIONS_LIST_EXTENSIONS,
     ApiModel,
     Condition,
@@ -18,7 +19,7 @@ from .common import (
     parse_decimal,
     parse_duration,
 )
-from .llmconfig import Endpoint, ModelName, ProviderName
+from .llmconfig import Endpoint, ModelName, Parameters, ProviderName
 from .rollout import Analysis, MetricName, PromQL, Step
 
 ParameterName = Literal[
@@ -308,6 +309,21 @@ class Observe(ApiModel):
         return self
 
 
+def _check_action(path: str, action: RuleAction) -> None:
+    """The fields a rule's action type needs, and parameters that are valid ones."""
+    if action.type == "modelSwitch" and action.model is None:
+        raise FieldProblem(f"{path}.model", "modelSwitch needs the model to switch to")
+    if action.type == "configChange":
+        if not action.parameters:
+            raise FieldProblem(f"{path}.parameters", "configChange needs parameters to set")
+        try:
+            Parameters.model_validate(action.parameters)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise FieldProblem(f"{path}.parameters.{where}", first["msg"]) from None
+
+
 class OptimizationPolicySpec(ApiModel):
     """Desired optimization of one LLMConfig."""
 
@@ -337,10 +353,9 @@ class OptimizationPolicySpec(ApiModel):
 
     @model_validator(mode="after")
     def _objectives_known(self) -> OptimizationPolicySpec:
-        custom = {m.name for m in self.metrics}
-        builtin = {"cost_per_request_usd", "latency_p95_seconds", "quality_score", "error_rate"}
+        known = {*BUILTIN_METRICS, *(m.name for m in self.metrics)}
         for i, obj in enumerate(self.objectives):
-            if obj.metric not in builtin | custom:
+            if obj.metric not in known:
                 raise FieldProblem(
                     f"objectives[{i}].metric",
                     f"{obj.metric!r} is neither built-in nor in spec.metrics",
@@ -349,6 +364,31 @@ class OptimizationPolicySpec(ApiModel):
                 raise FieldProblem(f"objectives[{i}].metric", f"{obj.metric!r} is listed twice")
             if parse_decimal(obj.weight) <= 0:
                 raise FieldProblem(f"objectives[{i}].weight", "must be above 0")
+        return self
+
+    @model_validator(mode="after")
+    def _rules_measurable(self) -> OptimizationPolicySpec:
+        """Every metric a rule or trigger reads has a query (a typo would be NoData
+        forever), and every rule's action can be carried out."""
+        known = {*BUILTIN_METRICS, *(m.name for m in self.metrics)}
+
+        def measurable(path: str, metric: str) -> None:
+            if metric not in known:
+                raise FieldProblem(
+                    path, f"{metric!r} is neither built-in nor in spec.metrics: no query reads it"
+                )
+
+        for i, t in enumerate(self.schedule.triggers):
+            if t.metric is not None:
+                measurable(f"schedule.triggers[{i}].metric", t.metric)
+        names = [r.name for r in self.rules]
+        for i, rule in enumerate(self.rules):
+            if rule.name in names[:i]:
+                raise FieldProblem(f"rules[{i}].name", f"{rule.name} listed twice")
+            measurable(f"rules[{i}].metric", rule.metric)
+            for j, cond in enumerate(rule.also):
+                measurable(f"rules[{i}].also[{j}].metric", cond.metric)
+            _check_action(f"rules[{i}].action", rule.action)
         return self
 
     @model_validator(mode="after")

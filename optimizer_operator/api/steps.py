@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from .common import ApiModel, DecimalString, Duration, FieldProblem, parse_decimal
+from .common import BUILTIN_METRICS, ApiModel, DecimalString, Duration, FieldProblem, parse_decimal
 
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")]
 PromQL = Annotated[str, StringConstraints(min_length=1, max_length=8192)]
@@ -54,6 +54,20 @@ class AnalysisMetric(ApiModel):
     )
     dry_run: bool = Field(default=False, description="Evaluate and report, never act on it.")
 
+    @model_validator(mode="after")
+    def _queried(self) -> AnalysisMetric:
+        _need_query(self.name, self.query)
+        return self
+
+
+def _need_query(name: str, query: str | None) -> None:
+    """A metric that is not built in is measured only by its own query."""
+    if query is None and name not in BUILTIN_METRICS:
+        raise FieldProblem(
+            "query",
+            f"{name!r} is not a built-in metric ({', '.join(BUILTIN_METRICS)}): give its query",
+        )
+
 
 class RollbackTrigger(ApiModel):
     """A guardrail checked every interval for the whole rollout, whatever the step."""
@@ -84,6 +98,7 @@ class RollbackTrigger(ApiModel):
             v is not None for v in (self.max, self.min, self.max_increase, self.max_decrease)
         ):
             raise ValueError("a rollback trigger needs one of max, min, maxIncrease, maxDecrease")
+        _need_query(self.name, self.query)
         return self
 
 
@@ -159,6 +174,12 @@ class PauseStep(ApiModel):
     """Wait for a duration, or until promoted when no duration is given."""
 
     duration: Duration | None = Field(default=None, description="How long; empty = until promoted.")
+    abort_after: Duration | None = Field(
+        default=None,
+        description="For a pause without duration: abort (stable keeps all traffic) when "
+        "nobody promotes or aborts within this long. The operator's own Rollouts set it on "
+        "their final gate, so no canary share waits forever on a policy that stopped.",
+    )
 
 
 class AnalysisStep(ApiModel):

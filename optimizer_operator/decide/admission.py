@@ -1,5 +1,6 @@
 """Whether an automatic Rollout may start: not for a quarantined candidate, not past the
-LLMConfig's rollback rate limit. A Rollout a person creates is never held back."""
+LLMConfig's rollback rate limit (a safety rollback excepted: it is never held back). A
+Rollout a person creates is never held back."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from ..api.timestamps import parse_ts
 
 
 def admission(
-    candidate_hash: str, target: LLMConfigObject, now: datetime
+    candidate_hash: str, target: LLMConfigObject, now: datetime, *, safety: bool = False
 ) -> tuple[str, str, float | None] | None:
     """Why an automatic rollout may not start: (reason, message, retry after seconds or
-    None for never), or None when it may."""
+    None for never), or None when it may. ``safety``: a rule's rollback to the previous
+    version, which no rate limit delays."""
     for entry in target.status.quarantine:
         if entry.hash == candidate_hash:
             return (
@@ -24,6 +26,8 @@ def admission(
                 "(llm-optimizer rollout retry NAME tries it anyway)",
                 None,
             )
+    if safety:
+        return None
     delivery = target.spec.delivery
     window = parse_duration(delivery.rollback_window)
     recent = sorted(

@@ -48,6 +48,7 @@ class Weight:
 @dataclass(frozen=True)
 class Wait:
     duration: str | None  # None: until promoted
+    abort_after: str | None = None  # for an open pause: abort when nobody ends it by then
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def plan(spec: RolloutSpec) -> list[PlanStep]:
         if step.set_weight is not None:
             out.append(Weight(step.set_weight))
         elif step.pause is not None:
-            out.append(Wait(step.pause.duration))
+            out.append(Wait(step.pause.duration, step.pause.abort_after))
         else:
             assert step.analysis is not None
             out.append(Measure(step.analysis.measurements))
@@ -297,11 +298,23 @@ def _weight_step(
 
 
 def _wait_step(s: RolloutStatus, now: datetime, tick: Tick, i: int, step: Wait) -> Tick | None:
-    if step.duration is None:
-        s.phase, tick.reason = "Paused", "PauseStep"
-        s.message = f"step {i}: paused until promoted (llm-optimizer rollout promote)"
-        return tick
     waited = (now - (_parse(s.step_started_at) or now)).total_seconds()
+    if step.duration is None:
+        if step.abort_after is not None and waited >= parse_duration(step.abort_after):
+            why = f"step {i}: nobody promoted or aborted within {step.abort_after}"
+            return finish(
+                tick,
+                "Aborted",
+                "PauseDeadline",
+                f"{why}; stable restored",
+                RestoreStable(why),
+                "Warning",
+            )
+        s.phase, tick.reason = "Paused", "PauseStep"
+        s.message = f"step {i}: paused until promoted (llm-optimizer rollout promote)" + (
+            f", aborted after {step.abort_after}" if step.abort_after else ""
+        )
+        return tick
     if waited < parse_duration(step.duration):
         s.phase, tick.reason = "Paused", "PauseStep"
         s.message = f"step {i}: pausing {step.duration}"

@@ -76,6 +76,19 @@ def ended_inconclusive(status: RolloutStatus) -> bool:
     return any(c.reason == "BoundInconclusive" for c in status.conditions)
 
 
+# Rollout endings that say nothing about the candidate: the stable changed under it (a
+# person's edit), nobody ended its final gate in time (the policy stopped looking).
+INTERRUPTIONS = ("StableChanged", "PauseDeadline")
+
+
+def ended_interrupted(status: RolloutStatus) -> str | None:
+    """Why the Rollout was stopped for a reason that is not the candidate's, if it was."""
+    for c in status.conditions:
+        if c.reason in INTERRUPTIONS:
+            return f"{c.reason}: {c.message}"
+    return None
+
+
 def at_final_gate(spec: RolloutSpec, status: RolloutStatus) -> bool:
     """The trial's canary has walked its steps and pauses at the last one, the gate."""
     return (
@@ -191,7 +204,10 @@ def trial_steps(spec: OptimizationPolicySpec, divisor: int) -> list[Step]:
     if divisor > 1 and first is not None:
         weight = steps[first].set_weight or 0
         steps[first] = Step(set_weight=max(1, weight // divisor))
-    return [*steps, Step(pause=PauseStep())]
+    # The gate's deadline: the policy decides there within maxUndecided once the data is
+    # in; three times that (at least an hour) means the policy stopped looking.
+    limit = max(3 * parse_duration(spec.rollout_template.analysis.bounds.max_undecided), 3600)
+    return [*steps, Step(pause=PauseStep(abort_after=f"{int(limit)}s"))]
 
 
 def trial_analysis(spec: OptimizationPolicySpec) -> Analysis:

@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from ..api import GROUP, LLMCONFIG, VERSION
-from ..reconcile.llmconfig import reconcile_llmconfig
+from ..reconcile.llmconfig import claim_is_live, reconcile_llmconfig
 from . import clients, telemetry
 from .status import apply_outcome, body_dict
 
@@ -39,7 +39,8 @@ DRIFT_SECONDS = float(os.environ.get("LLMOPT_DRIFT_CHECK", "30"))
 def repair(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Drift repair: the same level-based reconcile, every DRIFT_SECONDS, so a rendered
     ConfigMap deleted or edited by hand comes back as it should be. While a Rollout is
-    active the split is its own to keep (each of its ticks repairs it), so this waits."""
-    if (body.get("status") or {}).get("activeRollout"):
+    active the split is its own to keep (each of its ticks repairs it), so this waits —
+    unless that Rollout was deleted or has ended, when the reconcile releases its claim."""
+    if claim_is_live(clients.custom(), body_dict(body)):
         return
     _reconcile(body, patch)

@@ -9,6 +9,7 @@ import kopf
 
 from ..api import GROUP, ROLLOUT, VERSION
 from ..decide.actions import TERMINAL
+from ..reconcile.llmconfig import rollout_deleted
 from ..reconcile.rollout import reconcile_rollout
 from . import clients, telemetry
 from .status import apply_outcome, body_dict
@@ -41,3 +42,22 @@ def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     if phase in TERMINAL and (body.get("status") or {}).get("phase") != phase:
         telemetry.record_rollout_end(str(phase))
     apply_outcome(outcome, body, patch)
+
+
+@kopf.on.delete(GROUP, VERSION, ROLLOUT.plural, optional=True)
+@clients.retry_soon
+def deleted(body: kopf.Body, **_: Any) -> None:
+    """A Rollout deleted mid-canary gives its LLMConfig back at once: claim released,
+    stable on all traffic (optional: no finalizer holds the deletion; should the operator
+    miss it, the LLMConfig's drift repair finds the claim's holder gone and does the
+    same)."""
+    target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
+    if not target:
+        return
+    meta = body["metadata"]
+    done = rollout_deleted(
+        clients.core(), clients.custom(), meta["namespace"], str(target), meta["name"]
+    )
+    if done:
+        # The LLMConfig's own event stream, where its user looks.
+        kopf.warn(done[0], reason="RolloutDeleted", message=done[1])  # type: ignore[arg-type]

@@ -11,9 +11,11 @@ from typing import Any
 
 from kubernetes import client
 
+from .. import faults
 from ..act import rollouts
 from ..api.common import GROUP
 from ..api.llmconfig import LLMConfigObject, ModelConfig, VersionRecord
+from ..api.names import label_value
 from ..api.policy import (
     BaselineResult,
     OptimizationPolicySpec,
@@ -27,6 +29,8 @@ from ..decide import trials
 from ..decide.study import StudySession
 from ..observe.policy_metrics import PolicyMetrics
 from ..store.session import HistorySession
+
+STARTING = "Starting"  # a trial's record written, its Rollout perhaps not yet created
 
 
 @dataclass
@@ -116,6 +120,7 @@ class CycleState:
         trial: TrialRecord | None = None,
         annotations: dict[str, str] | None = None,
         bandit: dict[str, Any] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         """A Rollout of the policy (owned by it, labelled with it) for ``config``."""
         template = self.spec.rollout_template
@@ -137,16 +142,35 @@ class CycleState:
             name,
             self.namespace,
             rollout_spec,
-            labels={f"{GROUP}/policy": self.name},
+            labels={f"{GROUP}/policy": label_value(self.name), **(labels or {})},
             annotations=annotations or {},
             owner=self.body,
         )
         rollouts.create_rollout(self.custom, body)
 
+    def write_records_first(self, records: list[TrialRecord]) -> None:
+        """Record-first: ``records`` (appended to status) are written to the policy's
+        status marked ``Starting`` before their Rollout is created, so an operator that
+        stops in between finds them after the restart (settled by ``trial_settle``:
+        the Rollout adopted if it was created, else the trial failed with that reason)
+        and never creates a second Rollout or forgets the first."""
+        for r in records:
+            r.outcome = STARTING
+        wire = [r.to_wire() for r in self.status.trial_records]
+        rollouts.patch_policy_status(self.custom, self.namespace, self.name, {"trialRecords": wire})
+        faults.point(faults.TRIAL_RECORDED)
+
+    def started(self, records: list[TrialRecord]) -> None:
+        """Their Rollout exists: no longer ``Starting``."""
+        faults.point(faults.TRIAL_ROLLOUT_CREATED)
+        for r in records:
+            r.outcome = ""
+
     def create_trial_rollout(self, record: TrialRecord, config: ModelConfig, divisor: int) -> None:
-        """Created after the record is written, so a restart in between finds the record
-        and creates the same Rollout once."""
+        """Created after the record is written (``write_records_first``), so a restart
+        in between finds the record and never a second Rollout."""
         assert record.rollout is not None
+        self.write_records_first([record])
         self.create_rollout(
             record.rollout,
             config,
@@ -157,3 +181,4 @@ class CycleState:
                 f"{GROUP}/prediction-confidence": record.confidence or "low",
             },
         )
+        self.started([record])

@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..act.configmap import REQUEST_TIMEOUT, ConfigMapConflict
 from ..act.deployment import DeploymentMissing, annotate_config_hash
+from ..act.llmconfigs import read_llmconfig, release
 from ..act.outcome import Outcome
 from ..act.ownership import owner_reference
 from ..act.rollouts import read_rollout
@@ -22,7 +23,9 @@ from ..act.variants import parsed_canary, render
 from ..api.common import GROUP, VERSION
 from ..api.conditions import now_rfc3339, set_condition
 from ..api.llmconfig import LLMConfigObject, LLMConfigSpec, VersionRecord
+from ..api.names import label_value, object_name
 from ..api.validation import InvalidSpec
+from ..decide.actions import TERMINAL
 from ..store.history import record_version
 
 
@@ -84,10 +87,10 @@ def reconcile_llmconfig(
         owned["history"] = history
     stable = VersionRecord.model_validate(history[-1])
 
-    rollout = None
     active = known.active_rollout
-    if active and custom is not None:
-        rollout = read_rollout(custom, meta["namespace"], active)
+    rollout = _holder(custom, target, stable, events) if active and custom else None
+    if rollout is None:
+        active = None
     try:
         cm_name, written = render(core, target, stable, parsed_canary(rollout))
     except ConfigMapConflict as exc:
@@ -149,20 +152,88 @@ def reconcile_llmconfig(
     return Outcome(status=owned, events=events)
 
 
+def _holder(
+    custom: client.CustomObjectsApi,
+    target: LLMConfigObject,
+    stable: VersionRecord,
+    events: list[tuple[str, str, str]],
+) -> dict[str, Any] | None:
+    """The Rollout holding the claim, as read; None (the claim released) when it was
+    deleted or ended without letting go: nothing else would ever release it, and every
+    later Rollout and the policy would wait on it."""
+    active = target.status.active_rollout
+    assert active is not None
+    rollout = read_rollout(custom, target.namespace, active)
+    if rollout is not None and (rollout.get("status") or {}).get("phase") not in TERMINAL:
+        return rollout
+    release(custom, target, active)
+    if rollout is None:
+        events.append(
+            (
+                "Warning",
+                "RolloutDeleted",
+                f"Rollout {active} was deleted while it held this LLMConfig; its claim is "
+                f"released and v{stable.version} serves all traffic",
+            )
+        )
+    return None
+
+
+def rollout_deleted(
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    llmconfig: str,
+    rollout: str,
+) -> tuple[dict[str, Any], str] | None:
+    """A Rollout was deleted: if it held its LLMConfig, the claim is released and the
+    stable version gets all traffic at once. Returns the LLMConfig and what was done (for
+    its Event), or None when the Rollout held nothing."""
+    found = read_llmconfig(custom, namespace, llmconfig)
+    if found is None:
+        return None
+    try:
+        target = LLMConfigObject.parse(found)
+    except InvalidSpec:
+        return None  # its own reconcile reports that; nothing of ours to undo
+    if target.status.active_rollout != rollout or target.stable is None:
+        return None
+    render(core, target, target.stable, None)
+    release(custom, target, rollout)
+    return found, (
+        f"Rollout {rollout} was deleted while it held this LLMConfig; its claim is "
+        f"released and v{target.stable.version} serves all traffic"
+    )
+
+
+def claim_is_live(custom: client.CustomObjectsApi, body: dict[str, Any]) -> bool:
+    """Whether the LLMConfig's ``activeRollout`` names a Rollout that still runs (its
+    ticks keep the split; drift repair leaves it alone). A claim held by a deleted or
+    ended Rollout is not live: the reconcile releases it."""
+    active = (body.get("status") or {}).get("activeRollout")
+    if not active:
+        return False
+    rollout = read_rollout(custom, body["metadata"]["namespace"], active)
+    return rollout is not None and (rollout.get("status") or {}).get("phase") not in TERMINAL
+
+
 def _deliver_by_rollout(
     custom: client.CustomObjectsApi, body: dict[str, Any], spec: LLMConfigSpec
 ) -> str:
     """Create (idempotently) the Rollout that delivers the spec's configuration."""
     meta = body["metadata"]
     candidate = spec.model_config_part()
-    name = f"{meta['name']}-spec-{candidate.config_hash()[:8]}"
+    name = object_name(f"{meta['name']}-spec-{candidate.config_hash()[:8]}")
     rollout: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Rollout",
         "metadata": {
             "name": name,
             "namespace": meta["namespace"],
-            "labels": {f"{GROUP}/delivery": "spec", f"{GROUP}/llm-config": meta["name"]},
+            "labels": {
+                f"{GROUP}/delivery": "spec",
+                f"{GROUP}/llm-config": label_value(meta["name"]),
+            },
             "ownerReferences": [owner_reference(body)],
         },
         "spec": {"targetRef": {"name": meta["name"]}, "candidate": candidate.to_wire()},

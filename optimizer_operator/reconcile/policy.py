@@ -1,21 +1,23 @@
 """One cycle of an OptimizationPolicy's control loop, closed through Rollouts — the glue.
 
-Order of a cycle (the seed's decision order):
+Order of a cycle (the seed's decision order, safety first):
 
-1. settle running trials (``trial_settle``): a trial's Rollout walks the policy's steps
+1. the rules, evaluated and applied every cycle — also while a trial runs and while the
+   circuit breaker is open (``policy_rules``): safety does not wait for experiments;
+2. settle running trials (``trial_settle``): a trial's Rollout walks the policy's steps
    and then pauses at a final gate; there the candidate and stable are measured side by
    side over the same span, and the policy promotes the candidate only when it meets
    every constraint and improves the weighted objectives by more than
    ``budgets.minImprovement`` — otherwise it aborts it. A Rollout that rolled back is
    told to the study as infeasible (or failed when nothing could be measured), never
    dropped;
-2. triggers due and cooldown satisfied; the circuit breaker closed; budgets left
-   (``decide.gates``), the rules evaluated and applied (``policy_rules``);
-3. the system stable: no Rollout active on the LLMConfig, no anomaly on stable;
-4. ask the study for a candidate (the stable config first, as the baseline);
+3. triggers due and cooldown satisfied; the circuit breaker closed; budgets left
+   (``decide.gates``);
+4. the system stable: no Rollout active on the LLMConfig, no anomaly on stable;
+5. ask the study for a candidate (the stable config first, as the baseline);
    validate it before any traffic moves (``decide.proposal``: quarantine, predicted
    infeasibility, projected daily cost);
-5. ``recommend``: write it to status; ``auto``: record the trial, then create its
+6. ``recommend``: write it to status; ``auto``: record the trial, then create its
    Rollout (``<policy>-t<number>``, so a restart never creates two) (``trial_start``).
 
 Missing metrics never decide anything: the cycle waits (state Collecting).
@@ -153,12 +155,17 @@ class Cycle:
         self.status.state = "Collecting"
         with phase("observe"):
             _observe(c)
+        with phase("decide"):  # safety first: the rules run every cycle, whatever else runs
+            forced = apply_rules(c, c.target.status.active_rollout) if spec.rules else None
+        if forced == DONE:
+            return self.ready()
+        with phase("observe"):
             if settle(c):
                 return self.ready()
         with phase("orient"):
             _summarize(c)
         with phase("decide"):
-            trigger = _gates(c)
+            trigger = _gates(c, forced)
         if trigger is not None:
             with phase("act"):
                 _act(c, trigger)
@@ -223,17 +230,15 @@ def _stop(c: CycleState, stop: gates.Stop) -> None:
     c.status.message = stop.message
 
 
-def _gates(c: CycleState) -> str | None:
-    """The seed's decision order; the trigger that lets the optimizer propose, or None."""
+def _gates(c: CycleState, forced: str | None) -> str | None:
+    """The seed's decision order; the trigger that lets the optimizer propose, or None.
+    ``forced``: a rule that asked for a trial now (the rules ran before)."""
     s, spec = c.status, c.spec
     stop = gates.breaker(spec, s, c.now)
     if stop is not None:
         _stop(c, stop)
         return None
     active = c.target.status.active_rollout
-    forced = apply_rules(c, active) if spec.rules else None
-    if forced == DONE:
-        return None
     trigger = due(spec.schedule, s, c.target, c.metrics.source, c.now, c.namespace)
     if forced is not None:
         trigger = forced

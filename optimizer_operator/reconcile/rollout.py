@@ -13,16 +13,18 @@ from kubernetes import client
 
 from ..act.deployment import DeploymentMissing, annotate_config_hash
 from ..act.llmconfigs import (
+    StableMoved,
     claim,
     holds,
     lift_quarantine,
-    patch_status,
     quarantine,
     read_llmconfig,
     release,
+    write_on_stable,
 )
 from ..act.outcome import Outcome
 from ..act.replicas import canary_ready, ensure_canary, remove_canary, target_exists
+from ..act.rollouts import LABEL_SAFETY
 from ..act.variants import (
     ACTIVE_PHASES,
     Canary,
@@ -259,7 +261,8 @@ class _Reconcile:
         """An automatic rollout that may not start waits (rate limit) or fails (quarantine)."""
         if status.phase not in (None, "Pending") or not _automatic(spec, self.meta):
             return None
-        refusal = admission(spec.candidate.config_hash(), llmc, self.now)
+        safety = (self.meta.get("labels") or {}).get(LABEL_SAFETY) == "rollback"
+        refusal = admission(spec.candidate.config_hash(), llmc, self.now, safety=safety)
         if refusal is None:
             return None
         reason, message, retry_after = refusal
@@ -271,8 +274,11 @@ class _Reconcile:
     def wait_for_other(
         self, spec: RolloutSpec, status: RolloutStatus, llmc: LLMConfigObject
     ) -> Outcome | None:
-        """One Rollout per LLMConfig at a time: another's claim makes this one wait."""
+        """One Rollout per LLMConfig at a time: the first to claim it (compare-and-set)
+        runs; another's claim makes this one wait."""
         holder = llmc.status.active_rollout
+        if holder is None and self.claims(spec, status, llmc):
+            holder = claim(self.custom, llmc, self.name)
         if not holder or holder == self.name:
             return None
         waiting = status.model_copy(
@@ -283,6 +289,16 @@ class _Reconcile:
             }
         )
         return self.accepted(waiting, "AnotherRolloutActive")
+
+    def claims(self, spec: RolloutSpec, status: RolloutStatus, llmc: LLMConfigObject) -> bool:
+        """Whether this rollout is to claim the LLMConfig now: it runs (or starts), and
+        has something to roll out (a candidate already stable only ends)."""
+        stable = llmc.stable
+        if stable is None or status.phase in TERMINAL:
+            return False
+        if status.stable_hash is not None:
+            return True  # started before: it held the claim (a restart, a lost write)
+        return spec.candidate.config_hash() != stable.hash
 
     def resume(
         self,
@@ -317,11 +333,33 @@ class _Reconcile:
                 events=[("Normal", "PromotionCompleted", status.message)],
                 reason="PromotionCompleted",
             )
+        if status.stable_hash not in (None, stable.hash):
+            return self.stable_changed(status, stable)
         if candidate_hash == stable.hash:
             status.phase, status.message = "Aborted", "the candidate is already the stable version"
-        elif not llmc.status.active_rollout:
-            claim(self.custom, llmc, self.name)
+            release(self.custom, llmc, self.name)
         return None
+
+    def stable_changed(self, status: RolloutStatus, stable: VersionRecord) -> Tick:
+        """The LLMConfig's stable version changed under this rollout, not by it (a
+        person's edit with ``delivery: immediate``, an undo): the person's change wins.
+        The rollout ends, the new stable serves all traffic, and the candidate (judged
+        against a stable that no longer runs) is not promoted over it."""
+        was = status.stable_variant or (status.stable_hash or "")[:8]
+        status.phase = "Aborted"
+        status.canary_weight = 0
+        status.mirror_percent = 0
+        status.message = (
+            f"stable changed under the rollout: {stable_variant_id(stable.version)} "
+            f"({stable.source}) replaced {was}, which it was compared with; aborted, "
+            f"{stable_variant_id(stable.version)} serves all traffic"
+        )
+        return Tick(
+            status,
+            actions=[RestoreStable(reason=status.message)],
+            events=[("Warning", "StableChanged", status.message)],
+            reason="StableChanged",
+        )
 
     def progress(
         self,
@@ -354,11 +392,10 @@ class _Reconcile:
             bandit=evidence.bandit_arms() if spec.strategy == "bandit" else None,
         )
 
-    def act(
-        self, spec: RolloutSpec, tick: Tick, llmc: LLMConfigObject, stable: VersionRecord
-    ) -> Outcome:
-        """Carry out the tick's actions (or repair a drifted split), then the status."""
-        events = [*self.events, *tick.events]
+    def carry_out(
+        self, spec: RolloutSpec, tick: Tick, llmc: LLMConfigObject
+    ) -> list[tuple[str, str, str]]:
+        events: list[tuple[str, str, str]] = []
         for action in tick.actions:
             events += _carry_out(
                 action,
@@ -371,6 +408,23 @@ class _Reconcile:
                 custom=self.custom,
                 now=self.stamp,
             )
+        return events
+
+    def act(
+        self, spec: RolloutSpec, tick: Tick, llmc: LLMConfigObject, stable: VersionRecord
+    ) -> Outcome:
+        """Carry out the tick's actions (or repair a drifted split), then the status."""
+        events = [*self.events, *tick.events]
+        try:
+            events += self.carry_out(spec, tick, llmc)
+        except StableMoved as moved:
+            # A newer stable came in between this tick's read and its promotion: the
+            # promotion is not written; the rollout ends as for any stable change.
+            newer = moved.target.stable
+            assert newer is not None
+            llmc, stable = moved.target, newer
+            tick = self.stable_changed(tick.status, newer)
+            events += [*tick.events, *self.carry_out(spec, tick, llmc)]
         replicas_mode = spec.traffic_routing == "replicas"
         if not tick.actions and tick.status.phase in ACTIVE_PHASES and not replicas_mode:
             # Drift repair: the split this rollout stands at, written again only if the
@@ -478,26 +532,29 @@ def _carry_out(
     if stable.source == f"rollout/{rollout}" and stable.hash == winner.config_hash():
         release(custom, llmc, rollout)  # already recorded by an interrupted tick: once only
     else:
-        history, version, _ = record_version(
-            [v.to_wire() for v in llmc.status.history],
-            winner,
-            source=f"rollout/{rollout}",
-            now=now,
-            limit=llmc_spec.history_limit,
-        )
-        unclaim = {"activeRollout": None} if holds(llmc, rollout) else {}
-        patch_status(
-            custom,
-            llmc.namespace,
-            llmc.name,
-            {
+        written: dict[str, Any] = {}
+
+        def promotion(current: LLMConfigObject) -> dict[str, Any]:
+            history, new_version, _ = record_version(
+                [v.to_wire() for v in current.status.history],
+                winner,
+                source=f"rollout/{rollout}",
+                now=now,
+                limit=llmc_spec.history_limit,
+            )
+            unclaim = {"activeRollout": None} if holds(current, rollout) else {}
+            written.update(history=history, version=new_version)
+            return {
                 "history": history,
-                "currentVersion": version,
+                "currentVersion": new_version,
                 "currentHash": winner.config_hash(),
                 **unclaim,
-            },
-        )
-        llmc.status.history = [VersionRecord.model_validate(v) for v in history]
+            }
+
+        # Only over the stable it was judged against: a newer one (a person's edit) wins.
+        write_on_stable(custom, llmc, status.stable_hash or stable.hash, promotion)
+        version = written["version"]
+        llmc.status.history = [VersionRecord.model_validate(v) for v in written["history"]]
         promoted = llmc.status.history[-1]
     render(core, llmc, promoted, None)
     events.append(("Normal", "Promoted", f"{winner.model} is v{version} of {llmc.name}"))

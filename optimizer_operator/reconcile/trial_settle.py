@@ -16,7 +16,7 @@ from ..api.timestamps import parse_optional
 from ..api.variants import canary_variant_id, stable_variant_id
 from ..decide import optimizer, trials
 from ..observe.prometheus import MetricsUnavailable
-from .cycle_state import CycleState
+from .cycle_state import STARTING, CycleState
 
 ENDED = ("Promoted", "RolledBack", "Aborted", "Failed")
 
@@ -72,9 +72,21 @@ def _rollout(c: CycleState, record: TrialRecord) -> bool:
     """True when the trial is settled (or just decided)."""
     assert record.rollout is not None
     body = rollouts.read_rollout(c.custom, c.namespace, record.rollout)
+    if body is None and record.outcome == STARTING:
+        # Recorded, then the operator stopped before the Rollout was created: no traffic
+        # moved; told to the study as a failed trial (the next trial has a new number).
+        c.finish(
+            record,
+            "Failed",
+            "NotStarted",
+            f"the operator stopped before Rollout {record.rollout} was created",
+        )
+        return True
     if body is None:
         c.finish(record, "Failed", "Failed", f"Rollout {record.rollout} was deleted")
         return True
+    if record.outcome == STARTING:
+        record.outcome = ""  # created just before the operator stopped: adopted, it goes on
     try:
         spec = RolloutSpec.model_validate(body.get("spec") or {})
         st = RolloutStatus.model_validate(body.get("status") or {})
@@ -109,6 +121,12 @@ def _ended(
     """A trial whose Rollout ended without promotion: inconclusive (no verdict), aborted
     at our gate (infeasible or not better), or rolled back on evidence."""
     phase = str(st.phase)
+    interrupted = trials.ended_interrupted(st)
+    if record.outcome == "Interrupted" or interrupted:
+        # Stopped for a reason that is not the candidate's (a rule's rollback, a person's
+        # edit of the LLMConfig): no verdict on it (Optuna FAIL); it may be tried again.
+        c.finish(record, "Failed", "Interrupted", record.reason or interrupted or phase)
+        return
     if record.outcome == "Inconclusive" or trials.ended_inconclusive(st):
         # Neither side of a bound was shown: told as what it is (Optuna FAIL, no verdict),
         # never as infeasible; the config may be tried again later.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import optuna
 
 from ..api.common import parse_decimal
+from ..api.names import object_name
 from ..api.policy import TrialRecord
 from ..api.timestamps import format_ts
 from ..decide import optimizer, predictor, proposal, trials
@@ -69,7 +70,7 @@ def propose(c: CycleState, trigger: str) -> None:
         )
         s.message = s.last_decision
         return
-    record.rollout = f"{c.name}-t{number}"
+    record.rollout = object_name(f"{c.name}-t{number}")
     s.trial_records.append(record)
     c.create_trial_rollout(record, asked.config, proposal.first_weight_divisor(spec, forecast))
     s.state = "Deploying"
@@ -119,7 +120,7 @@ def _bandit(c: CycleState, trigger: str) -> None:
     if not proposals:
         c.say("Idle", "bandit: no candidate besides stable and quarantine")
         return
-    name = f"{c.name}-bandit-t{proposals[0].trial.number}"
+    name = object_name(f"{c.name}-bandit-t{proposals[0].trial.number}")
     records = []
     for p in proposals:
         record = _record(c, p.trial.number, p.params, p.config.config_hash())
@@ -127,6 +128,7 @@ def _bandit(c: CycleState, trigger: str) -> None:
         record.explanation = f"bandit arm of {len(proposals)} (small discrete space)"
         records.append(record)
     s.trial_records += records
+    c.write_records_first(records)
     top = max(spec.objectives, key=lambda o: float(parse_decimal(o.weight)))
     c.create_rollout(
         name,
@@ -139,6 +141,7 @@ def _bandit(c: CycleState, trigger: str) -> None:
             "includeStable": True,
         },
     )
+    c.started(records)
     s.state = "Deploying"
     c.decide(
         "BanditStarted",

@@ -26,18 +26,21 @@ STABLE = {"provider": "simulator", "model": "sim-medium", "parameters": {"temper
 
 
 class RecordingApi:
-    """Stands in for CustomObjectsApi: keeps what is created (no cluster in unit tests)."""
+    """Stands in for CustomObjectsApi (no cluster in unit tests): keeps, in order, the
+    policy status writes and the objects created."""
 
     def __init__(self, status: OptimizationPolicyStatus) -> None:
         self.status = status
         self.created: list[dict[str, Any]] = []
-        self.recorded_first: list[bool] = []
+        self.writes: list[tuple[str, Any]] = []
 
     def create_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> None:
         body = args[4]
-        name = body["metadata"]["name"]
-        self.recorded_first.append(any(r.rollout == name for r in self.status.trial_records))
+        self.writes.append(("create", body["metadata"]["name"]))
         self.created.append(body)
+
+    def patch_namespaced_custom_object_status(self, *args: Any, **kwargs: Any) -> None:
+        self.writes.append(("status", args[5]["status"]))
 
 
 def _target(quarantine: list[str] | None = None) -> LLMConfigObject:
@@ -124,10 +127,16 @@ def test_a_trial_is_written_to_status_before_its_rollout_is_created() -> None:
     [body] = api.created
     record = status.trial_records[-1]
     assert record.rollout == body["metadata"]["name"] == f"tune-t{record.number}"
-    assert api.recorded_first == [True]
+    # The record reached the API server (marked Starting) before the Rollout was created.
+    [(kind, written), (then, name)] = api.writes
+    assert (kind, then, name) == ("status", "create", record.rollout)
+    [persisted] = [r for r in written["trialRecords"] if r.get("rollout") == record.rollout]
+    assert persisted["state"] == "Running" and persisted["outcome"] == "Starting"
+    assert record.outcome == ""  # created: no longer Starting in the cycle's own write
     spec = RolloutSpec.model_validate(body["spec"])  # what the API server would be sent
     assert spec.trial is not None and spec.trial.number == record.number
-    assert spec.steps[-1].pause is not None  # the final gate
+    gate = spec.steps[-1].pause  # the final gate, with a deadline should the policy stop
+    assert gate is not None and gate.duration is None and gate.abort_after == "3600s"
     assert {t.name for t in spec.analysis.rollback_triggers} >= {"quality_score"}
     assert body["metadata"]["ownerReferences"][0]["name"] == "tune"
     assert status.state == "Deploying" and record.state == "Running"

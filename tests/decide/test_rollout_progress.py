@@ -147,6 +147,18 @@ def test_timed_pause_waits_then_continues() -> None:
     assert [t.status.phase for t in ticks] == ["Paused", "Paused", "Promoted", "Promoted"]
 
 
+def test_an_open_pause_with_a_deadline_aborts_when_nobody_ends_it() -> None:
+    spec = _spec(steps=[{"setWeight": 20}, {"pause": {"abortAfter": "3m"}}])
+    ticks = _run(spec, _script(), 5)
+    assert [t.status.phase for t in ticks] == ["Paused", "Paused", "Paused", "Aborted", "Aborted"]
+    assert ticks[3].reason == "PauseDeadline"
+    assert any(isinstance(a, RestoreStable) and not a.quarantine for a in ticks[3].actions)
+    assert "nobody promoted or aborted within 3m" in (ticks[3].status.message or "")
+    # Without a deadline the pause waits for a person as long as it takes.
+    spec = _spec(steps=[{"setWeight": 20}, {"pause": {}}])
+    assert {t.status.phase for t in _run(spec, _script(), 5)} == {"Paused"}
+
+
 def test_progress_deadline_aborts_a_step_that_never_completes() -> None:
     spec = _spec(
         progressDeadline="3m",

@@ -14,6 +14,7 @@ from optimizer_operator.api import (
     RolloutSpec,
 )
 from optimizer_operator.api.common import parse_duration
+from optimizer_operator.api.names import bounded, label_value, object_name
 from optimizer_operator.api.validation import InvalidSpec, parse_spec
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config" / "samples"
@@ -160,6 +161,15 @@ def test_non_object_spec_is_refused() -> None:
     assert err.value.field == "spec"
 
 
+RULE = {
+    "name": "r",
+    "metric": "quality_score",
+    "operator": "lt",
+    "value": "0.7",
+    "action": {"type": "alert"},
+}
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -184,6 +194,48 @@ def test_non_object_spec_is_refused() -> None:
             "spec.searchSpace.parameters[0]",
         ),
         ({"sampler": {"name": "cmaes"}}, "spec.sampler.name"),
+        # Rules and triggers: a metric nothing can read (a typo would be NoData forever),
+        # an action that cannot be carried out or whose parameters are not valid.
+        (
+            {"rules": [{**RULE, "metric": "qualty_score"}]},
+            "spec.rules[0].metric",
+        ),
+        (
+            {"rules": [{**RULE, "also": [{"metric": "nope", "operator": "gt", "value": "1"}]}]},
+            "spec.rules[0].also[0].metric",
+        ),
+        (
+            {
+                "rules": [
+                    {**RULE, "action": {"type": "configChange", "parameters": {"temprature": "1"}}}
+                ]
+            },
+            "spec.rules[0].action.parameters.temprature",
+        ),
+        (
+            {
+                "rules": [
+                    {**RULE, "action": {"type": "configChange", "parameters": {"temperature": "7"}}}
+                ]
+            },
+            "spec.rules[0].action.parameters.temperature",
+        ),
+        (
+            {"rules": [{**RULE, "action": {"type": "configChange"}}]},
+            "spec.rules[0].action.parameters",
+        ),
+        ({"rules": [{**RULE, "action": {"type": "modelSwitch"}}]}, "spec.rules[0].action.model"),
+        ({"rules": [RULE, RULE]}, "spec.rules[1].name"),
+        (
+            {
+                "schedule": {
+                    "triggers": [
+                        {"type": "threshold", "metric": "latncy", "operator": "gt", "value": "1"}
+                    ]
+                }
+            },
+            "spec.schedule.triggers[0].metric",
+        ),
         (
             {"schedule": {"triggers": [{"type": "cron", "cron": "99 * * * *"}]}},
             "spec.schedule.triggers[0].cron",
@@ -195,3 +247,36 @@ def test_bad_policies_are_invalid_naming_the_field(change: dict[str, object], fi
     with pytest.raises(InvalidSpec) as info:
         parse_spec(OptimizationPolicySpec, raw)
     assert str(info.value).startswith(field), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("analysis", "field"),
+    [
+        ({"rollbackTriggers": [{"name": "errr_rate", "max": "0.1"}]}, "rollbackTriggers[0].query"),
+        ({"metrics": [{"name": "csat"}]}, "metrics[0].query"),
+    ],
+)
+def test_a_rollout_metric_that_is_not_built_in_needs_its_query(
+    analysis: dict[str, object], field: str
+) -> None:
+    raw = {
+        "targetRef": {"name": "bot"},
+        "candidate": {"provider": "simulator", "model": "sim-small"},
+        "analysis": analysis,
+    }
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(RolloutSpec, raw)
+    assert str(info.value).startswith(f"spec.analysis.{field}"), str(info.value)
+    named = dict(analysis)
+    key = next(iter(named))
+    named[key] = [{**named[key][0], "query": "sum(up)"}]  # type: ignore[index]
+    assert parse_spec(RolloutSpec, {**raw, "analysis": named})
+
+
+def test_derived_names_fit_the_kubernetes_limits_and_stay_unique() -> None:
+    assert bounded("short", 63) == "short"
+    long_a, long_b = "a" * 100 + "-x", "a" * 100 + "-y"
+    assert len(label_value(long_a)) == 63 and label_value(long_a) != label_value(long_b)
+    assert label_value(long_a) == label_value(long_a)  # the same on every pass
+    assert len(object_name("p" * 253 + "-t12")) == 253
+    assert not bounded("a" * 54 + "-" * 20, 63).split("-")[0].endswith("-")
