@@ -186,6 +186,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             max_in_flight=args.max_in_flight,
             client_body_timeout=args.client_body_timeout,
+            idle_timeout=args.idle_timeout,
             log_content=args.log_content,
             evaluators=args.evaluators,
             pricing=Path(args.pricing) if args.pricing else None,
@@ -340,6 +341,13 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
         help="requests in progress before new ones get 503 overloaded",
     )
     gw.add_argument("--client-body-timeout", type=float, default=30.0)
+    gw.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=15.0,
+        help="seconds before a connection that is idle, or has not finished sending its "
+        "request headers, is closed",
+    )
     gw.add_argument(
         "--evaluators",
         default="ground_truth=1",

@@ -136,6 +136,12 @@ class GatewayMetrics:
             (*VARIANT, "result"),
             registry=r,
         )
+        self.disconnects = Counter(
+            "llmopt_client_disconnects",
+            "Streamed answers the client dropped before their end (not the variant's error).",
+            VARIANT,
+            registry=r,
+        )
         self._series: dict[tuple[str, str, str, str, str], _VariantSeries] = {}
         # The namespace of the LLMConfig served (one per gateway), from its VariantSet.
         self.ns = ""

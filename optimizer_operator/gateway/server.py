@@ -36,6 +36,7 @@ from ..providers.openai_wire import chunk_body, completion_body, error_body
 from ..providers.pricing import PricingCatalog
 from ..providers.tokens import prompt_text
 from ..tracing import Tracer, forwarded_trace_headers, genai_attributes
+from .body import BadJson, parse_json
 from .config_source import ConfigHolder, watch_configmap, watch_file
 from .evaluators import EvaluationQueue, Sample, parse_specs
 from .metrics import GatewayMetrics
@@ -79,6 +80,9 @@ class GatewaySettings:
     retry_backoff: float = 0.1
     max_body_bytes: int = 1 << 20
     client_body_timeout: float = 30.0
+    # A connection idle, or still sending its request line and headers, this long after
+    # it opened (or after its last answer) is closed: no slow client holds a socket.
+    idle_timeout: float = 15.0
     log_content: bool = False
     evaluators: str = "ground_truth=1"
     eval_queue_size: int = 2000
@@ -287,11 +291,10 @@ class Gateway:
 
     async def feedback(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "body must be JSON", "invalid_request_error")
-        if not isinstance(body, dict):
-            return _error(400, "body must be a JSON object", "invalid_request_error")
+            body = parse_json(await request.read())
+        except BadJson as exc:
+            self.metrics.rejected.labels("invalid_request_error").inc()
+            return _error(400, str(exc), "invalid_request_error")
         response_id, score = body.get("response_id"), body.get("score")
         if not isinstance(response_id, str):
             return _error(
@@ -387,11 +390,9 @@ class Gateway:
         except TimeoutError:
             return self._fail(408, "request_timeout", "client sent the body too slowly")
         try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return self._fail(400, "invalid_request_error", f"body is not valid JSON: {exc}")
-        if not isinstance(body, dict):
-            return self._fail(400, "invalid_request_error", "body must be a JSON object")
+            body = parse_json(raw)
+        except BadJson as exc:
+            return self._fail(400, "invalid_request_error", str(exc))
         try:
             messages = _validate_messages(body)
             client_params = _client_parameters(body)
@@ -598,6 +599,38 @@ class Gateway:
                 "X-LLMOpt-Config-Hash": variant.hash,
             }
         )
+        try:
+            return await self._relay(
+                request, resp, chunks, first, creq, variant, llm_config, response_id, started,
+                include_usage, span, reference, ttft,
+            )  # fmt: skip
+        except ConnectionResetError:
+            # The client went away mid-answer: counted once, not the variant's error, no
+            # traceback; the upstream stream is closed (by _relay) so nothing keeps running.
+            self.metrics.disconnects.labels(self.metrics.ns, llm_config, variant.id).inc()
+            log.debug("request %s: client disconnected mid-stream", creq.request_id)
+            if span is not None:
+                span.set_attribute("error.type", "client_disconnected")
+                span.end()
+            return resp
+
+    async def _relay(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        chunks: Any,
+        first: Any,
+        creq: ChatRequest,
+        variant: Variant,
+        llm_config: str,
+        response_id: str,
+        started: float,
+        include_usage: bool,
+        span: Any,
+        reference: str | None,
+        ttft: float,
+    ) -> web.StreamResponse:
+        """The answer's chunks, relayed to the client as server-sent events."""
         await resp.prepare(request)
         created = int(time.time())
         result: ChatResult | None = None
@@ -619,12 +652,12 @@ class Gateway:
                 if isinstance(exc, ProviderError)
                 else ProviderError(504, "upstream_timeout", "upstream stalled mid-stream")
             )
+            self._record_failure(err, variant, llm_config, started, span)
             await resp.write(self._sse(error_body(err.message, err.error_type)))
             await resp.write(b"data: [DONE]\n\n")
-            self._record_failure(err, variant, llm_config, started, span)
             return resp
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
         await resp.write(
             self._sse(chunk_body(response_id, created, variant.model, None, result.finish_reason))
         )
@@ -757,6 +790,11 @@ class Gateway:
         return _error(err.status, err.message, err.error_type, headers=headers)
 
 
+def server_options(settings: GatewaySettings) -> dict[str, Any]:
+    """How the gateway's HTTP server is run (``web.run_app`` and ``web.AppRunner`` alike)."""
+    return {"access_log": None, "keepalive_timeout": settings.idle_timeout}
+
+
 def run(settings: GatewaySettings) -> None:
     """Serve until interrupted (uvloop when available)."""
     try:
@@ -770,7 +808,7 @@ def run(settings: GatewaySettings) -> None:
         gateway.app(),
         host=settings.host,
         port=settings.port,
-        access_log=None,
         print=lambda *_: None,
+        **server_options(settings),
         handle_signals=True,
     )

@@ -271,7 +271,7 @@ def _plot(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 async def _run(args: argparse.Namespace, out: Path, plane: ControlPlane) -> int:  # noqa: C901, PLR0912, PLR0915  the demo script, top to bottom
-    from ..gateway.server import Gateway, GatewaySettings
+    from ..gateway.server import Gateway, GatewaySettings, server_options
     from ..providers.simulator import SimulatorProvider, load_fleet
 
     started = time.monotonic()
@@ -308,7 +308,7 @@ async def _run(args: argparse.Namespace, out: Path, plane: ControlPlane) -> int:
         )
         from aiohttp import web
 
-        runner = web.AppRunner(gateway.app(), access_log=None)
+        runner = web.AppRunner(gateway.app(), **server_options(gateway.s))
         await runner.setup()
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()

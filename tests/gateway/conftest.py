@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from optimizer_operator.gateway.server import Gateway, GatewaySettings
+from optimizer_operator.gateway.server import Gateway, GatewaySettings, server_options
 from optimizer_operator.local.cluster import free_port
 from optimizer_operator.providers.serve import build_app
 from optimizer_operator.providers.simulator import SimulatorProvider, load_fleet, parse_fleet
@@ -19,9 +19,12 @@ from optimizer_operator.providers.simulator import SimulatorProvider, load_fleet
 TIME_SCALE = 0.01  # simulated latencies x0.01: tests run fast, draws are unchanged
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    """Run ``app`` on a free 127.0.0.1 port; returns the runner and base URL."""
-    runner = web.AppRunner(app, access_log=None)
+async def serve(
+    app: web.Application, options: dict[str, Any] | None = None
+) -> tuple[web.AppRunner, str]:
+    """Run ``app`` on a free 127.0.0.1 port (a gateway with its ``server_options``);
+    returns the runner and base URL."""
+    runner = web.AppRunner(app, **(options or {"access_log": None}))
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -125,7 +128,7 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
             "providers", {"simulator": SimulatorProvider(load_fleet(), time_scale=TIME_SCALE)}
         )
         gateway = Gateway(GatewaySettings(config_file=config, **settings))
-        runner, url = await serve(gateway.app())
+        runner, url = await serve(gateway.app(), server_options(gateway.s))
         runners.append(runner)
         return gateway, url
 
