@@ -144,9 +144,12 @@ def quarantine(
     rollout: str,
     reason: str,
     now: str,
+    *,
+    counted: bool = True,
 ) -> None:
     """List ``candidate`` in the LLMConfig's quarantine (rolled back on evidence: not
-    retried automatically) and count the rollback for the rate limit."""
+    retried automatically) and, when ``counted``, count the rollback for the rate limit
+    (an optimizer trial's is not: its policy's budgets bound trials)."""
     candidate_hash = candidate.config_hash()
     entries = [e for e in target.status.quarantine if e.hash != candidate_hash]
     entries.append(
@@ -160,7 +163,7 @@ def quarantine(
     )
     stamp = parse_ts(now)
     recent = [t for t in target.status.rollbacks if (stamp - parse_ts(t)).days < 1]
-    rollbacks = [*recent[-99:], now]
+    rollbacks = [*recent[-99:], now] if counted else recent[-100:]
     kept = entries[-QUARANTINE_LIMIT:]
     patch = {"quarantine": [e.to_wire() for e in kept], "rollbacks": rollbacks}
     patch_status(custom, target.namespace, target.name, patch)

@@ -153,8 +153,9 @@ class Delivery(ApiModel):
         default=3,
         ge=1,
         le=1000,
-        description="Automatic rollouts (the optimizer's and delivery's) wait while this many "
-        "rollbacks happened within rollbackWindow. Default: 3.",
+        description="Delivery Rollouts and rules' config changes wait while this many of "
+        "them rolled back within rollbackWindow (a rule's safety rollback never waits; "
+        "optimizer trials are bounded by their policy's budgets). Default: 3.",
     )
     rollback_window: Duration = Field(default="1h", description="Default: 1h.")
 

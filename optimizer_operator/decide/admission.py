@@ -1,6 +1,8 @@
 """Whether an automatic Rollout may start: not for a quarantined candidate, not past the
-LLMConfig's rollback rate limit (a safety rollback excepted: it is never held back). A
-Rollout a person creates is never held back."""
+LLMConfig's rollback rate limit. The rate limit holds back delivery Rollouts and rules'
+config changes; a safety rollback is never held back, and an optimizer trial is bounded by
+its policy's own budgets (maxRolloutsPerDay, cooldown, the circuit breaker), not by this
+limit. A Rollout a person creates is never held back."""
 
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ from ..api.timestamps import parse_ts
 
 
 def admission(
-    candidate_hash: str, target: LLMConfigObject, now: datetime, *, safety: bool = False
+    candidate_hash: str, target: LLMConfigObject, now: datetime, *, rate_limited: bool = True
 ) -> tuple[str, str, float | None] | None:
     """Why an automatic rollout may not start: (reason, message, retry after seconds or
-    None for never), or None when it may. ``safety``: a rule's rollback to the previous
-    version, which no rate limit delays."""
+    None for never), or None when it may. ``rate_limited`` False: a safety rollback or a
+    trial, which the rollback rate limit does not delay."""
     for entry in target.status.quarantine:
         if entry.hash == candidate_hash:
             return (
@@ -26,7 +28,7 @@ def admission(
                 "(llm-optimizer rollout retry NAME tries it anyway)",
                 None,
             )
-    if safety:
+    if not rate_limited:
         return None
     delivery = target.spec.delivery
     window = parse_duration(delivery.rollback_window)

@@ -51,6 +51,12 @@ def breaker(
     return None
 
 
+# Trials that cost no traffic and taught nothing new: not counted against maxTrials (a
+# sampler asking again for a measured config; a trial whose Rollout was never created).
+FREE_OUTCOMES = ("Duplicate", "NotStarted")
+EXHAUSTED_AFTER = 3  # duplicates in a row that stop the search
+
+
 def budgets(
     spec: OptimizationPolicySpec,
     status: OptimizationPolicyStatus,
@@ -66,8 +72,16 @@ def budgets(
     if last_end is not None and (now - last_end).total_seconds() < cooldown:
         return Stop("Idle", f"cooldown {spec.schedule.cooldown} since the last trial's rollout")
     limit = spec.budgets.max_trials
-    if limit is not None and len(records) >= limit:
-        return Stop("Idle", f"budget spent: {len(records)} of {limit} trials")
+    spent = [r for r in records if r.outcome not in FREE_OUTCOMES]
+    if limit is not None and len(spent) >= limit:
+        return Stop("Idle", f"budget spent: {len(spent)} of {limit} trials")
+    tail = records[-EXHAUSTED_AFTER:]
+    if len(tail) == EXHAUSTED_AFTER and all(r.outcome == "Duplicate" for r in tail):
+        return Stop(
+            "Idle",
+            f"the sampler proposed only measured configurations {EXHAUSTED_AFTER} times in "
+            "a row: the search space looks exhausted (best in status.best)",
+        )
     today = [
         r for r in records if r.rollout and (now - (parse_optional(r.started_at) or now)).days < 1
     ]

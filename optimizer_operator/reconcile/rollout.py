@@ -262,7 +262,8 @@ class _Reconcile:
         if status.phase not in (None, "Pending") or not _automatic(spec, self.meta):
             return None
         safety = (self.meta.get("labels") or {}).get(LABEL_SAFETY) == "rollback"
-        refusal = admission(spec.candidate.config_hash(), llmc, self.now, safety=safety)
+        limited = not safety and spec.trial is None
+        refusal = admission(spec.candidate.config_hash(), llmc, self.now, rate_limited=limited)
         if refusal is None:
             return None
         reason, message, retry_after = refusal
@@ -522,7 +523,10 @@ def _carry_out(
         render(core, llmc, stable, None)
         release(custom, llmc, rollout)
         if action.quarantine:
-            quarantine(custom, llmc, spec.candidate, rollout, action.reason, now)
+            quarantine(
+                custom, llmc, spec.candidate, rollout, action.reason, now,
+                counted=spec.trial is None,
+            )  # fmt: skip
         return [*events, ("Normal", "StableRestored", f"all traffic back on v{stable.version}")]
     assert isinstance(action, Promote)
     winner = action.config or spec.candidate

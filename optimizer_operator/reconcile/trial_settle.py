@@ -111,7 +111,8 @@ def _rollout(c: CycleState, record: TrialRecord) -> bool:
     if st.phase in ("RolledBack", "Aborted", "Failed"):
         _ended(c, record, st, canary, span)
         return True
-    c.say("Monitoring", f"trial {record.number}: Rollout {record.rollout} is {st.phase}")
+    why = f": {st.message}" if st.message and st.phase in (None, "Pending", "Holding") else ""
+    c.say("Monitoring", f"trial {record.number}: Rollout {record.rollout} is {st.phase}{why}")
     return False
 
 

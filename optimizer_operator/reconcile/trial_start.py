@@ -32,11 +32,12 @@ def propose(c: CycleState, trigger: str) -> None:
     number = asked.trial.number
     record = _record(c, number, asked.params, asked.config.config_hash())
     record.explanation = trials.explain(spec, s.trial_records, record.params, screen)
-    if record.hash == stable.config_hash():
-        _start_baseline(c, record, trigger)  # stable again: measured on its own traffic
-        return
     seen = proposal.measured_before(record, s.trial_records)
-    if seen is not None:  # the sampler asked again for a config already measured
+    if seen is None and record.hash == stable.config_hash():
+        _start_baseline(c, record, trigger)  # stable, never measured: on its own traffic
+        return
+    if seen is not None:  # the sampler asked again for a config already measured (stable
+        # too): told its result again, no traffic and no trial budget spent
         record.values, record.constraints = seen.values, dict(seen.constraints)
         record.state, record.outcome = "Complete", "Duplicate"
         record.reason = f"same config as trial {seen.number}"

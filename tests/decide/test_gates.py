@@ -136,3 +136,17 @@ def test_a_trial_rollout_guards_the_untraded_metrics_and_carries_the_constraints
     # quality and cost are the objectives: traded at the gate, not vetoed per step.
     assert [m.name for m in analysis.metrics] == ["error_rate", "latency_p95_seconds"]
     assert [(t.name, t.min) for t in analysis.rollback_triggers] == [("quality_score", "0.8")]
+
+
+def test_duplicates_and_trials_never_started_spend_no_trial_budget() -> None:
+    done = _trial(1, started=NOW - timedelta(days=2), finished=NOW - timedelta(days=2))
+    free = [
+        TrialRecord(number=n, hash="h1", state=state, outcome=outcome, params={})
+        for n, (state, outcome) in enumerate(
+            [("Complete", "Duplicate"), ("Failed", "NotStarted")], 2
+        )
+    ]
+    status = OptimizationPolicyStatus(trial_records=[done, *free])
+    assert gates.budgets(_spec(budgets={"maxTrials": 2}), status, NOW, None) is None
+    spent = gates.budgets(_spec(budgets={"maxTrials": 1}), status, NOW, None)
+    assert spent is not None and "1 of 1 trials" in spent.message

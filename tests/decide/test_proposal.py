@@ -14,7 +14,7 @@ from typing import Any
 from optimizer_operator.api.llmconfig import LLMConfigObject, ModelConfig
 from optimizer_operator.api.policy import OptimizationPolicySpec, OptimizationPolicyStatus
 from optimizer_operator.api.rollout import RolloutSpec
-from optimizer_operator.decide import predictor, proposal
+from optimizer_operator.decide import gates, predictor, proposal
 from optimizer_operator.observe.policy_metrics import PolicyMetrics
 from optimizer_operator.reconcile.cycle_state import CycleState
 from optimizer_operator.reconcile.trial_start import propose
@@ -208,3 +208,28 @@ def test_the_daily_budget_is_predicted_only_with_a_known_request_rate() -> None:
     assert len(over) == 1 and "daily cost predicted $1000.00, budget $100" in over[0]
     assert proposal.predicted_violations(spec, forecast, daily_requests=None) == []
     assert proposal.predicted_violations(spec, forecast, daily_requests=1_000) == []
+
+
+def test_the_stable_config_proposed_again_is_told_its_baseline_not_measured_again() -> None:
+    """A space whose only point is the stable config: after its baseline, the sampler can
+    only ask for it again; that costs no traffic and no trial budget, and three such asks
+    in a row stop the search as exhausted."""
+    only_stable = {
+        "models": [{"provider": "simulator", "model": "sim-medium"}],
+        "parameters": [{"name": "temperature", "type": "categorical", "choices": ["0.5"]}],
+    }
+    spec = _spec(mode="auto", searchSpace=only_stable, budgets={"maxTrials": 2})
+    status = _measured_baseline()
+    status.trial_records[0].hash = ModelConfig.model_validate(STABLE).config_hash()
+    status.trial_records[0].outcome = "Baseline"
+    for _ in range(3):
+        c, api = _cycle(spec, status)
+        propose(c, "every 5m")
+        assert api.created == []
+        again = status.trial_records[-1]
+        assert (again.state, again.outcome) == ("Complete", "Duplicate")
+        assert again.reason == "same config as trial 0" and again.values == ["0.82", "0.002"]
+    assert [r.outcome for r in status.trial_records] == ["Baseline", *["Duplicate"] * 3]
+    # One trial spent of two: the budget gate does not stop it, the exhaustion gate does.
+    stop = gates.budgets(spec, status, NOW, None)
+    assert stop is not None and "search space looks exhausted" in stop.message

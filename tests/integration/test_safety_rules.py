@@ -165,21 +165,40 @@ def test_a_rollback_rule_runs_while_the_breaker_is_open_once_and_unthrottled(
     assert c.get("llmconfigs", "bot")["status"].get("activeRollout") in (RULE_ROLLOUT, None)
 
 
-def test_the_rate_limit_still_holds_back_automatic_rollouts(cluster: Cluster) -> None:
-    """The contrast: the same LLMConfig state holds an ordinary automatic Rollout."""
+def test_the_rate_limit_holds_back_rule_changes_not_trials_and_the_policy_says_why(
+    cluster: Cluster,
+) -> None:
+    """The same LLMConfig state (three rollbacks in the last hour, the default limit)
+    holds back a rule's config change, not an optimizer trial (its policy's budgets bound
+    trials); a trial that waits for anything is shown waiting, with the reason."""
     c = cluster
     now = datetime.now(UTC)
-    c.write_status(
-        "llmconfigs",
-        "bot",
-        {"rollbacks": [format_ts(now - timedelta(minutes=m)) for m in (1, 2, 3)]},
-    )
+    recent = [format_ts(now - timedelta(minutes=m)) for m in (1, 2, 3)]
+    c.write_status("llmconfigs", "bot", {"rollbacks": recent})
     policy = c.get("optimizationpolicies", "tune")
     owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OptimizationPolicy",
              "name": "tune", "uid": policy["metadata"]["uid"]}  # fmt: skip
+    change = _trial_rollout(c.ns, owner)
+    change["metadata"]["name"] = "tune-rule-cheaper-v2"
+    del change["spec"]["trial"]
+    c.create("rollouts", change)
+    held = c.tick("tune-rule-cheaper-v2")
+    assert held["phase"] == "Pending" and "spec.delivery.maxRollbacks 3" in held["message"], held
     c.create("rollouts", _trial_rollout(c.ns, owner))
-    tick = c.tick("tune-t0")
-    assert tick["phase"] == "Pending" and "maxRollbacks" in tick["message"], tick
+    assert c.tick("tune-t0")["phase"] == "Paused"  # the trial is not held back
+    # Another Rollout holds the LLMConfig: a second trial Rollout waits, and says so.
+    second = _trial_rollout(c.ns, owner)
+    second["metadata"]["name"] = "tune-t1"
+    second["spec"]["trial"]["number"] = 1
+    second["spec"]["candidate"]["parameters"] = {"temperature": "0.2"}
+    c.create("rollouts", second)
+    assert c.tick("tune-t1")["phase"] == "Pending"
+    record = {"number": 1, "params": {}, "hash": "h1", "state": "Running", "rollout": "tune-t1"}
+    c.custom.patch_namespaced_custom_object(  # no rule now: only the trial's state matters
+        GROUP, VERSION, c.ns, "optimizationpolicies", "tune", {"spec": {"rules": None}}
+    )
+    status = c.cycle({"trialRecords": [record]})
+    assert "Rollout tune-t1 is Pending: waiting: Rollout tune-t0 is active" in status["message"]
 
 
 def _trial_rollout(ns: str, owner: dict[str, Any]) -> dict[str, Any]:
