@@ -8,6 +8,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..api.common import GROUP, VERSION
+from ..api.names import object_name
+from ..api.rollout import TERMINAL_PHASES
 from .configmap import REQUEST_TIMEOUT
 from .ownership import owner_reference
 
@@ -47,10 +49,11 @@ def build_rollout(
     *,
     labels: dict[str, str],
     annotations: dict[str, str],
-    owner: dict[str, Any],
+    owner: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """A Rollout object owned by ``owner`` (garbage-collected with it)."""
-    return {
+    """A Rollout object owned by ``owner`` (garbage-collected with it); with no owner,
+    a person's Rollout (one the CLI creates for them: never held back)."""
+    body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Rollout",
         "metadata": {
@@ -58,10 +61,11 @@ def build_rollout(
             "namespace": namespace,
             "labels": labels,
             "annotations": annotations,
-            "ownerReferences": [owner_reference(owner)],
+            **({"ownerReferences": [owner_reference(owner)]} if owner is not None else {}),
         },
         "spec": spec,
     }
+    return body
 
 
 def create_rollout(custom: client.CustomObjectsApi, body: dict[str, Any]) -> None:
@@ -86,3 +90,20 @@ def patch_policy_status(
         GROUP, VERSION, namespace, "optimizationpolicies", name, {"status": patch},
         _request_timeout=REQUEST_TIMEOUT,
     )  # fmt: skip
+
+
+def free_name(
+    custom: client.CustomObjectsApi, namespace: str, base: str, attempts: int = 20
+) -> tuple[str, dict[str, Any] | None] | None:
+    """The name for the next Rollout of ``base``: ``base`` itself, else ``base-2``,
+    ``base-3``… past the ones that have ended. Returns (name, the Rollout of that name
+    when it exists and still runs — the same request made before, to adopt rather than
+    duplicate), or None when ``attempts`` names are all taken by ended Rollouts."""
+    for k in range(1, attempts + 1):
+        name = object_name(base if k == 1 else f"{base}-{k}")
+        body = read_rollout(custom, namespace, name)
+        if body is None:
+            return name, None
+        if (body.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+            return name, body
+    return None

@@ -209,6 +209,8 @@ RolloutPhase = Literal[
     "Pending", "Progressing", "Paused", "Holding", "Promoted", "RolledBack", "Aborted", "Failed"
 ]
 Verdict = Literal["Pass", "Marginal", "Fail", "Inconclusive"]
+# A Rollout in one of these phases has ended (a person's retry may start it again).
+TERMINAL_PHASES = frozenset({"Promoted", "RolledBack", "Aborted", "Failed"})
 
 
 class MetricResultStatus(ApiModel):

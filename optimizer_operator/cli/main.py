@@ -406,6 +406,12 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
 
     add_rollout_parser(sub)
 
+    from .accept import add_parser as add_accept_parser
+    from .undo import add_parser as add_undo_parser
+
+    add_undo_parser(sub)
+    add_accept_parser(sub)
+
     from .inspect import add_parsers as add_inspect_parsers
 
     add_inspect_parsers(sub)

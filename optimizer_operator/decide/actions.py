@@ -9,12 +9,18 @@ from datetime import datetime
 from ..analysis.canary import MetricResult
 from ..api.common import parse_duration
 from ..api.llmconfig import ModelConfig
-from ..api.rollout import MetricResultStatus, RolloutSpec, RolloutStatus, StepResult
+from ..api.rollout import (
+    TERMINAL_PHASES,
+    MetricResultStatus,
+    RolloutSpec,
+    RolloutStatus,
+    StepResult,
+)
 from ..api.timestamps import format_ts as _ts
 from ..api.timestamps import parse_optional as _parse
 from ..observe.prometheus import MetricsUnavailable
 
-TERMINAL = {"Promoted", "RolledBack", "Aborted", "Failed"}
+TERMINAL = set(TERMINAL_PHASES)
 
 
 @dataclass(frozen=True)

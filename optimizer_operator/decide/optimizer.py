@@ -386,6 +386,25 @@ def ask(
         else:
             assert isinstance(d, FloatDistribution)
             values[p.name] = trial.suggest_float(p.name, d.low, d.high, step=d.step, log=d.log)
+    params = {k: _encode(v) for k, v in trial.params.items()}
+    return Proposal(trial, params, _config(spec, stable, key, values))
+
+
+def config_of(
+    spec: OptimizationPolicySpec, stable: ModelConfig, params: dict[str, str]
+) -> ModelConfig:
+    """The configuration a trial's recorded ``params`` stand for, over ``stable`` (the
+    same one ``ask`` built when it proposed them)."""
+    key = params.get(MODEL) or model_key(stable.provider, stable.model)
+    dists = distributions(spec.search_space, key)
+    values = _decode({k: v for k, v in params.items() if k in dists and k != MODEL}, dists)
+    return _config(spec, stable, key, values)
+
+
+def _config(
+    spec: OptimizationPolicySpec, stable: ModelConfig, key: str, values: dict[str, Any]
+) -> ModelConfig:
+    space = spec.search_space
     provider, model = key.split("/", 1)
     parameters = {**stable.parameters.to_wire(), **{k: _encode(v) for k, v in values.items()}}
     for name, v in values.items():
@@ -397,14 +416,12 @@ def ask(
         if choice is not None and choice.endpoint is not None
         else (stable.endpoint if provider == stable.provider else None)
     )
-    config = ModelConfig(
+    return ModelConfig(
         provider=provider,
         model=model,
         parameters=Parameters.model_validate(parameters),
         endpoint=endpoint,
     )
-    params = {k: _encode(v) for k, v in trial.params.items()}
-    return Proposal(trial, params, config)
 
 
 # -- judging ------------------------------------------------------------------

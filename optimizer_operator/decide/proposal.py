@@ -38,7 +38,19 @@ def bandit_points(spec: OptimizationPolicySpec, stable: ModelConfig) -> list[dic
 
 def measured_before(record: TrialRecord, records: list[TrialRecord]) -> TrialRecord | None:
     """The completed trial of the same config, if the sampler asked for it again."""
-    return next((r for r in records if r.hash == record.hash and r.state == "Complete"), None)
+    return next(
+        (
+            r
+            for r in records
+            if r.hash == record.hash and r.state == "Complete" and r.values is not None
+        ),
+        None,
+    )
+
+
+def recommended_before(record: TrialRecord, records: list[TrialRecord]) -> TrialRecord | None:
+    """The earlier recommendation of the same config (mode recommend), if any."""
+    return next((r for r in records if r.hash == record.hash and r.outcome == "Recommended"), None)
 
 
 def refusal(

@@ -7,12 +7,11 @@ from __future__ import annotations
 from ..act import rollouts
 from ..act.rollouts import LABEL_RULE, LABEL_SAFETY
 from ..api.common import GROUP, parse_duration
-from ..api.names import label_value, object_name
+from ..api.names import label_value
 from ..api.policy import Rule, RuleCondition, RuleEvaluation
 from ..api.rollout import Step
 from ..api.variants import stable_variant_id
 from ..decide import rules
-from ..decide.actions import TERMINAL
 from ..observe.prometheus import MetricsUnavailable
 from .cycle_state import CycleState
 
@@ -131,10 +130,7 @@ def _rule_rollout_name(c: CycleState, rule: Rule) -> str | None:
     (a Rollout created before its status was written is the one, not a second), the
     next one when an earlier Rollout of it has ended; None after five."""
     slug = rule.name.replace("_", "-").lower()
-    base = f"{c.name}-rule-{slug}-v{c.stable.version}"
-    for k in range(1, 6):
-        name = object_name(base if k == 1 else f"{base}-{k}")
-        body = rollouts.read_rollout(c.custom, c.namespace, name)
-        if body is None or (body.get("status") or {}).get("phase") not in TERMINAL:
-            return name
-    return None
+    found = rollouts.free_name(
+        c.custom, c.namespace, f"{c.name}-rule-{slug}-v{c.stable.version}", attempts=5
+    )
+    return None if found is None else found[0]

@@ -32,18 +32,10 @@ def propose(c: CycleState, trigger: str) -> None:
     number = asked.trial.number
     record = _record(c, number, asked.params, asked.config.config_hash())
     record.explanation = trials.explain(spec, s.trial_records, record.params, screen)
-    seen = proposal.measured_before(record, s.trial_records)
-    if seen is None and record.hash == stable.config_hash():
-        _start_baseline(c, record, trigger)  # stable, never measured: on its own traffic
+    if _asked_again(c, record):
         return
-    if seen is not None:  # the sampler asked again for a config already measured (stable
-        # too): told its result again, no traffic and no trial budget spent
-        record.values, record.constraints = seen.values, dict(seen.constraints)
-        record.state, record.outcome = "Complete", "Duplicate"
-        record.reason = f"same config as trial {seen.number}"
-        record.finished_at = format_ts(c.now)
-        s.trial_records.append(record)
-        s.message = f"trial {number}: {record.reason}; told its result again"
+    if record.hash == stable.config_hash():
+        _start_baseline(c, record, trigger)  # stable, never measured: on its own traffic
         return
     refused = proposal.refusal(spec, record, asked.config, c.target.quarantined())
     if refused is not None:
@@ -62,12 +54,18 @@ def propose(c: CycleState, trigger: str) -> None:
         c.record(record, "Complete", "PredictedInfeasible", why)
         return
     if spec.mode == "recommend":
-        record.outcome, record.reason = "Recommended", f"mode recommend ({trigger})"
+        # Recorded as a trial of its own (told to the study as failed: no measurement), so
+        # the search moves on; `llm-optimizer accept POLICY --trial N` rolls it out.
+        record.state, record.outcome = "Failed", "Recommended"
+        record.reason = f"mode recommend ({trigger})"
+        record.finished_at = format_ts(c.now)
+        s.trial_records.append(record)
         s.recommendation = record
         s.state = "Idle"
         c.decide(
             "Recommendation",
-            f"recommend {asked.config.model} {record.params} (mode recommend: no rollout)",
+            f"recommend {asked.config.model} {record.params} as trial {number} (mode "
+            f"recommend: no rollout; llm-optimizer accept {c.name} --trial {number})",
         )
         s.message = s.last_decision
         return
@@ -81,6 +79,34 @@ def propose(c: CycleState, trigger: str) -> None:
         f"{record.params} ({trigger})",
     )
     s.message = s.last_decision
+
+
+def _asked_again(c: CycleState, record: TrialRecord) -> bool:
+    """The sampler asked again for a config already measured (stable too) or already
+    recommended: told its result again as a Duplicate — no traffic, no trial budget, no
+    recommendation repeated every cycle. False when the config is new."""
+    s = c.status
+    seen = proposal.measured_before(record, s.trial_records)
+    earlier = None if seen is not None else proposal.recommended_before(record, s.trial_records)
+    if seen is None and earlier is None:
+        return False
+    # Measured: the same values told again; recommended: still nothing measured (failed).
+    record.state = "Complete" if seen is not None else "Failed"
+    record.outcome = "Duplicate"
+    record.finished_at = format_ts(c.now)
+    if seen is not None:
+        record.values, record.constraints = seen.values, dict(seen.constraints)
+        record.reason = f"same config as trial {seen.number}"
+        s.message = f"trial {record.number}: {record.reason}; told its result again"
+    else:
+        assert earlier is not None
+        record.reason = f"recommended already as trial {earlier.number}"
+        s.message = (
+            f"trial {record.number}: {record.reason} "
+            f"(llm-optimizer accept {c.name} --trial {earlier.number})"
+        )
+    s.trial_records.append(record)
+    return True
 
 
 def _record(c: CycleState, number: int, params: dict[str, str], config_hash: str) -> TrialRecord:

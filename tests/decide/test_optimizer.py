@@ -334,3 +334,16 @@ def test_grid_points_of_a_small_discrete_space_and_none_otherwise() -> None:
     assert points is not None and len(points) == 6
     assert {"model": "simulator/sim-small", "temperature": "0.3"} in points
     assert optimizer.grid_points(small, STABLE, 5) is None  # more than the limit
+
+
+def test_a_trials_recorded_params_give_back_the_config_it_proposed() -> None:
+    """``config_of`` rebuilds what ``ask`` proposed from the record alone (accept uses it)."""
+    spec = _spec()
+    stable = ModelConfig.model_validate(
+        {"provider": "simulator", "model": "sim-medium", "parameters": {"temperature": "0.5"}}
+    )
+    study = optimizer.build_study(spec, [], stable)
+    for _ in range(20):
+        asked = optimizer.ask(study, spec, stable)
+        again = optimizer.config_of(spec, stable, asked.params)
+        assert again.config_hash() == asked.config.config_hash(), asked.params

@@ -148,7 +148,10 @@ def test_mode_recommend_writes_the_recommendation_and_creates_nothing() -> None:
     propose(c, "every 5m")
     assert api.created == []
     assert status.recommendation is not None and status.recommendation.outcome == "Recommended"
-    assert len(status.trial_records) == 1  # a recommendation is not a trial
+    # Recorded as a trial of its own (no measurement: failed for the study), so the
+    # search moves on instead of recommending the same config every cycle.
+    assert [(r.state, r.outcome) for r in status.trial_records][1:] == [("Failed", "Recommended")]
+    assert status.recommendation.number == status.trial_records[-1].number
     assert status.state == "Idle"
 
 
