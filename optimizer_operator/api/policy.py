@@ -20,7 +20,7 @@ from .common import (
     parse_duration,
 )
 from .llmconfig import Endpoint, ModelName, Parameters, ProviderName
-from .rollout import Analysis, MetricName, PromQL, Step
+from .rollout import Analysis, MetricName, PostPromotion, PromQL, Step
 
 ParameterName = Literal[
     "temperature", "topP", "topK", "maxTokens", "presencePenalty", "frequencyPenalty"
@@ -284,6 +284,11 @@ class RolloutTemplate(ApiModel):
     strategy: Literal["canary", "blueGreen", "abTest"] = Field(default="canary")
     steps: list[Step] | None = Field(default=None, min_length=1, max_length=64)
     analysis: Analysis = Field(default_factory=Analysis)
+    post_promotion: PostPromotion | None = Field(
+        default_factory=lambda: PostPromotion(bake="10m"),
+        description="The bake after a trial's promotion (its constraints watched at full "
+        "traffic; a breach reverts it). Default: 10m; null turns it off.",
+    )
 
 
 class Observe(ApiModel):

@@ -24,6 +24,7 @@ from .steps import (
     AnalysisStep,
     MetricName,
     PauseStep,
+    PostPromotion,
     PromQL,
     RelativeBound,
     RollbackTrigger,
@@ -37,6 +38,7 @@ __all__ = [
     "AnalysisStep",
     "MetricName",
     "PauseStep",
+    "PostPromotion",
     "PromQL",
     "RelativeBound",
     "RollbackTrigger",
@@ -160,6 +162,13 @@ class RolloutSpec(ApiModel):
         description="Abort (back to stable) after holding this long for missing metrics. "
         "Missing data never promotes or rolls back. Default: 30m.",
     )
+    post_promotion: PostPromotion | None = Field(
+        default=None,
+        description="A bake after promotion (phase Baking): the new stable at full traffic, "
+        "its rollback triggers watched; a breach reverts to the previous version "
+        "(RolledBack/BakeFailed) and quarantines the candidate. Default: none (the "
+        "optimizer's trials carry their policy's rolloutTemplate.postPromotion).",
+    )
     paused: bool = Field(default=False, description="Manual pause: freeze at the current step.")
     abort: bool = Field(default=False, description="Manual abort: restore stable weights now.")
     promote: bool = Field(
@@ -206,7 +215,15 @@ class RolloutSpec(ApiModel):
 
 
 RolloutPhase = Literal[
-    "Pending", "Progressing", "Paused", "Holding", "Promoted", "RolledBack", "Aborted", "Failed"
+    "Pending",
+    "Progressing",
+    "Paused",
+    "Holding",
+    "Baking",
+    "Promoted",
+    "RolledBack",
+    "Aborted",
+    "Failed",
 ]
 Verdict = Literal["Pass", "Marginal", "Fail", "Inconclusive"]
 # A Rollout in one of these phases has ended (a person's retry may start it again).
@@ -287,6 +304,9 @@ class RolloutStatus(ApiModel):
         default_factory=list,
         description="Rollback triggers with min/max at the last check: violated, holds or "
         "undecided, with the evidence. A step passes only when every critical one holds.",
+    )
+    baking_since: str | None = Field(
+        default=None, description="When the bake after promotion began (phase Baking)."
     )
     undecided_since: str | None = Field(
         default=None, description="When the current step began waiting for a bound's evidence."

@@ -182,6 +182,14 @@ class PauseStep(ApiModel):
     )
 
 
+class PostPromotion(ApiModel):
+    """The watch after promotion: the new stable at full traffic for ``bake``, its
+    rollback triggers checked as during the canary; a confident breach reverts to the
+    version it replaced and quarantines the candidate."""
+
+    bake: Duration = Field(description='How long, e.g. "10m".')
+
+
 class AnalysisStep(ApiModel):
     """Run the analysis for a number of measurements before going on."""
 

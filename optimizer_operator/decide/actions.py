@@ -56,7 +56,15 @@ class RestoreStable:
     quarantine: bool = False
 
 
-Action = SetWeight | Promote | RestoreStable | SetArms
+@dataclass(frozen=True)
+class Revert:
+    """After promotion (the bake found a regression): the version the candidate replaced
+    becomes stable again, recorded as a new version; the candidate is quarantined."""
+
+    reason: str
+
+
+Action = SetWeight | Promote | RestoreStable | SetArms | Revert
 
 
 @dataclass

@@ -44,16 +44,7 @@ def watch_triggers(
             spec, s, f"fewer than {spec.analysis.min_sample_size} candidate requests so far"
         )
         return False
-    s.bounds = [
-        BoundStatus(
-            trigger=r.name,
-            severity=r.severity,
-            state="violated" if r.breached else "holds" if r.decided else "undecided",
-            message=r.reason,
-        )
-        for r in results
-        if r.bounded
-    ]
+    s.bounds = bound_statuses(results)
     critical = [r for r in results if r.breached and r.severity == "critical"]
     if critical:
         why = "; ".join(f"{r.name}: {r.reason}" for r in critical)
@@ -72,6 +63,20 @@ def watch_triggers(
             tick.events.append(("Warning", "TriggerWarning", f"{r.name}: {r.reason}"))
     s.breached_triggers = [r.name for r in warned]
     return False
+
+
+def bound_statuses(results: list[TriggerResult]) -> list[BoundStatus]:
+    """The bounded triggers' evidence, as status shows it."""
+    return [
+        BoundStatus(
+            trigger=r.name,
+            severity=r.severity,
+            state="violated" if r.breached else "holds" if r.decided else "undecided",
+            message=r.reason,
+        )
+        for r in results
+        if r.bounded
+    ]
 
 
 def _gating(spec: RolloutSpec) -> list[str]:

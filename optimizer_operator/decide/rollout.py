@@ -35,6 +35,7 @@ from .actions import (
     record_step,
     result_status,
 )
+from .bake import bake, start_bake
 from .bandit import BanditArms, run_bandit
 from .guards import await_bounds, watch_triggers
 
@@ -128,12 +129,30 @@ def progress(
     pods_ready: Callable[[int], tuple[bool, str]] | None = None,
     bandit: BanditArms | None = None,
 ) -> Tick:
-    """Advance the rollout as far as ``now`` allows (see ``Sources`` for the callables)."""
+    """Advance the rollout as far as ``now`` allows (see ``Sources`` for the callables);
+    a promotion with ``postPromotion`` set is baked before it is final (``bake``)."""
     s = status.model_copy(deep=True)
     tick = Tick(s)
     if s.phase in TERMINAL:
         tick.reason = s.phase
         return tick
+    if s.phase == "Baking":
+        return bake(spec, s, now, tick, watch)
+    advanced = _advance(spec, s, now, tick, observe, watch, decide_ab, pods_ready, bandit)
+    return start_bake(spec, advanced, now)
+
+
+def _advance(
+    spec: RolloutSpec,
+    s: RolloutStatus,
+    now: datetime,
+    tick: Tick,
+    observe: Callable[[float], Measurement],
+    watch: Callable[[float], list[TriggerResult] | None] | None,
+    decide_ab: Callable[[float], ABOutcome | None] | None,
+    pods_ready: Callable[[int], tuple[bool, str]] | None,
+    bandit: BanditArms | None,
+) -> Tick:
     steps = plan(spec)
     _start(spec, s, now, tick, steps)
     if (manual := _manual(spec, tick)) is not None:

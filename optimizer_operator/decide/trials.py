@@ -89,6 +89,11 @@ def ended_interrupted(status: RolloutStatus) -> str | None:
     return None
 
 
+def reverted_after_bake(status: RolloutStatus) -> bool:
+    """The Rollout promoted its candidate, then its bake found a regression."""
+    return status.phase == "RolledBack" and any(c.reason == "BakeFailed" for c in status.conditions)
+
+
 def at_final_gate(spec: RolloutSpec, status: RolloutStatus) -> bool:
     """The trial's canary has walked its steps and pauses at the last one, the gate."""
     return (

@@ -80,6 +80,8 @@ POLICY: dict[str, Any] = {
         "budgets": {"maxTrials": 8, "maxRolloutsPerDay": 20},
         "rolloutTemplate": {
             "steps": [{"setWeight": 50}, {"analysis": {"measurements": 2}}],
+            # The watch after promotion, time-compressed like the rest of the demo.
+            "postPromotion": {"bake": "20s"},
             "analysis": {
                 "interval": "3s",
                 "window": "12s",

@@ -132,6 +132,8 @@ class CycleState:
         }
         if trial is not None:
             rollout_spec["trial"] = {"policy": self.name, "number": trial.number}
+            if template.post_promotion is not None:  # a trial's promotion is baked
+                rollout_spec["postPromotion"] = template.post_promotion.to_wire()
         if bandit is not None:
             rollout_spec["strategy"], rollout_spec["bandit"] = "bandit", bandit
         if rollout_spec["strategy"] == "canary":

@@ -51,12 +51,14 @@ from ..api.rollout import ABTest, Bandit, RolloutSpec, RolloutStatus
 from ..api.timestamps import format_ts
 from ..api.validation import InvalidSpec, parse_spec
 from ..api.variants import canary_variant_id, stable_variant_id
-from ..decide.actions import TERMINAL, Promote, RestoreStable, SetArms, SetWeight, Tick
+from ..decide.actions import TERMINAL, Promote, RestoreStable, Revert, SetArms, SetWeight, Tick
 from ..decide.admission import admission
+from ..decide.bake import start_bake
 from ..decide.bandit import BanditArms
 from ..decide.rollout import progress, retry
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable
 from ..store.history import record_version
+from .revert import revert
 
 _CONDITION_FOR_PHASE: dict[str, tuple[str, str, str]] = {
     # phase: (Progressing, Paused, Degraded)
@@ -133,7 +135,9 @@ class _Reconcile:
         if refused is not None:
             return refused
         tick: Tick | None = None
-        if status.phase not in TERMINAL:
+        if status.phase == "Baking":
+            tick = self.baking(spec, status, stable)
+        elif status.phase not in TERMINAL:
             waiting = self.wait_for_other(spec, status, llmc)
             if waiting is not None:
                 return waiting
@@ -291,6 +295,21 @@ class _Reconcile:
         )
         return self.accepted(waiting, "AnotherRolloutActive")
 
+    def baking(
+        self, spec: RolloutSpec, status: RolloutStatus, stable: VersionRecord
+    ) -> Tick | None:
+        """While baking the candidate is stable (and holds no claim: others may start). A
+        stable changed since by someone else (a person's edit, an undo) ends the bake:
+        the person's change wins, nothing is reverted over it."""
+        if stable.hash == spec.candidate.config_hash():
+            return None
+        status.phase = "Promoted"
+        status.message = (
+            f"bake ended: stable changed to {stable_variant_id(stable.version)} "
+            f"({stable.source}) during it; nothing reverted"
+        )
+        return Tick(status, events=[("Normal", "BakeEnded", status.message)], reason="BakeEnded")
+
     def claims(self, spec: RolloutSpec, status: RolloutStatus, llmc: LLMConfigObject) -> bool:
         """Whether this rollout is to claim the LLMConfig now: it runs (or starts), and
         has something to roll out (a candidate already stable only ends)."""
@@ -328,12 +347,13 @@ class _Reconcile:
                 f"promotion completed: {stable_variant_id(stable.version)} was already stable "
                 "from this rollout (the tick that promoted it was interrupted)"
             )
-            return Tick(
+            done = Tick(
                 status,
                 actions=[Promote(stable.model_config_part())],
                 events=[("Normal", "PromotionCompleted", status.message)],
                 reason="PromotionCompleted",
             )
+            return start_bake(spec, done, self.now)
         if status.stable_hash not in (None, stable.hash):
             return self.stable_changed(status, stable)
         if candidate_hash == stable.hash:
@@ -371,6 +391,9 @@ class _Reconcile:
     ) -> Tick:
         if status.phase in TERMINAL:
             return Tick(status, reason=status.phase or "")
+        canary = status.canary_variant or canary_variant_id(spec.candidate.config_hash())
+        if status.phase == "Baking":  # the candidate runs as the stable version now
+            canary = stable_variant_id(stable.version)
         evidence = _Evidence(
             spec,
             self.source,
@@ -378,7 +401,7 @@ class _Reconcile:
                 llm_config=spec.target_ref.name,
                 namespace=self.namespace,
                 stable=status.stable_variant or stable_variant_id(stable.version),
-                canary=status.canary_variant or canary_variant_id(spec.candidate.config_hash()),
+                canary=canary,
             ),
         )
         replicas_mode = spec.traffic_routing == "replicas"
@@ -519,6 +542,10 @@ def _carry_out(
     if replicas_mode and remove_canary(core, apps, llmc):
         status.canary_replicas = 0
         events.append(("Normal", "CanaryRemoved", "canary Deployment and ConfigMap deleted"))
+    if isinstance(action, Revert):
+        return [*events, *revert(
+            action, rollout, spec, status, llmc, core=core, apps=apps, custom=custom, now=now
+        )]  # fmt: skip
     if isinstance(action, RestoreStable):
         render(core, llmc, stable, None)
         release(custom, llmc, rollout)
@@ -529,6 +556,24 @@ def _carry_out(
             )  # fmt: skip
         return [*events, ("Normal", "StableRestored", f"all traffic back on v{stable.version}")]
     assert isinstance(action, Promote)
+    return [*events, *_promote(action, rollout, spec, status, llmc, core, apps, custom, now)]
+
+
+def _promote(
+    action: Promote,
+    rollout: str,
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    llmc: LLMConfigObject,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+    now: str,
+) -> list[tuple[str, str, str]]:
+    """The winner becomes the newest version (once), rendered; its Events."""
+    stable = llmc.stable
+    assert stable is not None
+    events: list[tuple[str, str, str]] = []
     winner = action.config or spec.candidate
     llmc_spec = llmc.spec
     version = stable.version

@@ -140,6 +140,17 @@ def _ended(
         c.finish(record, "Complete", outcome, record.reason)
         return
     why = st.message or phase
+    if trials.reverted_after_bake(st):
+        # Promoted, then a regression at full traffic reverted it: its own outcome, told
+        # to the study as infeasible (the bake's breach is a constraint broken).
+        if record.values is None:
+            _measure(c, record, canary, span, {})
+        record.constraints = {**record.constraints, "bake": "1"}
+        if record.values is None:
+            c.finish(record, "Failed", "RevertedAfterBake", f"{why}; not measurable")
+        else:
+            c.finish(record, "Complete", "RevertedAfterBake", why)
+        return
     _measure(c, record, canary, span, {"rollout": 1.0})  # rolled back on evidence: infeasible
     if record.values is None:
         c.finish(record, "Failed", "Failed", f"{phase}: {why}; not measurable")

@@ -207,7 +207,7 @@ def test_a_critical_trigger_rolls_back_during_a_pause_and_quarantines() -> None:
         steps=[{"setWeight": 20}, {"pause": {}}],
         analysis={
             "interval": "1m",
-            "rollbackTriggers": [{"name": "error_rate", "max": "0.05"}],
+            "rollbackTriggers": [{"name": "quality_score", "min": "0.8"}],
         },
     )
     watch = _triggers([("error_rate", "critical", False)], [("error_rate", "critical", True)])
@@ -588,3 +588,69 @@ def test_bound_decisions_refuse_error_rates_outside_0_to_half() -> None:
         _spec(analysis={"bounds": {"falsePassRate": "0.7"}})
     with pytest.raises(ValidationError, match="falseRollbackRate"):
         _spec(analysis={"bounds": {"falseRollbackRate": "0"}})
+
+
+def _baked(**extra: object) -> RolloutSpec:
+    return _spec(
+        steps=[{"setWeight": 50}],
+        postPromotion={"bake": "3m"},
+        analysis={
+            "interval": "1m",
+            "rollbackTriggers": [{"name": "quality_score", "min": "0.8"}],
+        },
+        **extra,
+    )
+
+
+def _bake_run(
+    spec: RolloutSpec, watch: Callable[[float], list[TriggerResult] | None], n: int
+) -> list[Tick]:
+    status, out = RolloutStatus(), []
+    for i in range(n):
+        tick = progress(spec, status, T0 + i * timedelta(minutes=1), _script(), watch=watch)
+        out.append(tick)
+        status = tick.status
+    return out
+
+
+def _from_bake(ticks: list[Tick]) -> list[Tick]:
+    """The ticks from the promotion (the first Baking one) on."""
+    first = next(i for i, t in enumerate(ticks) if t.status.phase == "Baking")
+    assert any(isinstance(a, Promote) for a in ticks[first].actions)  # stable at once
+    return ticks[first:]
+
+
+def test_a_promotion_with_a_bake_is_watched_at_full_traffic_then_promoted() -> None:
+    ticks = _from_bake(_bake_run(_baked(), _bound_watch("holds"), 8))
+    assert [t.status.phase for t in ticks][:5] == [
+        "Baking", "Baking", "Baking", "Promoted", "Promoted",
+    ]  # fmt: skip
+    assert ticks[3].reason == "BakePassed" and not ticks[3].actions
+
+
+def test_a_regression_during_the_bake_reverts_to_the_previous_version() -> None:
+    # The canary's checks hold; the regression starts two checks after promotion.
+    ticks = _bake_run(_baked(), _bound_watch("holds", "holds", "holds", "violated"), 6)
+    baked = _from_bake(ticks)
+    assert "RolledBack" in [t.status.phase for t in baked]
+    failed = next(t for t in baked if t.status.phase == "RolledBack")
+    assert failed.reason == "BakeFailed"
+    assert [type(a).__name__ for a in failed.actions] == ["Revert"]
+    assert "regression after promotion" in (failed.status.message or "")
+
+
+def test_missing_or_undecided_evidence_during_the_bake_never_reverts() -> None:
+    gone = MetricsUnavailable("prometheus down")
+    ticks = _from_bake(_bake_run(_baked(), _bound_watch("holds", gone, "undecided", gone, gone), 8))
+    assert ticks[-1].status.phase == "Promoted"
+    assert not any(type(a).__name__ == "Revert" for t in ticks for a in t.actions)
+
+
+def test_an_abort_during_the_bake_reverts() -> None:
+    spec = _baked()
+    baking = _from_bake(_bake_run(spec, _bound_watch("holds"), 3))[0]
+    aborted = spec.model_copy(update={"abort": True})
+    later = T0 + timedelta(minutes=5)
+    tick = progress(aborted, baking.status, later, _script(), watch=_bound_watch("holds"))
+    assert tick.status.phase == "RolledBack" and tick.reason == "RevertedBySpec"
+    assert [type(a).__name__ for a in tick.actions] == ["Revert"]

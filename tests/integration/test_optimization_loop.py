@@ -55,6 +55,7 @@ def _policy(namespace: str) -> dict[str, Any]:
             "budgets": {"maxTrials": 8, "maxRolloutsPerDay": 20},
             "rolloutTemplate": {
                 "steps": [{"setWeight": 50}, {"analysis": {"measurements": 2}}],
+                "postPromotion": {"bake": "3s"},  # the default 10m, shortened for tests
                 "analysis": copy.deepcopy(ANALYSIS),
             },
         },

@@ -8,8 +8,12 @@ point stops: a crash between recording a trial and creating its Rollout.
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import dataclasses
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,10 @@ from optimizer_operator.act.configmap import default_configmap_name
 from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.api.variants import TOTAL_WEIGHT
 from optimizer_operator.local.cluster import start_operator, stop_pids
+from optimizer_operator.local.prometheus import LocalPrometheus
+from optimizer_operator.providers.simulator import SimulatorProvider
 from tests.conftest import wait_for
+from tests.integration.test_canary_e2e import ANALYSIS, traffic
 
 pytestmark = pytest.mark.cluster
 
@@ -283,3 +290,60 @@ def test_an_operator_killed_while_starting_a_trial_neither_wedges_nor_duplicates
             assert _status(api, ns, "llmconfigs", "bot").get("activeRollout") == "tune-t0"
     finally:
         stop_pids([proc.pid])
+
+
+@pytest.mark.timeout(300)
+async def test_a_regression_that_starts_after_promotion_is_reverted_within_the_bake(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The candidate is good through its canary and is promoted; then its provider starts
+    failing (the simulator's error rate raised at full traffic): the bake's trigger sees
+    it on the new stable's own traffic and reverts to the version it replaced."""
+    ns = namespace
+    _create(api, ns, "llmconfigs", _llmconfig(ns, "bot"))
+    wait_for(lambda: _ready(api, ns, "bot"), 30, "LLMConfig bot Ready")
+    rollout = _rollout(ns, "r1", "bot", [{"setWeight": 50}, {"pause": {"duration": "3s"}}])
+    rollout["spec"]["analysis"] = {
+        **copy.deepcopy(ANALYSIS),
+        "rollbackTriggers": [{"name": "error_rate", "max": "0.2"}],
+    }
+    rollout["spec"]["postPromotion"] = {"bake": "150s"}
+    async with traffic(kubeconfig, ns, prometheus, monkeypatch, max_attempts=1) as gateway:
+        _create(api, ns, "rollouts", rollout)
+        for _ in range(120):
+            if _phase(api, ns, "r1") == "Baking":
+                break
+            await asyncio.sleep(1)
+        else:
+            raise AssertionError(f"not promoted: {_status(api, ns, 'rollouts', 'r1')}")
+        assert [h["source"] for h in _status(api, ns, "llmconfigs", "bot")["history"]] == [
+            "spec",
+            "rollout/r1",
+        ]
+        simulator = gateway.providers["simulator"]
+        assert isinstance(simulator, SimulatorProvider)
+        models = simulator.fleet.models
+        models["sim-medium"] = dataclasses.replace(models["sim-medium"], error_rate=0.9)
+        regressed = time.monotonic()
+        for _ in range(140):
+            if _phase(api, ns, "r1") != "Baking":
+                break
+            await asyncio.sleep(1)
+        took = time.monotonic() - regressed
+    status = _status(api, ns, "rollouts", "r1")
+    assert status["phase"] == "RolledBack", status
+    assert any(c["reason"] == "BakeFailed" for c in status["conditions"]), status
+    assert took < 150  # within the bake period
+    llmc = _status(api, ns, "llmconfigs", "bot")
+    history = llmc["history"]
+    assert [h["source"] for h in history] == ["spec", "rollout/r1", "rollout/r1:revert"]
+    assert history[-1]["hash"] == history[0]["hash"]  # v1's configuration again
+    assert status["candidateHash"] in [q["hash"] for q in llmc["quarantine"]]
+    assert _split(api, ns, "bot") == [("v3", 100)]
+    events = client.CoreV1Api(api).list_namespaced_event(ns).items
+    assert {"BakeFailed", "Reverted"} <= {e.reason for e in events}

@@ -1,7 +1,7 @@
 -- Argo CD health of an optimizer.llmops.dev Rollout (resource.customizations.health).
 -- Promoted: Healthy. Paused (a person's gate or spec.paused): Suspended. Holding
--- (missing data, waiting) and steps in progress: Progressing. RolledBack, Aborted,
--- Failed: Degraded, with the reason.
+-- (missing data, waiting), Baking (promoted, watched at full traffic) and steps in
+-- progress: Progressing. RolledBack, Aborted, Failed: Degraded, with the reason.
 local hs = {status = "Progressing", message = "waiting for the operator"}
 local st = obj.status
 if st == nil then
@@ -21,7 +21,7 @@ elseif phase == "Paused" then
 elseif phase == "RolledBack" or phase == "Aborted" or phase == "Failed" then
   hs.status = "Degraded"
 else
-  hs.status = "Progressing"  -- Pending, Progressing, Holding
+  hs.status = "Progressing"  -- Pending, Progressing, Holding, Baking
 end
 hs.message = phase .. ": " .. msg
 return hs
