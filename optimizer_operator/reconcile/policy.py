@@ -153,14 +153,13 @@ class Cycle:
         history.load()
         phase = _phases(tracer, self.name, self.namespace)
         self.status.state = "Collecting"
+        forced = None
         with phase("observe"):
             _observe(c)
-        with phase("decide"):  # safety first: the rules run every cycle, whatever else runs
-            forced = apply_rules(c, c.target.status.active_rollout) if spec.rules else None
-        if forced == DONE:
-            return self.ready()
-        with phase("observe"):
-            if settle(c):
+            if spec.rules:  # safety first: the rules run every cycle, whatever else runs
+                with phase("rules"):
+                    forced = apply_rules(c, c.target.status.active_rollout)
+            if forced == DONE or settle(c):
                 return self.ready()
         with phase("orient"):
             _summarize(c)
