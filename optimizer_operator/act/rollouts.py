@@ -13,6 +13,7 @@ from ..api.rollout import TERMINAL_PHASES
 from .configmap import REQUEST_TIMEOUT
 from .ownership import owner_reference
 
+FIELD_MANAGER = "llm-optimizer-operator"  # the operator's own spec writes, in managedFields
 LABEL_RULE = f"{GROUP}/rule"  # the policy rule a Rollout carries out
 LABEL_SAFETY = f"{GROUP}/safety"  # "rollback": a safety rollback, never rate-limited
 
@@ -38,7 +39,7 @@ def patch_rollout_spec(
     """Merge ``spec`` into the Rollout's spec (promote, abort: what a person would set)."""
     custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, "rollouts", name, {"spec": spec},
-        _request_timeout=REQUEST_TIMEOUT,
+        field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT,
     )  # fmt: skip
 
 

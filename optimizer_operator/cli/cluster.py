@@ -10,6 +10,9 @@ from kubernetes import client, config
 
 # (connect, read) seconds for one API request: a hung API server gives a clear error.
 TIMEOUT = (5, 20)
+# The CLI's writes, as managedFields and the audit show them.
+FIELD_MANAGER = "llm-optimizer-cli"
+REQUESTED_BY = "optimizer.llmops.dev/requested-by"
 
 
 def connect() -> client.CustomObjectsApi:

@@ -17,7 +17,7 @@ from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 
 from ..api.common import GROUP, VERSION
-from .cluster import TIMEOUT, connect, namespace
+from .cluster import FIELD_MANAGER, REQUESTED_BY, TIMEOUT, connect, namespace, requester
 
 ACTIONS = ("promote", "abort", "retry", "pause", "resume")
 
@@ -75,9 +75,13 @@ def run(args: argparse.Namespace) -> int:
                 "rollouts",
                 args.name,
                 {
-                    "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                    "metadata": {
+                        "resourceVersion": current["metadata"]["resourceVersion"],
+                        "annotations": {REQUESTED_BY: requester()},  # who, for the audit
+                    },
                     "spec": _patch(args.action, current.get("spec") or {}, args.full),
                 },
+                field_manager=FIELD_MANAGER,
                 _request_timeout=TIMEOUT,
             )
         obj: dict[str, Any] = custom.get_namespaced_custom_object(

@@ -27,10 +27,10 @@ from ..api.common import GROUP
 from ..api.llmconfig import LLMConfigObject, VersionRecord
 from ..api.names import label_value
 from ..api.validation import InvalidSpec
-from .cluster import connect, namespace, requester
+from .cluster import REQUESTED_BY, connect, namespace, requester
 
 LABEL_UNDO = f"{GROUP}/undo-of"
-ANNOTATION_REQUESTED_BY = f"{GROUP}/requested-by"
+ANNOTATION_REQUESTED_BY = REQUESTED_BY
 
 
 class Refused(Exception):

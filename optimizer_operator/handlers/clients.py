@@ -6,13 +6,16 @@ import functools
 import os
 from collections.abc import Callable
 from functools import lru_cache
-from typing import ParamSpec
+from typing import TYPE_CHECKING, ParamSpec
 
 import kopf
 import urllib3
 from kubernetes import client, config
 
 from ..observe.prometheus import PrometheusSource
+
+if TYPE_CHECKING:
+    from ..store.postgres import HistoryStore
 
 
 def load_config() -> None:
@@ -87,3 +90,16 @@ def retry_soon(fn: Callable[P, None]) -> Callable[P, None]:
             ) from exc
 
     return wrapper
+
+
+@lru_cache(maxsize=1)
+def history_store() -> HistoryStore | None:
+    """PostgreSQL history when LLMOPT_DATABASE_URL is set (else status only): one per
+    process, shared by the policy loop and the audit of every handler."""
+    url = os.environ.get("LLMOPT_DATABASE_URL")
+    if not url:
+        return None
+    from ..store.postgres import HistoryStore  # psycopg only with a database configured
+
+    retention = float(os.environ.get("LLMOPT_DATABASE_RETENTION_DAYS", "90"))
+    return HistoryStore(url, retention_days=retention)

@@ -9,7 +9,7 @@ import kopf
 
 from ..api import GROUP, LLMCONFIG, VERSION
 from ..reconcile.llmconfig import claim_is_live, reconcile_llmconfig
-from . import clients, telemetry
+from . import audit, clients, telemetry
 from .status import apply_outcome, body_dict
 
 
@@ -27,6 +27,7 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch) -> None:
     outcome = reconcile_llmconfig(
         body_dict(body), core=clients.core(), apps=clients.apps(), custom=clients.custom()
     )
+    audit.record("LLMConfig", body_dict(body), outcome)
     apply_outcome(outcome, body, patch)
 
 

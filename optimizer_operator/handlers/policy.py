@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import kopf
 
@@ -15,9 +15,6 @@ from ..tracing import Tracer
 from . import clients, telemetry
 from .status import apply_outcome, body_dict
 
-if TYPE_CHECKING:
-    from ..store.postgres import HistoryStore
-
 TICK_SECONDS = float(os.environ.get("LLMOPT_POLICY_TICK", "15"))
 
 
@@ -26,18 +23,6 @@ def _tracer() -> Tracer | None:
     """Spans for each loop phase when OTEL_EXPORTER_OTLP_ENDPOINT is set (else nothing)."""
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     return Tracer(endpoint, service_name="llm-optimizer-operator") if endpoint else None
-
-
-@lru_cache(maxsize=1)
-def _store() -> HistoryStore | None:
-    """PostgreSQL history when LLMOPT_DATABASE_URL is set (else status only)."""
-    url = os.environ.get("LLMOPT_DATABASE_URL")
-    if not url:
-        return None
-    from ..store.postgres import HistoryStore  # psycopg only with a database configured
-
-    retention = float(os.environ.get("LLMOPT_DATABASE_RETENTION_DAYS", "90"))
-    return HistoryStore(url, retention_days=retention)
 
 
 @kopf.timer(
@@ -60,7 +45,7 @@ def cycle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
             custom=clients.custom(),
             source=clients.metric_source(),
             tracer=_tracer(),
-            store=_store(),
+            store=clients.history_store(),
         )
     except Exception:
         telemetry.record_cycle(

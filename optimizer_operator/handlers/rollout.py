@@ -7,11 +7,12 @@ from typing import Any
 
 import kopf
 
+from ..act.outcome import Outcome
 from ..api import GROUP, ROLLOUT, VERSION
 from ..decide.actions import TERMINAL
 from ..reconcile.llmconfig import rollout_deleted
 from ..reconcile.rollout import reconcile_rollout
-from . import clients, telemetry
+from . import audit, clients, telemetry
 from .status import apply_outcome, body_dict
 
 TICK_SECONDS = float(os.environ.get("LLMOPT_ROLLOUT_TICK", "10"))
@@ -41,6 +42,7 @@ def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     phase = outcome.status.get("phase")
     if phase in TERMINAL and (body.get("status") or {}).get("phase") != phase:
         telemetry.record_rollout_end(str(phase))
+    audit.record("Rollout", body_dict(body), outcome)
     apply_outcome(outcome, body, patch)
 
 
@@ -61,3 +63,4 @@ def deleted(body: kopf.Body, **_: Any) -> None:
     if done:
         # The LLMConfig's own event stream, where its user looks.
         kopf.warn(done[0], reason="RolloutDeleted", message=done[1])  # type: ignore[arg-type]
+        audit.record("LLMConfig", done[0], Outcome({}, [("Warning", "RolloutDeleted", done[1])]))

@@ -13,6 +13,7 @@ the rows to append in memory until the next successful save.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +30,8 @@ DECISION, AUDIT, BASELINE, RULE = "decision", "audit", "baseline", "rule"
 INSERTS = {
     DECISION: "INSERT INTO llmopt_decisions (namespace, policy, reason, message) "
     "VALUES (%s, %s, %s, %s)",
-    AUDIT: "INSERT INTO llmopt_audit (namespace, object, action, detail) VALUES (%s, %s, %s, %s)",
+    AUDIT: "INSERT INTO llmopt_audit (namespace, object, action, detail, actor) "
+    "VALUES (%s, %s, %s, %s, %s)",
     BASELINE: "INSERT INTO llmopt_baselines (namespace, policy, result) VALUES (%s, %s, %s::jsonb)",
     RULE: "INSERT INTO llmopt_rule_executions (namespace, policy, rule, outcome, value) "
     "VALUES (%s, %s, %s, %s, %s)",
@@ -108,7 +110,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS llmopt_decisions_at ON llmopt_decisions (at);
     CREATE INDEX IF NOT EXISTS llmopt_audit_at ON llmopt_audit (at);
     """,
+    # 3: who made each audited change (the operator, or a person's client and name)
+    """
+    ALTER TABLE llmopt_audit ADD COLUMN IF NOT EXISTS actor text NOT NULL DEFAULT '';
+    """,
 ]
+POLICY_LOOP = "llm-optimizer operator (policy loop)"
 # Decisions that change what runs: each also becomes an audit row.
 AUDITED = ("TrialStarted", "TrialPromoted", "TrialRolledBack", "RuleApplied", "BanditStarted",
            "CircuitBreakerOpen", "Recommendation")  # fmt: skip
@@ -128,6 +135,7 @@ class HistoryStore:
         self._pending: list[tuple[str, tuple[object, ...]]] = []  # unsaved while down
         self.dropped = 0  # rows lost past BUFFER_LIMIT during a long outage
         self._pruned_at = 0.0
+        self._lock = threading.Lock()  # kopf runs handlers in threads: one writer at a time
 
     def _connect(self) -> psycopg.Connection:
         try:
@@ -201,9 +209,27 @@ class HistoryStore:
             appended.append((DECISION, (namespace, policy, reason, message)))
             if reason in AUDITED:
                 appended.append((AUDIT, (namespace, f"OptimizationPolicy/{policy}", reason,
-                                         message)))  # fmt: skip
+                                         message, POLICY_LOOP)))  # fmt: skip
         appended += [(BASELINE, (namespace, policy, json.dumps(b.to_wire()))) for b in baselines]
         appended += [(RULE, (namespace, policy, r.rule, r.outcome, r.value)) for r in rules]
+        with self._lock:
+            self._save(namespace, policy, records, appended, llmconfig, versions)
+
+    def audit(self, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """Append audit rows — (namespace, object as Kind/name, action, detail, actor) —
+        now; while the database is down they wait with the other appended rows."""
+        with self._lock:
+            self._save("", "", [], [(AUDIT, row) for row in rows], None, ())
+
+    def _save(
+        self,
+        namespace: str,
+        policy: str,
+        records: Sequence[TrialRecord],
+        appended: list[tuple[str, tuple[object, ...]]],
+        llmconfig: str | None,
+        versions: Sequence[VersionRecord],
+    ) -> None:
         self._pending += appended
         if len(self._pending) > BUFFER_LIMIT:
             self.dropped += len(self._pending) - BUFFER_LIMIT

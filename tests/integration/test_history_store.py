@@ -290,3 +290,85 @@ def test_a_cycle_asks_the_rebuilt_study_when_the_optuna_storage_is_down(
         (0, "COMPLETE"),
         (1, "RUNNING"),
     ]
+
+
+@pytest.mark.timeout(180)
+def test_every_change_is_audited_with_who_made_it(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    crds_installed: None,
+    sole_operator: None,
+    namespace: str,
+    postgres: LocalPostgres,
+    tmp_path: Path,
+) -> None:
+    """An operator with PostgreSQL: a person's edit of an LLMConfig, a Rollout a person
+    creates and promotes with the CLI, and what the operator does in turn all land in
+    llmopt_audit, each with its actor."""
+    import os
+    import subprocess
+    import sys
+
+    from optimizer_operator.local.cluster import start_operator, stop_pids
+
+    env = {"LLMOPT_ROLLOUT_TICK": "1", "LLMOPT_DATABASE_URL": postgres.url}
+    proc, _ = start_operator(kubeconfig, tmp_path / "operator.log", env=env)
+    custom = client.CustomObjectsApi(api)
+    try:
+        _ready_bot(api, kubeconfig, namespace)
+        custom.patch_namespaced_custom_object(
+            "optimizer.llmops.dev", "v1alpha1", namespace, "llmconfigs", "bot",
+            {"spec": {"parameters": {"temperature": "0.5"}}},
+        )  # fmt: skip
+        wait_for(
+            lambda: len(_get(api, namespace, "llmconfigs", "bot")["status"]["history"]) == 2,
+            30,
+            "v2 from the edit",
+        )
+        rollout = {
+            "apiVersion": "optimizer.llmops.dev/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": "r1", "namespace": namespace},
+            "spec": {
+                "targetRef": {"name": "bot"},
+                "candidate": {"provider": "simulator", "model": "sim-small"},
+                "steps": [{"setWeight": 20}, {"pause": {}}],
+            },
+        }
+        custom.create_namespaced_custom_object(
+            "optimizer.llmops.dev", "v1alpha1", namespace, "rollouts", rollout
+        )
+        wait_for(
+            lambda: (
+                (_get(api, namespace, "rollouts", "r1").get("status") or {}).get("phase")
+                == "Paused"
+            ),
+            30,
+            "r1 paused",
+        )
+        cli = subprocess.run(
+            [str(Path(sys.executable).parent / "llm-optimizer"), "rollout", "promote", "r1",
+             "--full", "-n", namespace],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        )  # fmt: skip
+        assert cli.returncode == 0, cli.stderr
+
+        def rows() -> list[tuple[str, str, str]] | None:
+            with psycopg.connect(postgres.url) as conn:
+                found = conn.execute(
+                    "SELECT object, action, actor FROM llmopt_audit WHERE namespace = %s "
+                    "ORDER BY id",
+                    (namespace,),
+                ).fetchall()
+            got = [(str(o), str(a), str(w)) for o, a, w in found]
+            return got if ("Rollout/r1", "Promoted", "llm-optimizer operator") in got else None
+
+        audited = wait_for(rows, 60, "the promotion in llmopt_audit")
+    finally:
+        stop_pids([proc.pid])
+    by = {(o, a): w for o, a, w in audited}
+    assert by[("LLMConfig/bot", "NewVersion")] not in ("", "llm-optimizer operator")
+    assert by[("Rollout/r1", "Started")] not in ("", "llm-optimizer operator")  # a person's
+    assert by[("Rollout/r1", "PromotedBySpec")].endswith(" via llm-optimizer-cli")
+    assert by[("Rollout/r1", "WeightSet")] == "llm-optimizer operator"
