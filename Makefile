@@ -43,7 +43,7 @@ crds-check: venv
 	$(BIN)/llm-optimizer crds --out charts/llm-optimizer/crds --check
 
 lint: venv ## ruff, mypy and the import layers (import-linter)
-	$(BIN)/ruff check optimizer_operator tests
+	$(BIN)/ruff check optimizer_operator tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -402,7 +402,8 @@ def _render_constraints(r: dict[str, Any]) -> list[str]:
                 lines.append(
                     f"| {row['true_quality']:.2f} | {rule} | {v['rolled_back']:.1%} | "
                     f"{v['passed']:.1%} | {v['inconclusive']:.1%} | "
-                    f"{v['median_intervals_to_verdict']:.0f} | {v['canary_requests_per_run']:,.0f} |"
+                    f"{v['median_intervals_to_verdict']:.0f} | "
+                    f"{v['canary_requests_per_run']:,.0f} |"
                 )
         ratios = ", ".join(
             f"{row['true_quality']:.2f}: {row['below_floor_requests_ratio']:.2f}x"

@@ -133,7 +133,7 @@ def measure(
     return result
 
 
-def main() -> int:
+def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top to bottom
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=15.0, help="per measurement")
     parser.add_argument(

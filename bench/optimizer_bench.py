@@ -287,7 +287,9 @@ def _track(env: Env, judged: list[tuple[dict[str, str], float, float]]) -> float
     return cost if quality >= env.floor else None
 
 
-def run_ours(env: Env, seed: int, trials: int, rule: Rule = "confident") -> Run:
+def run_ours(  # noqa: PLR0915  one run of the loop as the operator would take it
+    env: Env, seed: int, trials: int, rule: Rule = "confident"
+) -> Run:
     rng = np.random.default_rng(seed)
     spec = env.spec.model_copy(
         update={"sampler": env.spec.sampler.model_copy(update={"seed": seed})}
