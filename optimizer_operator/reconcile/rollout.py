@@ -11,24 +11,18 @@ from typing import Any
 
 from kubernetes import client
 
-from ..act.deployment import DeploymentMissing, annotate_config_hash
 from ..act.llmconfigs import (
     StableMoved,
     claim,
-    holds,
     lift_quarantine,
-    quarantine,
     read_llmconfig,
     release,
-    write_on_stable,
 )
 from ..act.outcome import Outcome
-from ..act.replicas import canary_ready, ensure_canary, remove_canary, target_exists
+from ..act.replicas import canary_ready, remove_canary, target_exists
 from ..act.rollouts import LABEL_SAFETY
 from ..act.variants import (
     ACTIVE_PHASES,
-    Canary,
-    bandit_canary,
     canary_of,
     render,
 )
@@ -51,14 +45,13 @@ from ..api.rollout import ABTest, Bandit, RolloutSpec, RolloutStatus
 from ..api.timestamps import format_ts
 from ..api.validation import InvalidSpec, parse_spec
 from ..api.variants import canary_variant_id, stable_variant_id
-from ..decide.actions import TERMINAL, Promote, RestoreStable, Revert, SetArms, SetWeight, Tick
+from ..decide.actions import TERMINAL, Promote, RestoreStable, Tick
 from ..decide.admission import admission
 from ..decide.bake import start_bake
 from ..decide.bandit import BanditArms
 from ..decide.rollout import progress, retry
 from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable
-from ..store.history import record_version
-from .revert import revert
+from .rollout_actions import carry_out
 
 _CONDITION_FOR_PHASE: dict[str, tuple[str, str, str]] = {
     # phase: (Progressing, Paused, Degraded)
@@ -416,12 +409,12 @@ class _Reconcile:
             bandit=evidence.bandit_arms() if spec.strategy == "bandit" else None,
         )
 
-    def carry_out(
+    def carry_out_all(
         self, spec: RolloutSpec, tick: Tick, llmc: LLMConfigObject
     ) -> list[tuple[str, str, str]]:
         events: list[tuple[str, str, str]] = []
         for action in tick.actions:
-            events += _carry_out(
+            events += carry_out(
                 action,
                 self.body,
                 spec,
@@ -440,7 +433,7 @@ class _Reconcile:
         """Carry out the tick's actions (or repair a drifted split), then the status."""
         events = [*self.events, *tick.events]
         try:
-            events += self.carry_out(spec, tick, llmc)
+            events += self.carry_out_all(spec, tick, llmc)
         except StableMoved as moved:
             # A newer stable came in between this tick's read and its promotion: the
             # promotion is not written; the rollout ends as for any stable change.
@@ -448,7 +441,7 @@ class _Reconcile:
             assert newer is not None
             llmc, stable = moved.target, newer
             tick = self.stable_changed(tick.status, newer)
-            events += [*tick.events, *self.carry_out(spec, tick, llmc)]
+            events += [*tick.events, *self.carry_out_all(spec, tick, llmc)]
         replicas_mode = spec.traffic_routing == "replicas"
         if not tick.actions and tick.status.phase in ACTIVE_PHASES and not replicas_mode:
             # Drift repair: the split this rollout stands at, written again only if the
@@ -493,128 +486,6 @@ class _Evidence:
 
     def bandit_arms(self) -> BanditArms:
         return _bandit_arms(self.spec, self, self.variants)
-
-
-def _carry_out(
-    action: Any,
-    body: dict[str, Any],
-    spec: RolloutSpec,
-    status: RolloutStatus,
-    llmc: LLMConfigObject,
-    *,
-    core: client.CoreV1Api,
-    apps: client.AppsV1Api,
-    custom: client.CustomObjectsApi,
-    now: str,
-) -> list[tuple[str, str, str]]:
-    rollout = body["metadata"]["name"]
-    stable = llmc.stable
-    assert stable is not None
-    replicas_mode = spec.traffic_routing == "replicas"
-    if isinstance(action, SetArms):
-        weights = dict(action.weights)
-        arms = (spec.bandit or Bandit()).arms
-        render(core, llmc, stable, bandit_canary(rollout, spec.candidate, arms, weights))
-        return []
-    if isinstance(action, SetWeight):
-        if replicas_mode:
-            try:
-                status.canary_replicas = ensure_canary(
-                    core=core,
-                    apps=apps,
-                    rollout=body,
-                    llmconfig=llmc,
-                    candidate=spec.candidate,
-                    weight=action.weight,
-                )
-            except DeploymentMissing as exc:
-                return [("Warning", "DeploymentNotFound", str(exc))]
-            return []
-        live = action.weight > 0 or action.mirror > 0
-        render(
-            core,
-            llmc,
-            stable,
-            Canary(rollout, spec.candidate, action.weight, action.mirror) if live else None,
-        )
-        return []
-    events: list[tuple[str, str, str]] = []
-    if replicas_mode and remove_canary(core, apps, llmc):
-        status.canary_replicas = 0
-        events.append(("Normal", "CanaryRemoved", "canary Deployment and ConfigMap deleted"))
-    if isinstance(action, Revert):
-        return [*events, *revert(
-            action, rollout, spec, status, llmc, core=core, apps=apps, custom=custom, now=now
-        )]  # fmt: skip
-    if isinstance(action, RestoreStable):
-        render(core, llmc, stable, None)
-        release(custom, llmc, rollout)
-        if action.quarantine:
-            quarantine(
-                custom, llmc, spec.candidate, rollout, action.reason, now,
-                counted=spec.trial is None,
-            )  # fmt: skip
-        return [*events, ("Normal", "StableRestored", f"all traffic back on v{stable.version}")]
-    assert isinstance(action, Promote)
-    return [*events, *_promote(action, rollout, spec, status, llmc, core, apps, custom, now)]
-
-
-def _promote(
-    action: Promote,
-    rollout: str,
-    spec: RolloutSpec,
-    status: RolloutStatus,
-    llmc: LLMConfigObject,
-    core: client.CoreV1Api,
-    apps: client.AppsV1Api,
-    custom: client.CustomObjectsApi,
-    now: str,
-) -> list[tuple[str, str, str]]:
-    """The winner becomes the newest version (once), rendered; its Events."""
-    stable = llmc.stable
-    assert stable is not None
-    events: list[tuple[str, str, str]] = []
-    winner = action.config or spec.candidate
-    llmc_spec = llmc.spec
-    version = stable.version
-    promoted = stable
-    if stable.source == f"rollout/{rollout}" and stable.hash == winner.config_hash():
-        release(custom, llmc, rollout)  # already recorded by an interrupted tick: once only
-    else:
-        written: dict[str, Any] = {}
-
-        def promotion(current: LLMConfigObject) -> dict[str, Any]:
-            history, new_version, _ = record_version(
-                [v.to_wire() for v in current.status.history],
-                winner,
-                source=f"rollout/{rollout}",
-                now=now,
-                limit=llmc_spec.history_limit,
-            )
-            unclaim = {"activeRollout": None} if holds(current, rollout) else {}
-            written.update(history=history, version=new_version)
-            return {
-                "history": history,
-                "currentVersion": new_version,
-                "currentHash": winner.config_hash(),
-                **unclaim,
-            }
-
-        # Only over the stable it was judged against: a newer one (a person's edit) wins.
-        write_on_stable(custom, llmc, status.stable_hash or stable.hash, promotion)
-        version = written["version"]
-        llmc.status.history = [VersionRecord.model_validate(v) for v in written["history"]]
-        promoted = llmc.status.history[-1]
-    render(core, llmc, promoted, None)
-    events.append(("Normal", "Promoted", f"{winner.model} is v{version} of {llmc.name}"))
-    if llmc_spec.target.deployment is not None:
-        try:
-            annotate_config_hash(
-                apps, llmc.namespace, llmc_spec.target.deployment.name, promoted.hash
-            )
-        except DeploymentMissing as exc:
-            events.append(("Warning", "DeploymentNotFound", str(exc)))
-    return events
 
 
 def _bandit_arms(spec: RolloutSpec, evidence: _Evidence, v: Variants) -> BanditArms:
