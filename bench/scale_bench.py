@@ -189,11 +189,12 @@ class SyntheticTraffic:
             for i in range(load.configs)
             for variant, model in (("v1", "sim-large"), (canary, "sim-small"))
         ]
-        registry = self.metrics.registry
+        self.exposition = generate_latest(self.metrics.registry)
+        traffic = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                body = generate_latest(registry)
+                body = traffic.exposition  # rendered once a second, not per scrape
                 self.send_response(200)
                 self.send_header("Content-Type", CONTENT_TYPE_LATEST)
                 self.send_header("Content-Length", str(len(body)))
@@ -217,8 +218,11 @@ class SyntheticTraffic:
         return f"127.0.0.1:{self.server.server_address[1]}"
 
     def _requests(self) -> None:
+        from prometheus_client import generate_latest
+
         m, n = self.metrics, 0
         while not self._stop.wait(1.0):
+            self.exposition = generate_latest(m.registry)
             n += 1
             for ns, cfg, variant, model in self.variants:
                 m.requests.labels(ns, cfg, variant, "200").inc()
@@ -242,13 +246,13 @@ def dependencies(work: Path, load: Load) -> Iterator[dict[str, str]]:
     from optimizer_operator.local.prometheus import LocalPrometheus
 
     traffic = SyntheticTraffic(load)
-    prometheus = LocalPrometheus(workdir=work / "prometheus", targets=[], interval="5s")
+    prometheus = LocalPrometheus(workdir=work / "prometheus", targets=[], interval="10s")
     postgres = LocalPostgres()
     try:
         prometheus.start()
         prometheus.set_targets([traffic.target])
         postgres.start()
-        time.sleep(15)  # a few scrapes in before the operator starts
+        time.sleep(25)  # a few scrapes in before the operator starts
         yield {"LLMOPT_PROMETHEUS_URL": prometheus.url, "LLMOPT_DATABASE_URL": postgres.url}
     finally:
         traffic.stop()
@@ -281,6 +285,15 @@ def handled(ports: list[int], expected: dict[str, int]) -> bool:
         return False
     counts = {k: sum(s.get(k, {}).get(float("inf"), 0.0) for s in scrapes) for k in expected}
     return all(counts[k] >= n for k, n in expected.items())
+
+
+def _handled_counts(ports: list[int]) -> dict[str, float]:
+    try:
+        scrapes = [scrape(p) for p in ports]
+    except OSError as exc:
+        return {"error": float("nan"), "why": str(exc)}  # type: ignore[dict-item]
+    kinds = {k for s in scrapes for k in s}
+    return {k: sum(s.get(k, {}).get(float("inf"), 0.0) for s in scrapes) for k in kinds}
 
 
 def settled(custom: client.CustomObjectsApi, load: Load) -> bool:
@@ -455,7 +468,10 @@ def run_setup(
     try:
         while not (settled(custom, load) and handled(ports, expected)):
             if time.monotonic() - started > 900:
-                raise SystemExit(f"{setup.name}: objects not all handled after 15 minutes")
+                raise SystemExit(
+                    f"{setup.name}: objects not all handled after 15 minutes; Rollouts "
+                    f"{_standing(custom)}, handled {_handled_counts(ports)} of {expected}"
+                )
             time.sleep(1)
         startup_s = time.monotonic() - started
         time.sleep(10)  # past the start-up storm
@@ -559,6 +575,7 @@ def report(load: Load, results: dict[str, dict[str, Any]]) -> tuple[str, dict[st
         for n in names
         if n in ("one_operator", "real_dependencies")
     ]
+    older = [COLUMNS[n] for n in names if results[n].get("from_an_earlier_run")]
     md = [
         "# Scale: 1,000 Rollouts and 200 policies",
         "",
@@ -581,7 +598,14 @@ def report(load: Load, results: dict[str, dict[str, Any]]) -> tuple[str, dict[st
         "|---|" + "---|" * len(names),
     ]
     for label, key in rows:
-        md.append(f"| {label} | " + " | ".join(str(results[n][key]) for n in names) + " |")
+        md.append(f"| {label} | " + " | ".join(str(results[n].get(key)) for n in names) + " |")
+    if older:
+        md += [
+            "",
+            "From an earlier run of the same bench (not re-run this time): "
+            + "; ".join(older)
+            + ".",
+        ]
     md += [
         "",
         "Reconcile duration by kind (steady window), count / p50 / p99 in seconds:",
@@ -687,6 +711,14 @@ def main(argv: list[str] | None = None) -> int:
                     setup.env = {**setup.env, **env}
                     results[setup.name] = run_setup(setup, plane, api, setup_load, picks, work)
             print(f"  {json.dumps(results[setup.name])}")
+        earlier = args.out / "scale.json"
+        if args.only and earlier.exists():
+            # The setups not run this time keep their figures from the last full run,
+            # marked as such (the report says which).
+            previous = json.loads(earlier.read_text())
+            for name in COLUMNS:
+                if name not in results and name in previous:
+                    results[name] = {**previous[name], "from_an_earlier_run": True}
         md, data = report(load, results)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "scale.md").write_text(md)
