@@ -584,8 +584,8 @@ def report(load: Load, results: dict[str, dict[str, Any]]) -> tuple[str, dict[st
         f"standing at 10%, {load.policies} OptimizationPolicies); default timers (Rollout "
         "10 s, policy 15 s, drift repair 30 s). Without the dependencies the Rollouts are "
         "paused and the policies in recommend mode, with no Prometheus and no database; "
-        "with them (setup `real_dependencies`) a real Prometheus scrapes every variant's series (the "
-        "gateway's metric families, one synthetic request a second per variant), the "
+        "with them (setup `real_dependencies`) a real Prometheus scrapes every variant's "
+        "series (the gateway's metric families, one synthetic request a second per variant), the "
         "Rollouts measure in an analysis step every 30 s, the policies run in mode auto "
         "with PostgreSQL as their history store. The local control plane (and the "
         f"dependencies) share this machine's {psutil.cpu_count()} cores with the operator(s).",
