@@ -387,9 +387,9 @@ async def test_an_ab_test_promotes_the_significantly_better_candidate(
         del rollout["spec"]["steps"]
         rollout["spec"]["strategy"] = "abTest"
         # The decision is one Mann-Whitney test on per-interval means (2 s each at this
-        # span): 24 s gave about 12 a side, and on a loaded machine the 0.08 quality gap
-        # was then missed now and then (seen once in a clean-clone run: "no significant
-        # difference"); 48 s gives about 24 a side.
+        # span): 24 s gave about 12 a side, little power for the 0.08 quality gap (the
+        # likeliest reason it ended Aborted once in a clean-clone run); 48 s gives about
+        # 24 a side.
         rollout["spec"]["abTest"] = {"weight": 50, "minSamples": 300, "minDuration": "48s"}
         _apply(kubeconfig, rollout)
         ro = await _until_terminal(api, namespace, "ab")
