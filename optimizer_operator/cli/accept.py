@@ -13,10 +13,8 @@ stable already, or was proposed over a stable version that has changed since).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 
 from ..act import rollouts
@@ -26,10 +24,19 @@ from ..api.kinds import OPTIMIZATION_POLICY
 from ..api.llmconfig import LLMConfigObject, ModelConfig
 from ..api.names import label_value
 from ..api.policy import OptimizationPolicySpec, OptimizationPolicyStatus, TrialRecord
-from ..api.validation import InvalidSpec, parse_spec
+from ..api.validation import parse_spec
 from ..decide import optimizer, trials
-from .cluster import TIMEOUT, connect, namespace, requester
-from .undo import ANNOTATION_REQUESTED_BY, Refused
+from .cluster import (
+    REQUESTED_BY,
+    TIMEOUT,
+    NotFound,
+    Refused,
+    connect,
+    guarded,
+    namespace,
+    request_rollout,
+    requester,
+)
 
 ANNOTATION_ACCEPTED = f"{GROUP}/accepted-trial"
 
@@ -98,7 +105,7 @@ def accept_rollout(
             "analysis": trials.trial_analysis(spec).to_wire(),
         },
         labels={f"{GROUP}/policy": label_value(policy)},
-        annotations={ANNOTATION_REQUESTED_BY: who, ANNOTATION_ACCEPTED: str(record.number)},
+        annotations={REQUESTED_BY: who, ANNOTATION_ACCEPTED: str(record.number)},
         owner=None,  # a person's Rollout: never held back
     )
     if template.strategy != "canary":
@@ -108,49 +115,37 @@ def accept_rollout(
 
 def run(args: argparse.Namespace) -> int:
     ns = namespace(args.namespace)
+    return guarded(f"accept {ns}/{args.policy}", lambda: _accept(ns, args.policy, args.trial))
+
+
+def _accept(ns: str, policy: str, trial: int | None) -> int:
+    custom = connect()
     try:
-        custom = connect()
-        try:
-            obj = custom.get_namespaced_custom_object(
-                GROUP, VERSION, ns, OPTIMIZATION_POLICY.plural, args.policy,
-                _request_timeout=TIMEOUT,
-            )  # fmt: skip
-        except ApiException as exc:
-            if exc.status == 404:
-                print(f"error: OptimizationPolicy {ns}/{args.policy} not found", file=sys.stderr)
-                return 3
-            raise
-        spec = parse_spec(OptimizationPolicySpec, obj.get("spec"))
-        raw = {k: v for k, v in (obj.get("status") or {}).items()
-               if k not in ("conditions", "observedGeneration")}  # fmt: skip
-        record = chosen(OptimizationPolicyStatus.model_validate(raw), args.trial)
-        found = read_llmconfig(custom, ns, spec.target_ref.name)
-        if found is None:
-            print(f"error: LLMConfig {ns}/{spec.target_ref.name} not found", file=sys.stderr)
-            return 3
-        llmc = LLMConfigObject.parse(found)
-        config_ = candidate(spec, record, llmc)
-        free = rollouts.free_name(custom, ns, f"{args.policy}-accept-t{record.number}")
-        if free is None:
-            raise Refused(f"20 Rollouts accepting trial {record.number} already ended")
-        name, running = free
-        if running is None:
-            body = accept_rollout(spec, args.policy, ns, record, config_, name, requester())
-            rollouts.create_rollout(custom, body)
-    except Refused as exc:
-        print(f"error: accept {ns}/{args.policy}: {exc}", file=sys.stderr)
-        return 4
-    except (InvalidSpec, ValueError) as exc:
-        print(f"error: OptimizationPolicy {ns}/{args.policy}: {exc}", file=sys.stderr)
-        return 1
+        obj = custom.get_namespaced_custom_object(
+            GROUP, VERSION, ns, OPTIMIZATION_POLICY.plural, policy, _request_timeout=TIMEOUT
+        )
     except ApiException as exc:
-        print(f"error: accept {ns}/{args.policy}: {exc.status} {exc.reason}", file=sys.stderr)
-        return 1
-    except (config.ConfigException, OSError) as exc:
-        print(f"error: cannot reach the cluster: {exc}", file=sys.stderr)
-        return 2
-    already = " (requested before; still running)" if running is not None else ""
-    print(f"accept: Rollout {name} rolls out trial {record.number} of {ns}/{args.policy} "
+        if exc.status == 404:
+            raise NotFound(f"OptimizationPolicy {ns}/{policy}") from None
+        raise
+    spec = parse_spec(OptimizationPolicySpec, obj.get("spec"))
+    raw = {k: v for k, v in (obj.get("status") or {}).items()
+           if k not in ("conditions", "observedGeneration")}  # fmt: skip
+    record = chosen(OptimizationPolicyStatus.model_validate(raw), trial)
+    found = read_llmconfig(custom, ns, spec.target_ref.name)
+    if found is None:
+        raise NotFound(f"LLMConfig {ns}/{spec.target_ref.name}")
+    llmc = LLMConfigObject.parse(found)
+    config_ = candidate(spec, record, llmc)
+    who = requester()
+    name, running = request_rollout(
+        custom,
+        ns,
+        f"{policy}-accept-t{record.number}",
+        lambda free: accept_rollout(spec, policy, ns, record, config_, free, who),
+    )
+    already = " (requested before; still running)" if running else ""
+    print(f"accept: Rollout {name} rolls out trial {record.number} of {ns}/{policy} "
           f"({config_.provider}/{config_.model} {record.params}){already}")  # fmt: skip
     print(f"follow it: llm-optimizer rollout status {name} -n {ns}")
     return 0

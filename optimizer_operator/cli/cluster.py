@@ -5,8 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
+from collections.abc import Callable
+from typing import Any
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from ..act import rollouts
+from ..api.validation import InvalidSpec
 
 # (connect, read) seconds for one API request: a hung API server gives a clear error.
 TIMEOUT = (5, 20)
@@ -53,3 +60,52 @@ def requester() -> str:
         return str(active.get("context", {}).get("user") or "unknown")
     except (config.ConfigException, OSError, TypeError):
         return "unknown"
+
+
+class NotFound(Exception):
+    """An object the command needs does not exist (exit 3); the message names it."""
+
+
+class Refused(Exception):
+    """The request cannot be carried out as asked (exit 4); the message says why."""
+
+
+def guarded(what: str, body: Callable[[], int]) -> int:
+    """Run a command's ``body``; each way it can fail becomes one line on stderr and its
+    exit code: 1 an API error or an invalid object, 2 the cluster unreachable, 3 not
+    found, 4 refused."""
+    try:
+        return body()
+    except NotFound as exc:
+        print(f"error: {exc} not found", file=sys.stderr)
+        return 3
+    except Refused as exc:
+        print(f"error: {what}: {exc}", file=sys.stderr)
+        return 4
+    except (InvalidSpec, ValueError) as exc:
+        print(f"error: {what}: invalid object: {exc}", file=sys.stderr)
+        return 1
+    except ApiException as exc:
+        print(f"error: {what}: {exc.status} {exc.reason}", file=sys.stderr)
+        return 1
+    except (config.ConfigException, OSError) as exc:
+        print(f"error: cannot reach the cluster: {exc}", file=sys.stderr)
+        return 2
+
+
+def request_rollout(
+    custom: client.CustomObjectsApi,
+    ns: str,
+    base: str,
+    build: Callable[[str], dict[str, Any]],
+) -> tuple[str, bool]:
+    """Create the Rollout ``build(name)`` under the first free name of ``base``, once:
+    when the same request still runs it is adopted, not made twice. Returns (name,
+    whether it was running already)."""
+    free = rollouts.free_name(custom, ns, base)
+    if free is None:
+        raise Refused(f"20 Rollouts named {base}[-N] already ended; delete some")
+    name, running = free
+    if running is None:
+        rollouts.create_rollout(custom, build(name))
+    return name, running is not None

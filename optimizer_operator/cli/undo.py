@@ -15,26 +15,25 @@ Exit codes: 0 requested, 1 API error, 2 cluster unreachable, 3 LLMConfig not fou
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
-
-from kubernetes import config
-from kubernetes.client.exceptions import ApiException
 
 from ..act import rollouts
 from ..act.llmconfigs import read_llmconfig
 from ..api.common import GROUP
 from ..api.llmconfig import LLMConfigObject, VersionRecord
 from ..api.names import label_value
-from ..api.validation import InvalidSpec
-from .cluster import REQUESTED_BY, connect, namespace, requester
+from .cluster import (
+    REQUESTED_BY,
+    NotFound,
+    Refused,
+    connect,
+    guarded,
+    namespace,
+    request_rollout,
+    requester,
+)
 
 LABEL_UNDO = f"{GROUP}/undo-of"
-ANNOTATION_REQUESTED_BY = REQUESTED_BY
-
-
-class Refused(Exception):
-    """Nothing to undo to; the message says why."""
 
 
 def add_parser(sub: Any) -> None:
@@ -89,50 +88,41 @@ def undo_rollout(
         llmc.namespace,
         spec,
         labels={LABEL_UNDO: label_value(llmc.name)},
-        annotations={ANNOTATION_REQUESTED_BY: who, f"{GROUP}/undo-to": f"v{version.version}"},
+        annotations={REQUESTED_BY: who, f"{GROUP}/undo-to": f"v{version.version}"},
         owner=None,  # a person's Rollout: never held back
     )
 
 
 def run(args: argparse.Namespace) -> int:
     ns = namespace(args.namespace)
-    try:
-        custom = connect()
-        found = read_llmconfig(custom, ns, args.name)
-        if found is None:
-            print(f"error: LLMConfig {ns}/{args.name} not found", file=sys.stderr)
-            return 3
-        llmc = LLMConfigObject.parse(found)
-        version = target_version(llmc, args.to_version)
-        free = rollouts.free_name(custom, ns, f"{llmc.name}-undo-v{version.version}")
-        if free is None:
-            raise Refused(f"20 undo Rollouts to v{version.version} already ended; delete some")
-        name, running = free
-        if running is None:
-            rollouts.create_rollout(custom, undo_rollout(llmc, version, name, requester()))
-    except Refused as exc:
-        print(f"error: undo {ns}/{args.name}: {exc}", file=sys.stderr)
-        return 4
-    except InvalidSpec as exc:
-        print(f"error: LLMConfig {ns}/{args.name}: {exc}", file=sys.stderr)
-        return 1
-    except ApiException as exc:
-        print(f"error: undo {ns}/{args.name}: {exc.status} {exc.reason}", file=sys.stderr)
-        return 1
-    except (config.ConfigException, OSError) as exc:
-        print(f"error: cannot reach the cluster: {exc}", file=sys.stderr)
-        return 2
+    return guarded(f"undo {ns}/{args.name}", lambda: _undo(ns, args.name, args.to_version))
+
+
+def _undo(ns: str, name: str, to_version: int | None) -> int:
+    custom = connect()
+    found = read_llmconfig(custom, ns, name)
+    if found is None:
+        raise NotFound(f"LLMConfig {ns}/{name}")
+    llmc = LLMConfigObject.parse(found)
+    version = target_version(llmc, to_version)
+    who = requester()
+    rollout, running = request_rollout(
+        custom,
+        ns,
+        f"{llmc.name}-undo-v{version.version}",
+        lambda free: undo_rollout(llmc, version, free, who),
+    )
     how = (
         "through the delivery's canary steps"
         if llmc.spec.delivery.strategy == "canary"
-        else ("all traffic at once")
+        else "all traffic at once"
     )
-    already = " (requested before; still running)" if running is not None else ""
-    print(f"undo: Rollout {name} takes {ns}/{args.name} back to v{version.version} "
+    already = " (requested before; still running)" if running else ""
+    print(f"undo: Rollout {rollout} takes {ns}/{name} back to v{version.version} "
           f"({version.provider}/{version.model}), {how}{already}")  # fmt: skip
     active = llmc.status.active_rollout
-    if active and active != name:
+    if active and active != rollout:
         print(f"note: Rollout {active} holds the LLMConfig; the undo starts when it ends "
               f"(llm-optimizer rollout abort {active} to end it now)")  # fmt: skip
-    print(f"follow it: llm-optimizer rollout status {name} -n {ns}")
+    print(f"follow it: llm-optimizer rollout status {rollout} -n {ns}")
     return 0

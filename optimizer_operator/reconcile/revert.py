@@ -5,17 +5,13 @@ person's change made meanwhile is never overwritten."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from kubernetes import client
 
-from ..act.deployment import DeploymentMissing, annotate_config_hash
-from ..act.llmconfigs import quarantine, write_on_stable
-from ..act.variants import render
-from ..api.llmconfig import LLMConfigObject, VersionRecord
+from ..act.llmconfigs import quarantine
+from ..api.llmconfig import LLMConfigObject
 from ..api.rollout import RolloutSpec, RolloutStatus
 from ..decide.actions import Revert
-from ..store.history import record_version
+from .new_stable import make_stable
 
 
 def revert(
@@ -44,38 +40,24 @@ def revert(
                 "in status.history; nothing reverted — llm-optimizer undo picks another",
             )
         ]
-    written: dict[str, Any] = {}
-
-    def back(current: LLMConfigObject) -> dict[str, Any]:
-        history, version, _ = record_version(
-            [v.to_wire() for v in current.status.history],
-            previous.model_config_part(),
-            source=f"rollout/{rollout}:revert",
-            now=now,
-            limit=current.spec.history_limit,
-        )
-        written["history"] = history
-        return {"history": history, "currentVersion": version, "currentHash": previous.hash}
-
-    write_on_stable(custom, llmc, spec.candidate.config_hash(), back)
-    llmc.status.history = [VersionRecord.model_validate(v) for v in written["history"]]
-    restored = llmc.status.history[-1]
-    render(core, llmc, restored, None)
+    restored, annotated = make_stable(
+        previous.model_config_part(),
+        llmc,
+        over_hash=spec.candidate.config_hash(),
+        rollout=rollout,
+        source=f"rollout/{rollout}:revert",
+        now=now,
+        core=core,
+        apps=apps,
+        custom=custom,
+    )
     quarantine(
         custom, llmc, spec.candidate, rollout, action.reason, now, counted=spec.trial is None
     )
-    events = [
-        (
-            "Warning",
-            "Reverted",
-            f"v{restored.version} ({restored.model}) is stable again, the configuration "
-            f"of {status.stable_variant}: {action.reason}",
-        )
-    ]
-    deployment = llmc.spec.target.deployment
-    if deployment is not None:
-        try:
-            annotate_config_hash(apps, llmc.namespace, deployment.name, restored.hash)
-        except DeploymentMissing as exc:
-            events.append(("Warning", "DeploymentNotFound", str(exc)))
-    return events
+    reverted = (
+        "Warning",
+        "Reverted",
+        f"v{restored.version} ({restored.model}) is stable again, the configuration "
+        f"of {status.stable_variant}: {action.reason}",
+    )
+    return [reverted, *annotated]

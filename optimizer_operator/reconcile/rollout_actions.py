@@ -9,14 +9,14 @@ from typing import Any
 
 from kubernetes import client
 
-from ..act.deployment import DeploymentMissing, annotate_config_hash
-from ..act.llmconfigs import holds, quarantine, release, write_on_stable
+from ..act.deployment import DeploymentMissing
+from ..act.llmconfigs import quarantine, release
 from ..act.replicas import ensure_canary, remove_canary
 from ..act.variants import Canary, bandit_canary, render
-from ..api.llmconfig import LLMConfigObject, VersionRecord
+from ..api.llmconfig import LLMConfigObject
 from ..api.rollout import Bandit, RolloutSpec, RolloutStatus
 from ..decide.actions import Promote, RestoreStable, Revert, SetArms, SetWeight
-from ..store.history import record_version
+from .new_stable import annotate, make_stable
 from .revert import revert
 
 
@@ -98,45 +98,23 @@ def _promote(
     """The winner becomes the newest version (once), rendered; its Events."""
     stable = llmc.stable
     assert stable is not None
-    events: list[tuple[str, str, str]] = []
     winner = action.config or spec.candidate
-    llmc_spec = llmc.spec
-    version = stable.version
-    promoted = stable
     if stable.source == f"rollout/{rollout}" and stable.hash == winner.config_hash():
-        release(custom, llmc, rollout)  # already recorded by an interrupted tick: once only
+        # Already recorded by an interrupted tick: once only.
+        release(custom, llmc, rollout)
+        render(core, llmc, stable, None)
+        promoted, events = stable, annotate(llmc, stable, apps)
     else:
-        written: dict[str, Any] = {}
-
-        def promotion(current: LLMConfigObject) -> dict[str, Any]:
-            history, new_version, _ = record_version(
-                [v.to_wire() for v in current.status.history],
-                winner,
-                source=f"rollout/{rollout}",
-                now=now,
-                limit=llmc_spec.history_limit,
-            )
-            unclaim = {"activeRollout": None} if holds(current, rollout) else {}
-            written.update(history=history, version=new_version)
-            return {
-                "history": history,
-                "currentVersion": new_version,
-                "currentHash": winner.config_hash(),
-                **unclaim,
-            }
-
-        # Only over the stable it was judged against: a newer one (a person's edit) wins.
-        write_on_stable(custom, llmc, status.stable_hash or stable.hash, promotion)
-        version = written["version"]
-        llmc.status.history = [VersionRecord.model_validate(v) for v in written["history"]]
-        promoted = llmc.status.history[-1]
-    render(core, llmc, promoted, None)
-    events.append(("Normal", "Promoted", f"{winner.model} is v{version} of {llmc.name}"))
-    if llmc_spec.target.deployment is not None:
-        try:
-            annotate_config_hash(
-                apps, llmc.namespace, llmc_spec.target.deployment.name, promoted.hash
-            )
-        except DeploymentMissing as exc:
-            events.append(("Warning", "DeploymentNotFound", str(exc)))
-    return events
+        promoted, events = make_stable(
+            winner,
+            llmc,
+            over_hash=status.stable_hash or stable.hash,
+            rollout=rollout,
+            source=f"rollout/{rollout}",
+            now=now,
+            core=core,
+            apps=apps,
+            custom=custom,
+        )
+    return [("Normal", "Promoted", f"{winner.model} is v{promoted.version} of {llmc.name}"),
+            *events]  # fmt: skip
