@@ -36,10 +36,10 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     namespaces = args.namespace or []
     os.environ["LLMOPT_NAMESPACES"] = ",".join(namespaces)
-    from ..handlers.settings import connection_limit
+    from ..handlers.environment import check_environment
 
     try:
-        connection_limit()  # read again at login; a bad value stops here, in one line
+        check_environment()  # each read again where it is used; a bad value stops here
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -48,8 +48,11 @@ def custom() -> client.CustomObjectsApi:
 def metric_source() -> PrometheusSource | None:
     """One Prometheus client (and HTTP session) for all handlers, not one per tick."""
     url = os.environ.get("LLMOPT_PROMETHEUS_URL")
-    timeout = float(os.environ.get("LLMOPT_PROMETHEUS_TIMEOUT", "10"))
-    return PrometheusSource(url, timeout=timeout) if url else None
+    from .environment import env_number
+
+    timeout = env_number("LLMOPT_PROMETHEUS_TIMEOUT", 10, 0.1, whole=False)
+    cooldown = env_number("LLMOPT_PROMETHEUS_COOLDOWN", 5, 0, whole=False)
+    return PrometheusSource(url, timeout=timeout, cooldown=cooldown) if url else None
 
 
 # Seconds before a handler that met a transient API failure runs again (kopf's own
@@ -102,4 +105,6 @@ def history_store() -> HistoryStore | None:
     from ..store.postgres import HistoryStore  # psycopg only with a database configured
 
     retention = float(os.environ.get("LLMOPT_DATABASE_RETENTION_DAYS", "90"))
-    return HistoryStore(url, retention_days=retention)
+    from .environment import database_pool_size
+
+    return HistoryStore(url, retention_days=retention, pool_size=database_pool_size())

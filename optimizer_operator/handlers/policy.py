@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
@@ -13,9 +15,18 @@ from ..api import GROUP, OPTIMIZATION_POLICY, VERSION
 from ..reconcile.policy import run_cycle
 from ..tracing import Tracer
 from . import clients, telemetry
+from .environment import policy_workers
 from .status import apply_outcome, body_dict
 
 TICK_SECONDS = float(os.environ.get("LLMOPT_POLICY_TICK", "15"))
+
+
+@lru_cache(maxsize=1)
+def _workers() -> ThreadPoolExecutor:
+    """Policy cycles (Prometheus, PostgreSQL, Optuna: the slow work) run in threads of
+    their own, so they never take kopf's worker threads from Rollout ticks and LLMConfig
+    renders, the handlers a person waits on."""
+    return ThreadPoolExecutor(max_workers=policy_workers(), thread_name_prefix="policy-cycle")
 
 
 @lru_cache(maxsize=1)
@@ -33,10 +44,21 @@ def _tracer() -> Tracer | None:
     initial_delay=0,
     backoff=TICK_SECONDS,
 )
+async def cycle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Settle trials, check triggers and gates, propose the next trial; status says why.
+    Runs in the policy threads; the time it waits for one is counted."""
+    queued = time.monotonic()
+
+    def run() -> None:
+        telemetry.POLICY_QUEUE_SECONDS.observe(time.monotonic() - queued)
+        _cycle(body, patch)
+
+    await asyncio.get_running_loop().run_in_executor(_workers(), run)
+
+
 @telemetry.timed("OptimizationPolicy")
 @clients.retry_soon
-def cycle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Settle trials, check triggers and gates, propose the next trial; status says why."""
+def _cycle(body: kopf.Body, patch: kopf.Patch) -> None:
     meta = body["metadata"]
     started = time.monotonic()
     try:

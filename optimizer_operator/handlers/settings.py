@@ -12,6 +12,7 @@ import kopf
 
 from ..api import GROUP
 from . import clients
+from .environment import connection_limit
 
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -47,30 +48,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.mandatory = True
     else:
         settings.peering.standalone = True
-
-
-def connection_limit() -> int:
-    """Connections kopf may hold open to the API server (0: no limit, kopf's default).
-
-    Without a limit, the start-up storm (every object resumed at once) opens hundreds of
-    TLS connections, each with buffers of its own: at 1,000 Rollouts that was about 90 MB
-    of the operator's peak RSS (``make bench-scale``). Too tight a limit queues the
-    handlers' status patches instead (at 28, start-up took twice as long and the timers
-    fell behind). Each watch holds one connection for good, so the default leaves room for
-    them: 60 for requests plus four per watched namespace (three kinds and kopf's own),
-    or for the cluster-wide watches."""
-    explicit = os.environ.get("LLMOPT_API_CONNECTIONS")
-    if explicit is not None:
-        if not explicit.strip().isdigit():
-            raise ValueError(
-                f"LLMOPT_API_CONNECTIONS: expected a whole number >= 0 (0: no limit), "
-                f"got {explicit!r}"
-            )
-        return int(explicit)
-    namespaces = [n for n in os.environ.get("LLMOPT_NAMESPACES", "").split(",") if n]
-    if any(set(n) & set("*?[!") for n in namespaces):
-        return 0  # how many namespaces a glob matches is not known up front
-    return 60 + 4 * max(1, len(namespaces))
 
 
 @kopf.on.login()

@@ -49,6 +49,11 @@ CYCLE_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
+POLICY_QUEUE_SECONDS = Histogram(
+    "llmopt_operator_policy_queue_seconds",
+    "Time a due policy cycle waited for one of the policy threads (LLMOPT_POLICY_WORKERS).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 RECONCILE_SECONDS = Histogram(
     "llmopt_operator_reconcile_duration_seconds",
     "Duration of one handler run (one reconcile), by kind; queueing before it not included.",

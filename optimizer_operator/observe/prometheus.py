@@ -9,13 +9,15 @@ into a Hold: no decision is ever made on missing data.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
-from requests.exceptions import RequestException
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import RequestException, Timeout
 
 SELECTOR = 'llm_config_namespace="{{namespace}}",llm_config="{{llm_config}}",variant="{{variant}}"'
 
@@ -106,19 +108,37 @@ class MetricSource(Protocol):
 
 @dataclass
 class PrometheusSource:
-    """A Prometheus server, every call bounded by ``timeout`` seconds."""
+    """A Prometheus server, every call bounded by ``timeout`` seconds.
+
+    When the server cannot be reached (refused, reset, timed out), calls in the next
+    ``cooldown`` seconds fail at once with the same reason instead of each waiting out
+    its own timeout: during an outage a tick holds in milliseconds, and the handler
+    threads stay free for the work that needs no metrics. An error answer to one query
+    (a bad PromQL) affects only that query."""
 
     url: str
     timeout: float = 10.0
+    cooldown: float = 5.0
 
     def __post_init__(self) -> None:
         self._client = PrometheusConnect(
             url=self.url, disable_ssl=True, timeout=math.ceil(self.timeout)
         )
+        self._down_until = 0.0
+        self._down_reason = ""
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if time.monotonic() < self._down_until:
+            raise MetricsUnavailable(
+                f"Prometheus at {self.url} unreachable less than {self.cooldown:g} s ago "
+                f"({self._down_reason}); not asked again before then"
+            )
         try:
             return fn(*args, **kwargs)
+        except (RequestsConnectionError, Timeout) as exc:
+            self._down_reason = str(exc)[:300]
+            self._down_until = time.monotonic() + self.cooldown
+            raise MetricsUnavailable(f"Prometheus at {self.url}: {exc}") from None
         except (RequestException, PrometheusApiClientException, ValueError) as exc:
             raise MetricsUnavailable(f"Prometheus at {self.url}: {exc}") from None
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..api.llmconfig import VersionRecord
 from ..api.policy import BaselineResult, RuleEvaluation, TrialRecord
@@ -120,40 +122,92 @@ POLICY_LOOP = "llm-optimizer operator (policy loop)"
 AUDITED = ("TrialStarted", "TrialPromoted", "TrialRolledBack", "RuleApplied", "BanditStarted",
            "CircuitBreakerOpen", "Recommendation")  # fmt: skip
 BUFFER_LIMIT = 10_000
+APPLICATION_NAME = "llm-optimizer"  # how the store's sessions show in pg_stat_activity
 # Rows older than this are deleted (trials and versions are kept: the study needs them).
 RETAINED = ("llmopt_decisions", "llmopt_baselines", "llmopt_rule_executions", "llmopt_audit")
 
 
 class HistoryStore:
-    """Trials and decisions in PostgreSQL (psycopg 3, a connection per call)."""
+    """Trials and decisions in PostgreSQL (psycopg 3), through a small connection pool
+    (psycopg_pool) shared by every handler thread.
 
-    def __init__(self, url: str, timeout: float = 5.0, retention_days: float = 90.0) -> None:
+    Every call waits at most ``timeout`` seconds for a connection and every statement
+    is bounded by the same. A call that finds no connection in time raises
+    StoreUnavailable and drops the pool, so the next call starts a fresh one (a pool
+    left to its own reconnection would back off for minutes after a long outage)."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 5.0,
+        retention_days: float = 90.0,
+        pool_size: int = 4,
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.retention_days = retention_days
+        self.pool_size = max(1, pool_size)
+        self._pool: ConnectionPool | None = None
         self._schema_ready = False
         self._pending: list[tuple[str, tuple[object, ...]]] = []  # unsaved while down
         self.dropped = 0  # rows lost past BUFFER_LIMIT during a long outage
         self._pruned_at = 0.0
-        self._lock = threading.Lock()  # kopf runs handlers in threads: one writer at a time
+        self._lock = threading.Lock()  # guards the pool, the pending rows, the schema flag
 
-    def _connect(self) -> psycopg.Connection:
+    def _get_pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    kwargs={
+                        "connect_timeout": max(1, int(self.timeout)),
+                        "application_name": APPLICATION_NAME,
+                        "options": f"-c statement_timeout={int(self.timeout * 1000)}",
+                    },
+                    check=ConnectionPool.check_connection,  # a dead one is replaced
+                    timeout=self.timeout,
+                    name="llmopt-history",
+                    num_workers=1,
+                    open=False,
+                )
+                self._pool.open(wait=False)
+            return self._pool
+
+    def _drop_pool(self, pool: ConnectionPool) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.close(timeout=0)
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection (the schema migrated on first use), committed when the
+        block ends; StoreUnavailable when none comes within ``timeout`` or a statement
+        fails."""
+        pool = self._get_pool()
         try:
-            conn = psycopg.connect(
-                self.url,
-                connect_timeout=max(1, int(self.timeout)),
-                options=f"-c statement_timeout={int(self.timeout * 1000)}",
-            )
+            with pool.connection(timeout=self.timeout) as conn:
+                if not self._schema_ready:
+                    self._migrate(conn)
+                    self._schema_ready = True
+                yield conn
+        except PoolTimeout:
+            self._drop_pool(pool)
+            raise StoreUnavailable(
+                f"no connection to PostgreSQL within {self.timeout:g} s "
+                "(the operator log names the connection error)"
+            ) from None
         except psycopg.Error as exc:
             raise StoreUnavailable(str(exc).strip().splitlines()[0]) from None
-        if not self._schema_ready:
-            try:
-                self._migrate(conn)
-            except psycopg.Error as exc:
-                conn.close()
-                raise StoreUnavailable(str(exc).strip().splitlines()[0]) from None
-            self._schema_ready = True
-        return conn
+
+    def close(self) -> None:
+        """Close the pool's connections (a later call opens a new pool)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def _migrate(self, conn: psycopg.Connection) -> None:
         with conn.transaction():
@@ -177,15 +231,12 @@ class HistoryStore:
         return int(row[0]) if row and row[0] else 0
 
     def load(self, namespace: str, policy: str) -> list[TrialRecord]:
-        try:
-            with self._connect() as conn:
-                rows = conn.execute(
-                    "SELECT record FROM llmopt_trials WHERE namespace = %s AND policy = %s "
-                    "ORDER BY number",
-                    (namespace, policy),
-                ).fetchall()
-        except psycopg.Error as exc:
-            raise StoreUnavailable(str(exc).strip().splitlines()[0]) from None
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT record FROM llmopt_trials WHERE namespace = %s AND policy = %s "
+                "ORDER BY number",
+                (namespace, policy),
+            ).fetchall()
         return [TrialRecord.model_validate(r[0]) for r in rows]
 
     def save(
@@ -212,14 +263,12 @@ class HistoryStore:
                                          message, POLICY_LOOP)))  # fmt: skip
         appended += [(BASELINE, (namespace, policy, json.dumps(b.to_wire()))) for b in baselines]
         appended += [(RULE, (namespace, policy, r.rule, r.outcome, r.value)) for r in rules]
-        with self._lock:
-            self._save(namespace, policy, records, appended, llmconfig, versions)
+        self._save(namespace, policy, records, appended, llmconfig, versions)
 
     def audit(self, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
         """Append audit rows — (namespace, object as Kind/name, action, detail, actor) —
         now; while the database is down they wait with the other appended rows."""
-        with self._lock:
-            self._save("", "", [], [(AUDIT, row) for row in rows], None, ())
+        self._save("", "", [], [(AUDIT, row) for row in rows], None, ())
 
     def _save(
         self,
@@ -230,10 +279,9 @@ class HistoryStore:
         llmconfig: str | None,
         versions: Sequence[VersionRecord],
     ) -> None:
-        self._pending += appended
-        if len(self._pending) > BUFFER_LIMIT:
-            self.dropped += len(self._pending) - BUFFER_LIMIT
-            self._pending = self._pending[-BUFFER_LIMIT:]
+        with self._lock:  # this call takes every waiting row; a failure puts them back
+            batch = self._keep([*self._pending, *appended])
+            self._pending = []
         try:
             with self._connect() as conn, conn.transaction(), conn.cursor() as cur:
                 cur.executemany(
@@ -267,13 +315,23 @@ class HistoryStore:
                         ],
                     )  # fmt: skip
                 for kind in (DECISION, AUDIT, BASELINE, RULE):
-                    rows = [row for k, row in self._pending if k == kind]
+                    rows = [row for k, row in batch if k == kind]
                     if rows:
                         cur.executemany(INSERTS[kind], rows)
                 self._prune(cur)
-        except psycopg.Error as exc:
-            raise StoreUnavailable(str(exc).strip().splitlines()[0]) from None
-        self._pending = []
+        except StoreUnavailable:
+            with self._lock:
+                self._pending = self._keep([*batch, *self._pending])
+            raise
+
+    def _keep(
+        self, rows: list[tuple[str, tuple[object, ...]]]
+    ) -> list[tuple[str, tuple[object, ...]]]:
+        """The newest BUFFER_LIMIT rows; the older ones are counted as dropped."""
+        if len(rows) > BUFFER_LIMIT:
+            self.dropped += len(rows) - BUFFER_LIMIT
+            return rows[-BUFFER_LIMIT:]
+        return rows
 
     def _prune(self, cur: psycopg.Cursor[Any]) -> None:
         """Retention: at most hourly, delete appended rows older than retention_days."""
@@ -287,13 +345,10 @@ class HistoryStore:
             )
 
     def decisions(self, namespace: str, policy: str) -> list[tuple[str, str]]:
-        try:
-            with self._connect() as conn:
-                rows = conn.execute(
-                    "SELECT reason, message FROM llmopt_decisions "
-                    "WHERE namespace = %s AND policy = %s ORDER BY id",
-                    (namespace, policy),
-                ).fetchall()
-        except psycopg.Error as exc:
-            raise StoreUnavailable(str(exc).strip().splitlines()[0]) from None
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT reason, message FROM llmopt_decisions "
+                "WHERE namespace = %s AND policy = %s ORDER BY id",
+                (namespace, policy),
+            ).fetchall()
         return [(r[0], r[1]) for r in rows]

@@ -372,3 +372,53 @@ def test_every_change_is_audited_with_who_made_it(
     assert by[("Rollout/r1", "Started")] not in ("", "llm-optimizer operator")  # a person's
     assert by[("Rollout/r1", "PromotedBySpec")].endswith(" via llm-optimizer-cli")
     assert by[("Rollout/r1", "WeightSet")] == "llm-optimizer operator"
+
+
+def test_handler_threads_share_a_bounded_pool_of_connections(postgres: LocalPostgres) -> None:
+    """Twelve threads saving at once (as policy cycles and audits do) go through at most
+    ``pool_size`` sessions, reused call after call rather than one opened per call, and
+    every row they save arrives; after a restart of the database the next call works."""
+    import threading
+
+    from optimizer_operator.store.postgres import APPLICATION_NAME
+
+    store = HistoryStore(postgres.url, timeout=5, pool_size=3)
+    namespace = "pool-test"
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def sessions() -> int:
+        with psycopg.connect(postgres.url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                (APPLICATION_NAME,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def work(k: int) -> None:
+        try:
+            for j in range(5):
+                store.save(namespace, f"p{k}", [], [("Idle", f"cycle {j}")])
+                seen.append(sessions())
+        except BaseException as exc:  # reported below, with the thread's failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert max(seen) <= 3, max(seen)
+    with psycopg.connect(postgres.url) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT (policy, message)) FROM llmopt_decisions "
+            "WHERE namespace = %s",
+            (namespace,),
+        ).fetchone()
+    assert row is not None and row[0] == row[1] == 60  # every row, none twice
+    postgres.stop()
+    postgres.start()
+    store.save(namespace, "p0", [], [("Idle", "after the restart")])
+    assert store.decisions(namespace, "p0")[-1] == ("Idle", "after the restart")
+    store.close()

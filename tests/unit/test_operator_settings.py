@@ -46,3 +46,45 @@ def test_a_bad_pool_size_is_a_one_line_error_before_anything_starts() -> None:
     assert out.stderr.strip().splitlines() == [
         "error: LLMOPT_API_CONNECTIONS: expected a whole number >= 0 (0: no limit), got 'lots'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "line"),
+    [
+        ("LLMOPT_POLICY_WORKERS", "0", "expected a whole number >= 1, got '0'"),
+        ("LLMOPT_DATABASE_POOL_SIZE", "four", "expected a whole number >= 1, got 'four'"),
+        ("LLMOPT_PROMETHEUS_COOLDOWN", "-1", "expected a number >= 0, got '-1'"),
+        ("LLMOPT_PROMETHEUS_TIMEOUT", "nan", "expected a number >= 0.1, got 'nan'"),
+    ],
+)
+def test_a_bad_numeric_setting_is_a_one_line_error_naming_it(
+    name: str, value: str, line: str
+) -> None:
+    env = {**os.environ, name: value, "KUBECONFIG": "/nonexistent"}
+    out = subprocess.run(
+        [sys.executable, "-m", "optimizer_operator", "operator"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out
+    assert out.stderr.strip().splitlines() == [f"error: {name}: {line}"]
+
+
+async def test_policy_cycles_run_on_their_own_threads_not_kopfs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cycle's slow work (Prometheus, PostgreSQL, Optuna) runs on a policy-cycle
+    thread; kopf's worker threads stay for Rollout ticks and LLMConfig renders. The
+    cycle itself is replaced by a recorder here: what is checked is where it runs."""
+    import threading
+
+    from optimizer_operator.handlers import policy
+
+    ran_on: list[str] = []
+    monkeypatch.setattr(
+        policy, "_cycle", lambda body, patch: ran_on.append(threading.current_thread().name)
+    )
+    await policy.cycle(body={}, patch={})  # type: ignore[arg-type]
+    assert len(ran_on) == 1 and ran_on[0].startswith("policy-cycle")
