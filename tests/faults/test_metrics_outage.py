@@ -36,6 +36,6 @@ def test_after_a_timeout_calls_in_the_cooldown_hold_without_asking(
 
 def test_a_rejected_query_does_not_stop_the_next_one(prometheus: LocalPrometheus) -> None:
     source = PrometheusSource(prometheus.url, timeout=5, cooldown=60)
-    with pytest.raises(MetricsUnavailable, match="bad_data|parse error"):
+    with pytest.raises(MetricsUnavailable, match=r"bad_data|parse error"):
         source.value("sum(rate(")
     assert source.value("vector(1)") == 1.0
