@@ -35,6 +35,7 @@ Results: bench/results/scale.{md,json}.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import dataclasses
 import json
@@ -54,8 +55,10 @@ from typing import Any
 
 import psutil
 from kubernetes import client, config
+from prometheus_client.utils import floatToGoString
 
 from optimizer_operator.api import GROUP, VERSION
+from optimizer_operator.gateway.metrics import DURATION_BUCKETS, QUALITY_BUCKETS
 from optimizer_operator.local.cluster import ControlPlane, free_port, start_operator, stop_pids
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,32 +166,32 @@ def _second_step(load: Load) -> dict[str, Any]:
 
 
 class SyntheticTraffic:
-    """Every variant's series as the gateway exports them — its own metric families
-    (gateway/metrics.py), one request a second per variant — served on a loopback port
-    for a real Prometheus to scrape. Fewer series than a real gateway (no token or TTFT
-    histograms, one evaluator), all the ones the operator queries."""
+    """Every variant's series as the gateway exports them — its metric families, label
+    names and buckets (gateway/metrics.py), one request a second per variant — served on
+    a loopback port for a real Prometheus to scrape. Fewer series than a real gateway
+    (no token or TTFT histograms, one evaluator), all the ones the operator queries.
+    Rendered by hand, not by prometheus_client: its exposition of these 150,000 lines
+    took the harness about half a core, which belongs to the system under test."""
 
     def __init__(self, load: Load) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
         from optimizer_operator.api.llmconfig import ModelConfig
         from optimizer_operator.api.variants import canary_variant_id
-        from optimizer_operator.gateway.metrics import GatewayMetrics
 
-        self.metrics = GatewayMetrics()
         canary = canary_variant_id(
             ModelConfig.model_validate(
                 {"provider": "simulator", "model": "sim-small"}
             ).config_hash()
         )
         self.variants = [
-            (ns, f"c-{i}", variant, model)
+            (ns, f"c-{i}", i, variant, model)
             for ns in load.names()
             for i in range(load.configs)
             for variant, model in (("v1", "sim-large"), (canary, "sim-small"))
         ]
+        self._durations = Buckets(len(self.variants), DURATION_BUCKETS)
+        self._quality = Buckets(len(self.variants), QUALITY_BUCKETS)
         self._started = time.monotonic()
         self._counted = 0  # seconds of traffic in the series so far
         self._render = threading.Lock()
@@ -198,7 +201,7 @@ class SyntheticTraffic:
             def do_GET(self) -> None:
                 body = traffic.scrape()
                 self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -209,35 +212,76 @@ class SyntheticTraffic:
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
-        self._generate_latest = generate_latest
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.server.server_address[1]}"
 
     def scrape(self) -> bytes:
-        """The series as of now: the requests of every second since the last scrape
-        added (one a second per variant), then rendered — work done once per scrape
-        (every 10 s), not every second, so the harness leaves the cores to the system
-        it measures."""
+        """The series as of now: every second's requests since the last scrape added
+        (one per variant), then rendered, once per scrape."""
         with self._render:
             due = int(time.monotonic() - self._started)
-            m = self.metrics
             for n in range(self._counted + 1, due + 1):
-                for ns, cfg, variant, model in self.variants:
-                    m.requests.labels(ns, cfg, variant, "200").inc()
-                    m.cost.labels(ns, cfg, variant, model).inc(0.002)
-                    m.duration.labels(ns, cfg, variant, "chat", "simulator", model, "").observe(
-                        0.8 + 0.4 * ((n * 7 + int(cfg[2:])) % 10) / 10
-                    )
-                    m.quality.labels(ns, cfg, variant, "ground_truth").observe(
-                        0.8 + 0.1 * ((n * 3 + len(variant)) % 3) / 2
-                    )
+                for j, (_, _, i, _, _) in enumerate(self.variants):
+                    self._durations.observe(j, 0.8 + 0.4 * ((n * 7 + i) % 10) / 10)
+                    # The same scores for stable and canary: neither is rolled back on
+                    # evidence, so every Rollout keeps measuring through the window.
+                    self._quality.observe(j, 0.8 + 0.05 * ((n + i) % 3))
             self._counted = max(self._counted, due)
-            return bytes(self._generate_latest(m.registry))
+            return self._exposition()
+
+    def _exposition(self) -> bytes:
+        n, out = self._counted, []
+        labels = [
+            f'llm_config_namespace="{ns}",llm_config="{cfg}",variant="{variant}"'
+            for ns, cfg, _, variant, _ in self.variants
+        ]
+        out.append("# TYPE llmopt_requests_total counter")
+        out += [f'llmopt_requests_total{{{v},status="200"}} {n}' for v in labels]
+        out.append("# TYPE llmopt_cost_usd_total counter")
+        out += [
+            f'llmopt_cost_usd_total{{{v},gen_ai_request_model="{m[4]}"}} {n * 0.002:.6f}'
+            for v, m in zip(labels, self.variants, strict=True)
+        ]
+        genai = [
+            f'{v},gen_ai_operation_name="chat",gen_ai_provider_name="simulator",'
+            f'gen_ai_request_model="{m[4]}",error_type=""'
+            for v, m in zip(labels, self.variants, strict=True)
+        ]
+        out += self._durations.lines("gen_ai_client_operation_duration_seconds", genai)
+        out += self._quality.lines(
+            "llmopt_quality_score", [f'{v},evaluator="ground_truth"' for v in labels]
+        )
+        return ("\n".join(out) + "\n").encode()
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+class Buckets:
+    """Histograms of many series at once: per-bucket counts, sums, counts."""
+
+    def __init__(self, series: int, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.les = [floatToGoString(b) for b in bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+        self.counts = [[0] * (len(bounds) + 1) for _ in range(series)]
+        self.sums = [0.0] * series
+
+    def observe(self, j: int, value: float) -> None:
+        self.counts[j][bisect.bisect_left(self.bounds, value)] += 1
+        self.sums[j] += value
+
+    def lines(self, family: str, labels: list[str]) -> list[str]:
+        out = [f"# TYPE {family} histogram"]
+        for j, v in enumerate(labels):
+            total = 0
+            for le, c in zip(self.les, self.counts[j], strict=True):
+                total += c
+                out.append(f'{family}_bucket{{{v},le="{le}"}} {total}')
+            out.append(f"{family}_sum{{{v}}} {self.sums[j]:.6f}")
+            out.append(f"{family}_count{{{v}}} {total}")
+        return out
 
 
 @contextlib.contextmanager
@@ -347,6 +391,8 @@ class RssSampler:
 _LINE = re.compile(
     r'^llmopt_operator_reconcile_duration_seconds_bucket\{kind="([^"]+)",le="([^"]+)"\} (\S+)$'
 )
+_QUEUE = re.compile(r'^llmopt_operator_policy_queue_seconds_bucket\{le="([^"]+)"\} (\S+)$')
+QUEUE = "policy queue"  # not a kind: how long due policy cycles waited for a thread
 
 
 def scrape(port: int) -> dict[str, dict[float, float]]:
@@ -358,6 +404,9 @@ def scrape(port: int) -> dict[str, dict[float, float]]:
         m = _LINE.match(line)
         if m:
             out.setdefault(m.group(1), {})[float(m.group(2))] = float(m.group(3))
+        q = _QUEUE.match(line)
+        if q:
+            out.setdefault(QUEUE, {})[float(q.group(1))] = float(q.group(2))
     return out
 
 
@@ -504,6 +553,7 @@ def run_setup(
         peaks = rss.stop()
         stop_pids([p.pid for p in procs])
     gained = delta(after, before)
+    queue = gained.pop(QUEUE, {})
     everything = merged(gained)
     per_kind = {
         kind: {
@@ -521,6 +571,8 @@ def run_setup(
         "window_s": round(window, 1),
         "reconcile_p50_s": round(quantile(0.5, everything), 4),
         "reconcile_p99_s": round(quantile(0.99, everything), 4),
+        "policy_queue_p50_s": round(quantile(0.5, queue), 3) if queue else None,
+        "policy_queue_p99_s": round(quantile(0.99, queue), 3) if queue else None,
         "reconciles": int(everything[float("inf")]),
         "reconciles_per_s": round(everything[float("inf")] / window, 1),
         "reconciles_per_s_asked": round(asked, 1),
@@ -580,6 +632,7 @@ def report(load: Load, results: dict[str, dict[str, Any]]) -> tuple[str, dict[st
         ("start-up: every object handled (s)", "startup_s"),
         ("reconciles/s achieved", "reconciles_per_s"),
         ("reconciles/s the timers ask", "reconciles_per_s_asked"),
+        ("policy cycle's wait for a policy thread p50 / p99 (s)", "policy_queue"),
         ("promote → Promoted p50 (s)", "promote_latency_p50_s"),
         ("promote → Promoted p99 (s)", "promote_latency_p99_s"),
         ("Rollouts with a measurement in status, end of window", "rollouts_with_measurements"),
@@ -613,8 +666,15 @@ def report(load: Load, results: dict[str, dict[str, Any]]) -> tuple[str, dict[st
         "| | " + " | ".join(COLUMNS[n] for n in names) + " |",
         "|---|" + "---|" * len(names),
     ]
+    def cell(r: dict[str, Any], key: str) -> str:
+        if key == "policy_queue":
+            if r.get("policy_queue_p99_s") is None:
+                return "—"  # no policy thread in that operator, or an earlier run
+            return f"{r['policy_queue_p50_s']} / {r['policy_queue_p99_s']}"
+        return str(r.get(key))
+
     for label, key in rows:
-        md.append(f"| {label} | " + " | ".join(str(results[n].get(key)) for n in names) + " |")
+        md.append(f"| {label} | " + " | ".join(cell(results[n], key) for n in names) + " |")
     if older:
         md += [
             "",

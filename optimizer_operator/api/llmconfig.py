@@ -89,6 +89,15 @@ class Endpoint(ApiModel):
         default=None,
         description="Secret key holding the API key; the key is mounted, never copied.",
     )
+    ground_truth: bool | None = Field(
+        default=None,
+        description=(
+            "Take the quality carried in this endpoint's answers (the llmopt.ground_truth "
+            "field) as ground truth. Only the project's own simulator server "
+            "(llm-optimizer simulator) sends it; any other endpoint's answers are never "
+            "scored from their own content, whatever they carry."
+        ),
+    )
 
 
 class ModelConfig(ApiModel):

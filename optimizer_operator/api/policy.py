@@ -21,6 +21,7 @@ from .common import (
 )
 from .llmconfig import Endpoint, ModelName, Parameters, ProviderName
 from .rollout import Analysis, MetricName, PostPromotion, PromQL, Step
+from .steps import QualitySignalStatus
 
 ParameterName = Literal[
     "temperature", "topP", "topK", "maxTokens", "presencePenalty", "frequencyPenalty"
@@ -564,6 +565,12 @@ class OptimizationPolicyStatus(ApiModel):
     last_decision: str | None = Field(default=None, description="Last decision and why.")
     last_cycle_time: str | None = Field(default=None)
     message: str | None = None
+    quality_signal: QualitySignalStatus | None = Field(
+        default=None,
+        description="Quality scores present for stable, when an objective or constraint "
+        "needs quality_score; the QualitySignal condition. False: no trial runs until "
+        "they arrive.",
+    )
     trial_records: list[TrialRecord] = Field(default_factory=list, description="Oldest first.")
     best: TrialRecord | None = Field(default=None, description="Chosen point of the front.")
     pareto_front: list[int] = Field(default_factory=list, description="Trial numbers.")

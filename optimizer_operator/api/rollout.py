@@ -26,6 +26,7 @@ from .steps import (
     PauseStep,
     PostPromotion,
     PromQL,
+    QualitySignalStatus,
     RelativeBound,
     RollbackTrigger,
     Step,
@@ -310,6 +311,11 @@ class RolloutStatus(ApiModel):
     )
     undecided_since: str | None = Field(
         default=None, description="When the current step began waiting for a bound's evidence."
+    )
+    quality_signal: QualitySignalStatus | None = Field(
+        default=None,
+        description="Quality scores present for both variants (analysis judging "
+        "quality_score only); the QualitySignal condition.",
     )
     breached_triggers: list[str] = Field(
         default_factory=list, description="Warning-severity triggers breached at the last check."

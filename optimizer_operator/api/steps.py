@@ -168,6 +168,12 @@ class Analysis(ApiModel):
         default_factory=BoundDecisions,
         description="Error rates and time limit of the decisions on absolute bounds.",
     )
+    quality_signal_timeout: Duration | None = Field(
+        default=None,
+        description="How long a judged quality_score may have no scores for a variant "
+        "before the QualitySignal condition turns False (reason NoQualityData) with an "
+        "Event naming what to configure. Default: two windows.",
+    )
 
 
 class PauseStep(ApiModel):
@@ -211,3 +217,14 @@ class Step(ApiModel):
         if len(chosen) != 1:
             raise ValueError("a step sets exactly one of setWeight, pause, analysis")
         return self
+
+
+class QualitySignalStatus(ApiModel):
+    """Whether the quality scores a Rollout's analysis or a policy judges arrive:
+    ``False`` once a variant has had none for the analysis's qualitySignalTimeout
+    (default two windows), or when a rollout pauses on inconclusive measurements
+    without them."""
+
+    status: Literal["True", "False", "Unknown"]
+    since: str | None = Field(default=None, description="First measurement without them.")
+    message: str = ""

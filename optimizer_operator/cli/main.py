@@ -213,7 +213,7 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    run(provider, args.host, args.port)
+    run(provider, args.host, args.port, plain=args.plain)
     return 0
 
 
@@ -379,6 +379,12 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
     )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8090)
+    sim.add_argument(
+        "--plain",
+        action="store_true",
+        help="answer as a plain OpenAI-compatible server, as a real provider would: no "
+        "ground truth (the llmopt field) in any answer",
+    )
     sim.set_defaults(func=_cmd_simulator)
 
     lg = sub.add_parser("loadgen", help="drive a gateway and summarize latency, cost, quality")

@@ -22,6 +22,7 @@ from ..api.rollout import ABTest, BlueGreen, RolloutSpec, RolloutStatus
 from ..api.timestamps import format_ts as _ts
 from ..api.timestamps import parse_optional as _parse
 from ..observe.prometheus import MetricsUnavailable
+from . import quality_signal
 from .abtest import ab_step
 from .actions import (
     TERMINAL,
@@ -376,6 +377,11 @@ def _analysis_step(
     assert isinstance(step, Measure)
     s.results = [result_status(r) for r in measurement.results]
     s.verdict = measurement.verdict
+    pausing = (
+        measurement.verdict == "Inconclusive"
+        and s.inconclusives + 1 > spec.analysis.inconclusive_limit
+    )
+    quality_signal.observe(spec, s, now, tick, measurement.results, pausing=pausing)
     if measurement.verdict == "Fail":
         return _failed(spec, s, now, tick, i, measurement)
     if measurement.verdict == "Inconclusive":
@@ -436,6 +442,8 @@ def _inconclusive(
 ) -> Tick:
     s.inconclusives += 1
     why = "; ".join(r.reason for r in measurement.results if r.verdict == "NoData")
+    if s.quality_signal is not None and s.quality_signal.status == "False":
+        why = f"{why}; {s.quality_signal.message}"
     if s.inconclusives > spec.analysis.inconclusive_limit:
         s.phase, tick.reason = "Paused", "InconclusiveLimit"
         s.message = (

@@ -53,6 +53,7 @@ POLICY_QUEUE_SECONDS = Histogram(
     "llmopt_operator_policy_queue_seconds",
     "Time a due policy cycle waited for one of the policy threads (LLMOPT_POLICY_WORKERS).",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
 )
 RECONCILE_SECONDS = Histogram(
     "llmopt_operator_reconcile_duration_seconds",

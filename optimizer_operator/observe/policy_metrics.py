@@ -10,7 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..api.policy import OptimizationPolicySpec, request_bounds
-from .prometheus import BUILTIN, REQUESTS, REQUESTS_RATE, MetricSource, MetricsUnavailable, render
+from .prometheus import (
+    BUILTIN,
+    REQUESTS,
+    REQUESTS_RATE,
+    MetricSource,
+    MetricsUnavailable,
+    render,
+)
+
+QUALITY = "quality_score"
+# Quality scores of one variant over {{window}}, whatever evaluator gave them.
+QUALITY_SCORES = (
+    "sum(increase(llmopt_quality_score_count{"
+    'llm_config_namespace="{{namespace}}",llm_config="{{llm_config}}",variant="{{variant}}"'
+    "}[{{window}}]))"
+)
 
 NO_PROMETHEUS = "no Prometheus configured (LLMOPT_PROMETHEUS_URL)"
 
@@ -99,3 +114,18 @@ class PolicyMetrics:
         built-in query when ``builtin``, whatever the policy defines)."""
         template = BUILTIN[metric][0] if builtin else self.template(metric)
         return self._source().series(self._query(template, variant, window), span, step)
+
+    def needs_quality(self) -> bool:
+        """An objective or constraint is judged on quality_score."""
+        return QUALITY in self.wanted()
+
+    def quality_scores(self, variant: str, seconds: float) -> float:
+        """Quality scores the variant got over the last ``seconds`` (0 when none); with a
+        quality_score query of the policy's own, 1 when it returns a series, else 0.
+        Raises MetricsUnavailable only when Prometheus cannot answer."""
+        window = window_of(seconds)
+        custom = {m.name: m.query for m in self.spec.metrics}.get(QUALITY)
+        found = self._source().vector(self._query(custom or QUALITY_SCORES, variant, window))
+        if custom:
+            return 1.0 if found else 0.0
+        return sum(v for _, v in found)

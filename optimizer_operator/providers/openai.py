@@ -21,6 +21,12 @@ from .http import (
 from .openai_wire import EXTENSION, parameters_to_openai, parse_completion
 
 
+def trusted(request: ChatRequest) -> bool:
+    """Ground truth is read only from an endpoint marked as the project's simulator
+    server (``endpoint.groundTruth: true``); any other endpoint could claim anything."""
+    return bool(request.endpoint and request.endpoint.ground_truth)
+
+
 class OpenAIProvider:
     name = "openai"
 
@@ -65,6 +71,8 @@ class OpenAIProvider:
             result = parse_completion(payload, request.model)
         except ValueError as exc:
             raise ProviderError(502, "upstream_malformed", f"openai: {exc}") from None
+        if not trusted(request):
+            result.ground_truth = None
         result.time_to_first_token = time.perf_counter() - started
         return result
 
@@ -99,7 +107,7 @@ class OpenAIProvider:
                 input_tokens=int(usage.get("prompt_tokens", 0)),
                 output_tokens=int(usage.get("completion_tokens", 0)),
                 model=model,
-                ground_truth=None if truth is None else float(truth),
+                ground_truth=None if truth is None or not trusted(request) else float(truth),
                 time_to_first_token=ttft,
             ),
         )

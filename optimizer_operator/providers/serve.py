@@ -1,6 +1,8 @@
 """``llm-optimizer simulator``: the simulator or replay provider as an OpenAI-compatible
 server. It is the upstream in tests, the demo and benchmarks (the "direct" baseline),
-and adds the ground-truth quality to responses under the ``llmopt`` key."""
+and adds the ground-truth quality to responses under the ``llmopt`` key — unless asked
+to answer as a plain OpenAI-compatible server (``--plain``), as a real provider would:
+no ground truth at all."""
 
 from __future__ import annotations
 
@@ -33,7 +35,11 @@ def _params(body: dict[str, Any]) -> Parameters:
     return Parameters.model_validate(values)
 
 
-def build_app(provider: SimulatorProvider | ReplayProvider) -> web.Application:
+def build_app(
+    provider: SimulatorProvider | ReplayProvider, *, plain: bool = False
+) -> web.Application:
+    extension = not plain
+
     async def chat(request: web.Request) -> web.StreamResponse:
         try:
             body = json.loads(await request.read())
@@ -52,7 +58,7 @@ def build_app(provider: SimulatorProvider | ReplayProvider) -> web.Application:
         try:
             if not body.get("stream"):
                 result = await provider.complete(creq)
-                return web.json_response(completion_body(result, rid, created, extension=True))
+                return web.json_response(completion_body(result, rid, created, extension=extension))
             chunks = provider.stream(creq)
             first = await anext(chunks)
         except ProviderError as exc:
@@ -79,7 +85,7 @@ def build_app(provider: SimulatorProvider | ReplayProvider) -> web.Application:
                 await resp.write(
                     b"data: "
                     + json.dumps(
-                        chunk_body(rid, created, creq.model, None, result=r, extension=True)
+                        chunk_body(rid, created, creq.model, None, result=r, extension=extension)
                     ).encode()
                     + b"\n\n"
                 )
@@ -115,11 +121,19 @@ def build_app(provider: SimulatorProvider | ReplayProvider) -> web.Application:
     return app
 
 
-def run(provider: SimulatorProvider | ReplayProvider, host: str, port: int) -> None:
+def run(
+    provider: SimulatorProvider | ReplayProvider, host: str, port: int, *, plain: bool = False
+) -> None:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    web.run_app(build_app(provider), host=host, port=port, access_log=None, print=lambda *_: None)
+    web.run_app(
+        build_app(provider, plain=plain),
+        host=host,
+        port=port,
+        access_log=None,
+        print=lambda *_: None,
+    )

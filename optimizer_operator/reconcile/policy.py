@@ -49,6 +49,7 @@ from ..observe.prometheus import MetricSource, MetricsUnavailable
 from ..providers.catalog import list_price
 from ..store.session import HistorySession
 from ..tracing import Tracer
+from . import policy_quality
 from .cycle_state import CycleState
 from .policy_rules import DONE, apply_rules
 from .trial_settle import settle
@@ -99,6 +100,19 @@ class Cycle:
             generation=generation,
             now=format_ts(self.now),
         )
+        signal = s.quality_signal
+        if signal is not None:
+            wire["conditions"] = set_condition(
+                wire["conditions"],
+                type="QualitySignal",
+                status=signal.status,
+                reason={"True": "QualityData", "False": "NoQualityData"}.get(
+                    signal.status, "WaitingForQualityData"
+                ),
+                message=signal.message,
+                generation=generation,
+                now=format_ts(self.now),
+            )
         events = self.events if ok else [*self.events, ("Warning", reason, message)]
         return Outcome(status=wire, events=events)
 
@@ -238,9 +252,14 @@ def _gates(c: CycleState, forced: str | None) -> str | None:
         _stop(c, stop)
         return None
     active = c.target.status.active_rollout
+    arrived = policy_quality.quality_arrived(c)
+    if arrived is False:
+        return None  # no trial could be judged without quality scores; said why
     trigger = due(spec.schedule, s, c.target, c.metrics.source, c.now, c.namespace)
     if forced is not None:
         trigger = forced
+    if arrived and trigger is None:
+        trigger = "quality scores arrived"
     if trigger is None:
         _stop(c, gates.Stop("Idle", "waiting for a trigger"))
         return None

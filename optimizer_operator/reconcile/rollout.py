@@ -171,6 +171,19 @@ class _Reconcile:
         out.status["conditions"] = _phase_conditions(
             out.status["conditions"], phase, reason or phase, message, self.generation, self.stamp
         )
+        signal = status.quality_signal
+        if signal is not None:
+            out.status["conditions"] = set_condition(
+                out.status["conditions"],
+                type="QualitySignal",
+                status=signal.status,
+                reason={"True": "QualityData", "False": "NoQualityData"}.get(
+                    signal.status, "WaitingForQualityData"
+                ),
+                message=signal.message,
+                generation=self.generation,
+                now=self.stamp,
+            )
         return out
 
     def target_deleted(self, message: str, extra: dict[str, Any]) -> Outcome:

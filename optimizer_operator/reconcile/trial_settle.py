@@ -16,6 +16,7 @@ from ..api.timestamps import parse_optional
 from ..api.variants import canary_variant_id, stable_variant_id
 from ..decide import optimizer, trials
 from ..observe.prometheus import MetricsUnavailable
+from . import policy_quality
 from .cycle_state import STARTING, CycleState
 
 ENDED = ("Promoted", "RolledBack", "Aborted", "Failed")
@@ -61,10 +62,13 @@ def _baseline(c: CycleState, record: TrialRecord) -> bool:
                 )
         values = c.metrics.values(variant, window)
     except MetricsUnavailable as exc:
+        if policy_quality.baseline_stalled(c, record):
+            return True
         c.say("Collecting", f"baseline trial {record.number}: waiting for data ({exc})")
         return False
     trials.judge(c.spec, record, values, c.metrics.daily_requests(window))
     c.finish(record, "Complete", "Baseline", "the stable configuration, measured")
+    policy_quality.measured(c)
     return True
 
 

@@ -15,6 +15,7 @@ from ..api.timestamps import format_ts
 from ..decide import optimizer, predictor, proposal, trials
 from ..providers.catalog import list_price
 from .cycle_state import CycleState
+from .policy_quality import needs_rebaseline
 
 
 def propose(c: CycleState, trigger: str) -> None:
@@ -23,6 +24,12 @@ def propose(c: CycleState, trigger: str) -> None:
     baseline = optimizer.baseline_params(spec, stable) if not s.trial_records else None
     if baseline is not None:  # warm start: trial 0 is the stable config, as it runs
         _start_baseline(c, _record(c, 0, baseline, stable.config_hash()), trigger)
+        return
+    again = optimizer.baseline_params(spec, stable) if needs_rebaseline(c) else None
+    if again is not None:  # the first ended without quality scores; they are here now
+        asked = c.study.ask(again)
+        number = asked.trial.number
+        _start_baseline(c, _record(c, number, asked.params, stable.config_hash()), trigger)
         return
     if proposal.bandit_points(spec, stable) is not None:
         _bandit(c, trigger)

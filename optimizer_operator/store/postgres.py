@@ -12,6 +12,7 @@ the rows to append in memory until the next successful save.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -153,6 +154,11 @@ class HistoryStore:
         self.dropped = 0  # rows lost past BUFFER_LIMIT during a long outage
         self._pruned_at = 0.0
         self._lock = threading.Lock()  # guards the pool, the pending rows, the schema flag
+        # What this process knows the database holds, per (namespace, policy): the trial
+        # numbers, and a digest of the last state it upserted. A cycle that would load
+        # nothing new, or save nothing but the same state, costs no round trip.
+        self._numbers: dict[tuple[str, str], set[int]] = {}
+        self._saved: dict[tuple[str, str], str] = {}
 
     def _get_pool(self) -> ConnectionPool:
         with self._lock:
@@ -230,14 +236,23 @@ class HistoryStore:
             row = conn.execute("SELECT max(version) FROM llmopt_schema_migrations").fetchone()
         return int(row[0]) if row and row[0] else 0
 
-    def load(self, namespace: str, policy: str) -> list[TrialRecord]:
+    def load(
+        self, namespace: str, policy: str, have: Sequence[int] | None = None
+    ) -> list[TrialRecord]:
+        """Every trial of the policy the database holds; ``[]`` without asking when this
+        process knows they are all among ``have`` (the numbers already in status)."""
+        known = self._numbers.get((namespace, policy))
+        if have is not None and known is not None and known <= set(have):
+            return []
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT record FROM llmopt_trials WHERE namespace = %s AND policy = %s "
                 "ORDER BY number",
                 (namespace, policy),
             ).fetchall()
-        return [TrialRecord.model_validate(r[0]) for r in rows]
+        records = [TrialRecord.model_validate(r[0]) for r in rows]
+        self._numbers[(namespace, policy)] = {r.number for r in records}
+        return records
 
     def save(
         self,
@@ -279,7 +294,16 @@ class HistoryStore:
         llmconfig: str | None,
         versions: Sequence[VersionRecord],
     ) -> None:
+        key = (namespace, policy)
+        digest = hashlib.sha256(
+            json.dumps(
+                [llmconfig, [r.to_wire() for r in records], [v.to_wire() for v in versions]],
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()
         with self._lock:  # this call takes every waiting row; a failure puts them back
+            if not appended and not self._pending and self._saved.get(key) == digest:
+                return  # the same state as saved last, nothing to append: no round trip
             batch = self._keep([*self._pending, *appended])
             self._pending = []
         try:
@@ -322,7 +346,12 @@ class HistoryStore:
         except StoreUnavailable:
             with self._lock:
                 self._pending = self._keep([*batch, *self._pending])
+                self._saved.pop(key, None)
             raise
+        if records or versions:
+            with self._lock:
+                self._saved[key] = digest
+                self._numbers.setdefault(key, set()).update(r.number for r in records)
 
     def _keep(
         self, rows: list[tuple[str, tuple[object, ...]]]

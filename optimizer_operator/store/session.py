@@ -45,7 +45,8 @@ class HistorySession:
         if self.store is None:
             return
         try:
-            stored = self.store.load(self.namespace, self.policy)
+            have = [r.number for r in self.status.trial_records]
+            stored = self.store.load(self.namespace, self.policy, have)
         except StoreUnavailable as exc:
             self.down(str(exc))
             return

@@ -40,6 +40,7 @@ def variant(
     model: str = "sim-medium",
     parameters: dict[str, Any] | None = None,
     base_url: str | None = None,
+    ground_truth: bool = False,
 ) -> dict[str, Any]:
     v: dict[str, Any] = {
         "id": vid,
@@ -51,7 +52,7 @@ def variant(
         "parameters": parameters or {},
     }
     if base_url:
-        v["endpoint"] = {"baseUrl": base_url}
+        v["endpoint"] = {"baseUrl": base_url, **({"groundTruth": True} if ground_truth else {})}
     return v
 
 

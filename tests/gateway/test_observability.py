@@ -129,6 +129,7 @@ async def test_prometheus_sees_per_variant_series_with_exact_values(
             provider="openai",
             model="sim-a",
             base_url=simulator_process,
+            ground_truth=True,  # the project's simulator server: its quality is trusted
             parameters={"temperature": "0.3"},
         ),
         variant(
@@ -137,6 +138,7 @@ async def test_prometheus_sees_per_variant_series_with_exact_values(
             provider="openai",
             model="sim-b",
             base_url=simulator_process,
+            ground_truth=True,
             parameters={"temperature": "0.8", "maxTokens": 50},
         ),
     ]

@@ -80,11 +80,17 @@ async def test_policy_cycles_run_on_their_own_threads_not_kopfs(
     cycle itself is replaced by a recorder here: what is checked is where it runs."""
     import threading
 
-    from optimizer_operator.handlers import policy
+    from optimizer_operator.handlers import policy, telemetry
+
+    def waits() -> float:
+        name = "llmopt_operator_policy_queue_seconds_count"
+        return telemetry.REGISTRY.get_sample_value(name) or 0.0
 
     ran_on: list[str] = []
     monkeypatch.setattr(
         policy, "_cycle", lambda body, patch: ran_on.append(threading.current_thread().name)
     )
+    before = waits()
     await policy.cycle(body={}, patch={})  # type: ignore[arg-type]
     assert len(ran_on) == 1 and ran_on[0].startswith("policy-cycle")
+    assert waits() == before + 1  # the wait for a thread is exported
