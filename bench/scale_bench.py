@@ -450,9 +450,9 @@ def merged(per_kind: dict[str, dict[float, float]]) -> dict[float, float]:
 
 def promote_and_time(
     custom: client.CustomObjectsApi, targets: list[tuple[str, str]], window_s: float
-) -> list[float]:
+) -> tuple[list[float], int]:
     """Promote each (namespace, rollout) in turn, spread over the window; seconds until
-    each one's status says Promoted."""
+    each one's status says Promoted, and how many did not within a minute after it."""
     latencies: list[float] = []
     pending: dict[tuple[str, str], float] = {}
     gap = window_s / max(len(targets), 1)
@@ -474,9 +474,7 @@ def promote_and_time(
                 latencies.append(time.monotonic() - t0)
                 del pending[key]
         time.sleep(0.2)
-    if pending:
-        raise SystemExit(f"{len(pending)} promotions not done a minute after the window")
-    return latencies
+    return latencies, len(pending)
 
 
 def _standing(custom: client.CustomObjectsApi) -> dict[str, Any]:
@@ -542,7 +540,7 @@ def run_setup(
         time.sleep(10)  # past the start-up storm
         before = [scrape(p) for p in ports]
         window_started = time.monotonic()
-        latencies = promote_and_time(custom, promote, load.window_s)
+        latencies, unfinished = promote_and_time(custom, promote, load.window_s)
         remaining = load.window_s - (time.monotonic() - window_started)
         if remaining > 0:
             time.sleep(remaining)
@@ -582,6 +580,7 @@ def run_setup(
         "promote_latency_p50_s": round(_pct(latencies, 0.5), 2),
         "promote_latency_p99_s": round(_pct(latencies, 0.99), 2),
         "promotions": len(latencies),
+        "promotions_unfinished": unfinished,
         "rollouts_by_phase": standing["phases"],
         "rollouts_with_measurements": standing["measured"],
     }
@@ -593,6 +592,7 @@ COLUMNS = {
     "one_operator_unbounded": "one operator, kopf's unbounded connection pool",
     "real_dependencies": "one operator, real Prometheus and PostgreSQL, Rollouts measuring, "
     "policies auto",
+    "real_dependencies_24_workers": "the same with 24 handler threads (LLMOPT_MAX_WORKERS)",
 }
 
 
@@ -635,6 +635,7 @@ def report(load: Load, results: dict[str, dict[str, Any]]) -> tuple[str, dict[st
         ("policy cycle's wait for a policy thread p50 / p99 (s)", "policy_queue"),
         ("promote → Promoted p50 (s)", "promote_latency_p50_s"),
         ("promote → Promoted p99 (s)", "promote_latency_p99_s"),
+        ("promotes not Promoted a minute after the window", "promotions_unfinished"),
         ("Rollouts with a measurement in status, end of window", "rollouts_with_measurements"),
         ("Rollouts by phase, end of window", "rollouts_by_phase"),
     ]
@@ -642,7 +643,7 @@ def report(load: Load, results: dict[str, dict[str, Any]]) -> tuple[str, dict[st
         f"{COLUMNS[n]}: p99 {results[n]['reconcile_p99_s']:.3f} s, peak RSS "
         f"{results[n]['peak_rss_mb']:.0f} MB → **{'met' if meets(results[n]) else 'NOT met'}**"
         for n in names
-        if n in ("one_operator", "real_dependencies")
+        if n in ("one_operator", "real_dependencies", "real_dependencies_24_workers")
     ]
     older = [COLUMNS[n] for n in names if results[n].get("from_an_earlier_run")]
     md = [
@@ -760,7 +761,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="llmopt-scale-"))
     names = load.names()
     half = len(names) // 2
-    picks = [(names[i % len(names)], f"r-{i // len(names)}") for i in range(load.promotions)]
+    # A person's promote on Rollouts no policy competes with (the policies target the
+    # first LLMConfigs of each namespace; their trials may hold those for a while).
+    picks = [
+        (names[i % len(names)], f"r-{(args.policies + i // len(names)) % args.configs}")
+        for i in range(load.promotions)
+    ]
     # What the operator's bounded API connection pool buys, and costs: kopf's default,
     # unbounded, instead.
     unbounded = {"LLMOPT_API_CONNECTIONS": "0"}
@@ -771,6 +777,14 @@ def main(argv: list[str] | None = None) -> int:
             Setup("two_operators", [names[:half], names[half:]]),
             Setup("one_operator_unbounded", [[]], unbounded),
             Setup("real_dependencies", [[]], real=True),
+            # Rollout ticks mostly wait on the API server and Prometheus: more of kopf's
+            # threads, more ticks in flight (and more memory for their stacks).
+            Setup(
+                "real_dependencies_24_workers",
+                [[]],
+                {"LLMOPT_MAX_WORKERS": "24"},
+                real=True,
+            ),
         ]
         for setup in setups:
             if args.only and setup.name not in args.only:

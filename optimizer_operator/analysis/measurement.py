@@ -17,6 +17,7 @@ from ..observe.prometheus import (
     REQUESTS,
     MetricSource,
     MetricsUnavailable,
+    chosen_evaluators,
     render,
 )
 from .bandit import ArmReward
@@ -49,11 +50,13 @@ class Variants:
     namespace: str
     stable: str
     canary: str
+    # The evaluators that make quality_score, with weights (empty: all of them).
+    evaluators: tuple[tuple[str, float], ...] = ()
 
     def query(self, template: str, variant: str, window: str) -> str:
         """``template`` rendered for one of these variants over ``window``."""
         return render(
-            template,
+            chosen_evaluators(template, self.evaluators),
             llm_config=self.llm_config,
             variant=variant,
             namespace=self.namespace,

@@ -21,7 +21,7 @@ from .common import (
 )
 from .llmconfig import Endpoint, ModelName, Parameters, ProviderName
 from .rollout import Analysis, MetricName, PostPromotion, PromQL, Step
-from .steps import QualitySignalStatus
+from .steps import QualitySignalStatus, QualitySource
 
 ParameterName = Literal[
     "temperature", "topP", "topK", "maxTokens", "presencePenalty", "frequencyPenalty"
@@ -348,6 +348,11 @@ class OptimizationPolicySpec(ApiModel):
     rules: list[Rule] = Field(default_factory=list, max_length=64)
     rollout_template: RolloutTemplate = Field(default_factory=RolloutTemplate)
     observe: Observe = Field(default_factory=Observe)
+    quality: QualitySource | None = Field(
+        default=None,
+        description="Which evaluators make quality_score (with weights) for the "
+        "objectives, the constraints and every Rollout of the policy. Default: all.",
+    )
     strategy: Literal["trials", "bandit", "auto"] = Field(
         default="trials",
         description="trials: one canary Rollout per Optuna trial. bandit: after the "

@@ -142,6 +142,48 @@ class BoundDecisions(ApiModel):
         )
 
 
+EvaluatorName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+
+
+class ChosenEvaluator(ApiModel):
+    """One evaluator whose scores make quality_score, and its weight."""
+
+    name: EvaluatorName = Field(
+        description="The evaluator label of llmopt_quality_score (ground_truth, llm_judge, "
+        "feedback, human, length, refusal, or one of your own)."
+    )
+    weight: DecimalString = Field(default="1", description="Its weight (> 0). Default: 1.")
+
+    @model_validator(mode="after")
+    def _positive(self) -> ChosenEvaluator:
+        if not float(parse_decimal(self.weight)) > 0:
+            raise ValueError(f"weight: must be above 0, got {self.weight}")
+        return self
+
+
+class QualitySource(ApiModel):
+    """Which evaluators make quality_score. Unset: every evaluator's scores, pooled."""
+
+    evaluators: list[ChosenEvaluator] = Field(
+        min_length=1,
+        max_length=16,
+        description="quality_score is the weighted mean of these evaluators' mean scores "
+        "(over those with scores in the window); the others are still exported but not "
+        "mixed in. Absolute bounds (minQuality, a threshold) pool these evaluators' "
+        "scores.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> QualitySource:
+        names = [e.name for e in self.evaluators]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluators: each name once, got {names}")
+        return self
+
+    def weights(self) -> tuple[tuple[str, float], ...]:
+        return tuple((e.name, float(parse_decimal(e.weight))) for e in self.evaluators)
+
+
 class Analysis(ApiModel):
     """How canary evidence is gathered and judged."""
 
@@ -167,6 +209,10 @@ class Analysis(ApiModel):
     bounds: BoundDecisions = Field(
         default_factory=BoundDecisions,
         description="Error rates and time limit of the decisions on absolute bounds.",
+    )
+    quality: QualitySource | None = Field(
+        default=None,
+        description="Which evaluators make quality_score, with weights. Default: all.",
     )
     quality_signal_timeout: Duration | None = Field(
         default=None,

@@ -219,6 +219,8 @@ def trial_analysis(spec: OptimizationPolicySpec) -> Analysis:
     """The analysis every Rollout of the policy carries: the template's, with the default
     metrics the policy does not trade, and its hard constraints as critical triggers."""
     analysis = spec.rollout_template.analysis.model_copy(deep=True)
+    if analysis.quality is None and spec.quality is not None:
+        analysis.quality = spec.quality.model_copy(deep=True)
     if not analysis.metrics:
         # The policy trades its objectives against each other (e.g. quality for cost,
         # down to the floor): a canary check "no worse than stable" on those would veto

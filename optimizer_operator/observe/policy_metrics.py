@@ -16,6 +16,7 @@ from .prometheus import (
     REQUESTS_RATE,
     MetricSource,
     MetricsUnavailable,
+    chosen_evaluators,
     render,
 )
 
@@ -64,10 +65,18 @@ class PolicyMetrics:
     def template(self, metric: str) -> str:
         """The policy's own query for ``metric``, else the built-in one."""
         custom = {m.name: m.query for m in self.spec.metrics}
-        template = custom.get(metric) or BUILTIN.get(metric, ("", ""))[0]
+        template = custom.get(metric) or chosen_evaluators(
+            BUILTIN.get(metric, ("", ""))[0], self.evaluators()
+        )
         if not template:
             raise MetricsUnavailable(f"no query for metric {metric}")
         return template
+
+    def evaluators(self) -> tuple[tuple[str, float], ...]:
+        """The evaluators that make quality_score (spec.quality, else the Rollout
+        template's analysis.quality); empty: all of them."""
+        chosen = self.spec.quality or self.spec.rollout_template.analysis.quality
+        return chosen.weights() if chosen else ()
 
     def wanted(self) -> list[str]:
         """The objectives' metrics, then each per-request constraint's (and cost per
@@ -125,7 +134,11 @@ class PolicyMetrics:
         Raises MetricsUnavailable only when Prometheus cannot answer."""
         window = window_of(seconds)
         custom = {m.name: m.query for m in self.spec.metrics}.get(QUALITY)
-        found = self._source().vector(self._query(custom or QUALITY_SCORES, variant, window))
+        names = "|".join(n for n, _ in self.evaluators())
+        scores = QUALITY_SCORES
+        if names:  # only the chosen evaluators' scores count as a quality signal
+            scores = scores.replace('"}[', f'",evaluator=~"{names}"}}[')
+        found = self._source().vector(self._query(custom or scores, variant, window))
         if custom:
             return 1.0 if found else 0.0
         return sum(v for _, v in found)

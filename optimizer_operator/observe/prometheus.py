@@ -73,11 +73,39 @@ QUALITY_COUNTS = (
 QUALITY_BUCKETS = (
     "sum by (le) (increase(llmopt_quality_score_bucket{" + SELECTOR + "}[{{window}}]))"
 )
+_QUALITY_TEMPLATES = frozenset(
+    {BUILTIN["quality_score"][0], QUALITY_SUM, QUALITY_COUNTS, QUALITY_BUCKETS}
+)
 LATENCY_BUCKETS = (
     "sum by (le) (increase(gen_ai_client_operation_duration_seconds_bucket{"
     + SELECTOR
     + ',error_type=""}[{{window}}]))'
 )
+
+
+def chosen_evaluators(template: str, weights: tuple[tuple[str, float], ...]) -> str:
+    """A built-in quality template made of the chosen evaluators only: quality_score the
+    weighted mean of each evaluator's mean over the window (over the evaluators with
+    scores in it; a NaN mean, no scores, is dropped), the per-request evidence of the
+    bounds filtered to them. Any other template, or no choice, is returned as it is."""
+    if not weights or template not in _QUALITY_TEMPLATES:
+        return template
+    names = "|".join(name for name, _ in weights)
+    # Every selector of these templates is a quality series' and ends with the variant.
+    variant = 'variant="{{variant}}"'
+    only = template.replace(variant, f'{variant},evaluator=~"{names}"')
+    if template != BUILTIN["quality_score"][0]:
+        return only
+    sel = SELECTOR + f',evaluator=~"{names}"'
+    means = (
+        f"((sum by (evaluator) (rate(llmopt_quality_score_sum{{{sel}}}[{{{{window}}}}])) / "
+        f"sum by (evaluator) (rate(llmopt_quality_score_count{{{sel}}}[{{{{window}}}}]))) >= 0)"
+    )
+    w = " or ".join(
+        f'label_replace(vector({weight:g}), "evaluator", "{name}", "", "")'
+        for name, weight in weights
+    )
+    return f"sum({means} * on (evaluator) ({w})) / sum(({w}) and on (evaluator) {means})"
 
 
 class MetricsUnavailable(RuntimeError):

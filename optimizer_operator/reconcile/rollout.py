@@ -50,7 +50,7 @@ from ..decide.admission import admission
 from ..decide.bake import start_bake
 from ..decide.bandit import BanditArms
 from ..decide.rollout import progress, retry
-from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable
+from ..observe.prometheus import BUILTIN, MetricSource, MetricsUnavailable, chosen_evaluators
 from .rollout_actions import carry_out
 
 _CONDITION_FOR_PHASE: dict[str, tuple[str, str, str]] = {
@@ -408,6 +408,7 @@ class _Reconcile:
                 namespace=self.namespace,
                 stable=status.stable_variant or stable_variant_id(stable.version),
                 canary=canary,
+                evaluators=spec.analysis.quality.weights() if spec.analysis.quality else (),
             ),
         )
         replicas_mode = spec.traffic_routing == "replicas"
@@ -506,7 +507,9 @@ def _bandit_arms(spec: RolloutSpec, evidence: _Evidence, v: Variants) -> BanditA
     configs: dict[str, ModelConfig | None] = {v.stable: None} if settings.include_stable else {}
     for config in [spec.candidate, *settings.arms]:
         configs[canary_variant_id(config.config_hash())] = config
-    template = settings.query or BUILTIN.get(settings.metric, ("", ""))[0]
+    template = settings.query or chosen_evaluators(
+        BUILTIN.get(settings.metric, ("", ""))[0], v.evaluators
+    )
     builtin = BUILTIN.get(settings.metric, ("", "lowerIsBetter"))[1]
     direction: Direction = settings.direction or (
         "higherIsBetter" if builtin == "higherIsBetter" else "lowerIsBetter"
@@ -532,7 +535,13 @@ def _bandit_arms(spec: RolloutSpec, evidence: _Evidence, v: Variants) -> BanditA
             critical,
             spec.analysis,
             evidence.source(),
-            Variants(llm_config=v.llm_config, namespace=v.namespace, stable=v.stable, canary=arm),
+            Variants(
+                llm_config=v.llm_config,
+                namespace=v.namespace,
+                stable=v.stable,
+                canary=arm,
+                evaluators=v.evaluators,
+            ),
             since,
         )
 

@@ -172,7 +172,14 @@ def _gate(
     assert record.rollout is not None
     spec = c.spec
     analysis = spec.rollout_template.analysis
-    variants = Variants(spec.target_ref.name, c.namespace, stable=stable, canary=canary)
+    quality = trials.trial_analysis(spec).quality
+    variants = Variants(
+        spec.target_ref.name,
+        c.namespace,
+        stable=stable,
+        canary=canary,
+        evaluators=quality.weights() if quality else (),
+    )
     try:
         c_values = c.metrics.values(canary, span)
         s_values = c.metrics.values(stable, span)
