@@ -203,14 +203,18 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 def _cmd_simulator(args: argparse.Namespace) -> int:
     from ..providers.replay import ReplayProvider, load_dataset
     from ..providers.serve import run
-    from ..providers.simulator import SimulatorProvider, load_fleet
+    from ..providers.simulator import JudgeSettings, SimulatorProvider, load_fleet
 
     try:
         provider: SimulatorProvider | ReplayProvider
         if args.provider == "replay":
             provider = ReplayProvider(load_dataset(args.dataset), time_scale=args.time_scale)
         else:
-            provider = SimulatorProvider(load_fleet(args.fleet), time_scale=args.time_scale)
+            provider = SimulatorProvider(
+                load_fleet(args.fleet),
+                time_scale=args.time_scale,
+                judge=JudgeSettings(bias=args.judge_bias, noise=args.judge_noise),
+            )
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -385,6 +389,20 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
         action="store_true",
         help="answer as a plain OpenAI-compatible server, as a real provider would: no "
         "ground truth (the llmopt field) in any answer",
+    )
+    sim.add_argument(
+        "--judge-bias",
+        type=float,
+        default=0.0,
+        help="model sim-judge (a pairwise judge of the answers this server gave): the "
+        "probability it prefers the first answer whatever they are (default 0)",
+    )
+    sim.add_argument(
+        "--judge-noise",
+        type=float,
+        default=0.1,
+        help="model sim-judge: the standard deviation of the noise on the quality "
+        "difference it sees (default 0.1)",
     )
     sim.set_defaults(func=_cmd_simulator)
 

@@ -108,6 +108,27 @@ class GatewayMetrics:
             registry=r,
         )
         self.feedback = Counter("llmopt_feedback", "Human feedback received.", VARIANT, registry=r)
+        self.pairwise = Counter(
+            "llmopt_pairwise",
+            "Pairwise verdicts on a candidate's answer against stable's answer to the same "
+            "request (judged blind in both orders): win, loss or tie for the candidate.",
+            (*VARIANT, "baseline", "outcome"),
+            registry=r,
+        )
+        self.pairwise_skipped = Counter(
+            "llmopt_pairwise_skipped",
+            "Sampled pairs not judged, by reason (spend_cap, busy, shadow_error, "
+            "judge_error, judge_garbage).",
+            ("llm_config_namespace", "llm_config", "reason"),
+            registry=r,
+        )
+        self.evaluation_cost = Counter(
+            "llmopt_evaluation_cost_usd",
+            "What evaluation cost, apart from any variant's cost per request: the shadow "
+            "calls to stable and the judge's calls.",
+            ("llm_config_namespace", "llm_config", "evaluator", "kind"),
+            registry=r,
+        )
         self.retries = Counter(
             "llmopt_upstream_retries", "Upstream attempts retried.", (*VARIANT,), registry=r
         )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
+from ..api.llmconfig import Parameters
 from ..api.variants import TOTAL_WEIGHT, Variant, VariantSet
+from ..providers import ChatRequest
 
 
 def bucket(key: str) -> int:
@@ -54,3 +57,22 @@ class RoutingTable:
         if m is None or m.id == served.id or bucket(key + "#mirror") >= m.mirror:
             return None
         return m
+
+
+def request_as(
+    creq: ChatRequest, variant: Variant, client_params: Parameters | None, suffix: str
+) -> ChatRequest:
+    """The same request as ``variant`` would serve it (its model, endpoint, and its own
+    parameters over the client's), under a request id of its own (``suffix`` added): a
+    mirror's copy, or stable's answer for a pairwise judgement."""
+    params = (client_params or Parameters()).model_copy(
+        update={k: v for k, v in variant.parameters.model_dump().items() if v is not None}
+    )
+    return dataclasses.replace(
+        creq,
+        model=variant.model,
+        parameters=params,
+        endpoint=variant.endpoint,
+        request_id=creq.request_id + suffix,
+        attempt=1,
+    )

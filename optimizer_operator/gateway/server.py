@@ -40,9 +40,10 @@ from .body import BadJson, parse_json
 from .config_source import ConfigHolder, watch_configmap, watch_file
 from .evaluators import EvaluationQueue, Sample, parse_specs
 from .metrics import GatewayMetrics
+from .pairwise import PairwiseJudge, PairwiseSettings
 from .ratelimit import RateLimiter, parse_rate_limit
 from .recording import Recorder
-from .routing import RoutingTable
+from .routing import RoutingTable, request_as
 
 log = logging.getLogger("llmopt.gateway")
 
@@ -174,8 +175,22 @@ class Gateway:
         self.limiter: RateLimiter | None = (
             parse_rate_limit(settings.rate_limit) if settings.rate_limit else None
         )
+        specs = parse_specs(settings.evaluators)
         self.evaluations = EvaluationQueue(
-            parse_specs(settings.evaluators), self.metrics, maxsize=settings.eval_queue_size
+            [e for e in specs if e.name != "pairwise"],
+            self.metrics,
+            maxsize=settings.eval_queue_size,
+        )
+        pairwise = [e for e in specs if e.name == "pairwise"]
+        self.pairwise: PairwiseJudge | None = (
+            PairwiseJudge(
+                PairwiseSettings.from_options(pairwise[0].rate, pairwise[0].options),
+                self.metrics,
+                self.pricing,
+                self.provider,
+            )
+            if pairwise
+            else None
         )
         self.recorder: Recorder | None = None
         self.tracer: Tracer | None = None
@@ -231,6 +246,8 @@ class Gateway:
 
     async def _cleanup(self, app: web.Application) -> None:
         self._stop_watch.set()
+        if self.pairwise is not None:
+            self.pairwise.cancel()
         for task in [*self._tasks, *self._shadows]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._shadows, return_exceptions=True)
@@ -465,6 +482,7 @@ class Gateway:
             headers.get(self.s.reference_header),
             span,
         )
+        self._judge_against_stable(creq, variant, result, llm_config, client_params)
         return web.json_response(
             completion_body(result, response_id, int(time.time())),
             headers={
@@ -490,16 +508,7 @@ class Gateway:
             self.metrics.mirrored.labels(self.metrics.ns, llm_config, shadow.id, "skipped").inc()
             return
         self.metrics.mirrored.labels(self.metrics.ns, llm_config, shadow.id, "sent").inc()
-        params = client_params.model_copy(
-            update={k: v for k, v in shadow.parameters.model_dump().items() if v is not None}
-        )
-        copy = dataclasses.replace(
-            creq,
-            model=shadow.model,
-            parameters=params,
-            endpoint=shadow.endpoint,
-            request_id=creq.request_id + "-mirror",
-        )
+        copy = request_as(creq, shadow, client_params, "-mirror")
         task = asyncio.create_task(self._shadow(copy, shadow, llm_config, headers))
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
@@ -669,7 +678,23 @@ class Gateway:
         await resp.write_eof()
         result.time_to_first_token = ttft
         self._succeeded(result, creq, variant, llm_config, response_id, started, reference, span)
+        self._judge_against_stable(creq, variant, result, llm_config, None)
         return resp
+
+    def _judge_against_stable(
+        self,
+        creq: ChatRequest,
+        variant: Variant,
+        result: ChatResult,
+        llm_config: str,
+        client_params: Parameters | None,
+    ) -> None:
+        """A candidate's answer, sent: maybe judged against stable's in the background."""
+        table = self.config.table
+        if self.pairwise is None or table is None or variant.role != "candidate":
+            return
+        stable = next((v for v in table.variant_set.variants if v.role == "stable"), None)
+        self.pairwise.offer(creq, variant, result, stable, llm_config, client_params)
 
     @staticmethod
     def _sse(payload: dict[str, Any]) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +54,10 @@ async def cycle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         telemetry.POLICY_QUEUE_SECONDS.observe(time.monotonic() - queued)
         _cycle(body, patch)
 
-    await asyncio.get_running_loop().run_in_executor(_workers(), run)
+    # In kopf's context (its settings, its event queue): kopf.event from the thread needs
+    # them, as it has them in kopf's own executor.
+    context = contextvars.copy_context()
+    await asyncio.get_running_loop().run_in_executor(_workers(), context.run, run)
 
 
 @telemetry.timed("OptimizationPolicy")

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import os
 import random
+import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,6 +28,25 @@ import yaml
 from .base import ChatChunk, ChatRequest, ChatResult, ProviderError
 from .pricing import Price
 from .tokens import count_messages
+
+# The judge: a model of the server that compares two answers it served (pairwise
+# judging in tests and benchmarks). Its verdicts follow the answers' hidden quality,
+# with Gaussian noise, a tie band, and a position bias toward the first answer.
+JUDGE_MODEL = "sim-judge"
+JUDGE_PRICE = Price(Decimal("0.15"), Decimal("0.60"))  # priced like a small judge model
+_TAG = re.compile(r"\[sim:([0-9a-f]{16})\]")
+_ANSWERS = re.compile(r"Answer A:\n(?P<a>.*?)\n\s*Answer B:\n(?P<b>.*)", re.S)
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """How the simulator's judge errs: P(it answers "A" whatever the answers), the
+    noise on the quality difference it sees, and the difference below which it ties."""
+
+    bias: float = 0.0
+    noise: float = 0.1
+    tie_margin: float = 0.02
+
 
 _FILLER = (
     "Here is a careful answer that works through the question step by step, "
@@ -164,10 +186,18 @@ class SimulatorProvider:
 
     name = "simulator"
 
-    def __init__(self, fleet: Fleet | None = None, time_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        fleet: Fleet | None = None,
+        time_scale: float | None = None,
+        judge: JudgeSettings | None = None,
+    ) -> None:
         self.fleet = fleet or load_fleet()
         env_scale = os.environ.get("LLMOPT_SIMULATOR_TIME_SCALE")
         self.time_scale = time_scale if time_scale is not None else float(env_scale or 1.0)
+        self.judge_settings = judge or JudgeSettings()
+        # Each answer's hidden quality by its tag, for the judge (the newest 200,000).
+        self._served: OrderedDict[str, float] = OrderedDict()
 
     def model(self, name: str) -> SimulatedModel:
         try:
@@ -211,10 +241,49 @@ class SimulatorProvider:
             quality = rng.betavariate(mean * k, (1.0 - mean) * k)
         return Draw(fails, hangs, ttft, tps, answer, truncated, output, quality)
 
-    def _text(self, model: str, tokens: int) -> str:
-        target = tokens * 4
+    def _text(self, request: ChatRequest, draw: Draw) -> str:
+        """Filler of the answer's length, ending in a tag naming the answer (so the
+        judge, told two answers, knows which it served and how good each was)."""
+        target = draw.output_tokens * 4
         body = (_FILLER * (target // len(_FILLER) + 1))[: max(0, target - 1)]
-        return body + "."
+        key = f"{self.fleet.seed}\0{request.model}\0{request.request_id}\0{request.attempt}"
+        tag = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+        self._served[tag] = draw.quality
+        if len(self._served) > 200_000:
+            self._served.popitem(last=False)
+        return f"{body}. [sim:{tag}]"
+
+    def quality_of(self, answer: str) -> float | None:
+        """The hidden quality of an answer this simulator served, if it did."""
+        found = _TAG.search(answer)
+        return None if found is None else self._served.get(found.group(1))
+
+    def judge(self, request: ChatRequest) -> ChatResult:
+        """A pairwise verdict on the two answers in the prompt ("Answer A:" ...
+        "Answer B:"), as JSON ``{"winner": "A" | "B" | "tie"}``; a prompt without two
+        answers it served gets a reply with no verdict (as a confused judge would)."""
+        prompt = "\n".join(str(m.get("content", "")) for m in request.messages)
+        found = _ANSWERS.search(prompt)
+        qa = self.quality_of(found.group("a")) if found else None
+        qb = self.quality_of(found.group("b")) if found else None
+        key = f"{self.fleet.seed}\0judge\0{request.request_id}\0{request.attempt}"
+        rng = random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest()))
+        biased = rng.random() < self.judge_settings.bias  # drawn always: same noise either way
+        noise = rng.gauss(0.0, self.judge_settings.noise)
+        if qa is None or qb is None:
+            text = "I cannot tell which answer is which."
+        else:
+            d = qa - qb + noise
+            margin = self.judge_settings.tie_margin
+            winner = "A" if biased or d > margin else "B" if d < -margin else "tie"
+            text = json.dumps({"winner": winner})
+        return ChatResult(
+            text=text,
+            finish_reason="stop",
+            input_tokens=count_messages(request.messages),
+            output_tokens=8,
+            model=request.model,
+        )
 
     async def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -222,7 +291,7 @@ class SimulatorProvider:
 
     def _result(self, request: ChatRequest, draw: Draw) -> ChatResult:
         return ChatResult(
-            text=self._text(request.model, draw.output_tokens),
+            text=self._text(request, draw),
             finish_reason="length" if draw.truncated else "stop",
             input_tokens=count_messages(request.messages),
             output_tokens=draw.output_tokens,
@@ -244,12 +313,19 @@ class SimulatorProvider:
         return draw
 
     async def complete(self, request: ChatRequest) -> ChatResult:
+        if request.model == JUDGE_MODEL:
+            return self.judge(request)
         draw = await self._start(request)
         if draw.tokens_per_second:
             await self._sleep(draw.output_tokens / draw.tokens_per_second)
         return self._result(request, draw)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if request.model == JUDGE_MODEL:
+            verdict = self.judge(request)
+            yield ChatChunk(delta=verdict.text)
+            yield ChatChunk(delta="", result=verdict)
+            return
         draw = await self._start(request)
         result = self._result(request, draw)
         text = result.text
@@ -267,4 +343,4 @@ class SimulatorProvider:
 
 def fleet_prices(fleet: Fleet) -> dict[str, Price]:
     """The fleet's prices, to merge into the pricing catalog."""
-    return {name: m.price for name, m in fleet.models.items()}
+    return {**{name: m.price for name, m in fleet.models.items()}, JUDGE_MODEL: JUDGE_PRICE}

@@ -78,6 +78,7 @@ async def test_policy_cycles_run_on_their_own_threads_not_kopfs(
     """A cycle's slow work (Prometheus, PostgreSQL, Optuna) runs on a policy-cycle
     thread; kopf's worker threads stay for Rollout ticks and LLMConfig renders. The
     cycle itself is replaced by a recorder here: what is checked is where it runs."""
+    import contextvars
     import threading
 
     from optimizer_operator.handlers import policy, telemetry
@@ -86,11 +87,21 @@ async def test_policy_cycles_run_on_their_own_threads_not_kopfs(
         name = "llmopt_operator_policy_queue_seconds_count"
         return telemetry.REGISTRY.get_sample_value(name) or 0.0
 
-    ran_on: list[str] = []
+    ran_on: list[tuple[str, str]] = []
+    kopf_context = contextvars.ContextVar[str]("kopf_context")
     monkeypatch.setattr(
-        policy, "_cycle", lambda body, patch: ran_on.append(threading.current_thread().name)
+        policy,
+        "_cycle",
+        lambda body, patch: ran_on.append(
+            (threading.current_thread().name, kopf_context.get("missing"))
+        ),
     )
     before = waits()
+    kopf_context.set("kopf's settings")  # as kopf sets its own before a handler runs
     await policy.cycle(body={}, patch={})  # type: ignore[arg-type]
-    assert len(ran_on) == 1 and ran_on[0].startswith("policy-cycle")
+    [(thread, seen)] = ran_on
+    assert thread.startswith("policy-cycle")
+    # kopf.event and kopf's settings are reached through context variables: the cycle
+    # runs in the handler's context, not a bare thread's.
+    assert seen == "kopf's settings"
     assert waits() == before + 1  # the wait for a thread is exported

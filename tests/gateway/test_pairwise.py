@@ -1,0 +1,188 @@
+"""Pairwise judging against stable. The judge is the project's simulator in its judge
+mode (model ``sim-judge``): an OpenAI-compatible model whose verdicts follow the hidden
+quality of the answers it served, with noise and a configurable position bias — the
+tests say so where they use it; no real judge model can run here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from optimizer_operator.api.llmconfig import Parameters
+from optimizer_operator.api.variants import Variant
+from optimizer_operator.gateway.metrics import GatewayMetrics
+from optimizer_operator.gateway.pairwise import (
+    Garbage,
+    PairwiseJudge,
+    PairwiseSettings,
+    combine,
+    verdict_of,
+)
+from optimizer_operator.providers import ChatRequest
+from optimizer_operator.providers.catalog import price_catalog
+from optimizer_operator.providers.simulator import JudgeSettings, SimulatorProvider
+from tests.gateway.conftest import GatewayFactory, metric_value, post_chat, variant
+from tests.gateway.test_gateway_http import _never_failing
+
+PAIRS = 2000
+
+
+def _reliable() -> SimulatorProvider:
+    """The default fleet without simulated upstream errors or hangs: every pair gets
+    both answers (the failure paths have tests of their own)."""
+    return SimulatorProvider(_never_failing(), time_scale=0)
+
+
+def _variant(vid: str, role: str, temperature: str) -> Variant:
+    return Variant.model_validate(
+        {"id": vid, "role": role, "hash": f"h-{vid}", "weight": 5000, "provider": "simulator",
+         "model": "sim-medium", "parameters": {"temperature": temperature}}
+    )  # fmt: skip
+
+
+def test_a_verdict_is_read_only_from_a_verdict_and_both_orders_decide() -> None:
+    assert verdict_of('{"winner": "A"}') == "A"
+    assert verdict_of('Sure. {"winner":"tie"}') == "tie"
+    for garbage in ("A is better", '{"score": 4}', ""):
+        with pytest.raises(Garbage):
+            verdict_of(garbage)
+    # first: the candidate as A; second: the candidate as B.
+    assert combine("A", "B") == "win" and combine("A", "tie") == "win"
+    assert combine("B", "A") == "loss" and combine("tie", "A") == "loss"
+    assert combine("A", "A") == "tie"  # the two orders disagree: position, not quality
+    assert combine("tie", "tie") == "tie"
+
+
+async def _rates(sim: SimulatorProvider, bias: float) -> tuple[float, float]:
+    """The candidate's win rate over PAIRS pairs judged in both orders, and what the
+    first order alone says; wins 1, ties 1/2."""
+    sim.judge_settings = JudgeSettings(bias=bias, noise=0.1)
+    metrics = GatewayMetrics()
+    judge = PairwiseJudge(
+        PairwiseSettings(provider="simulator", model="sim-judge", rate=1.0,
+                         max_usd_per_hour=1e9, max_pending=PAIRS),
+        metrics, price_catalog(None), lambda _: sim,
+    )  # fmt: skip
+    candidate, stable = _variant("c1", "candidate", "0.5"), _variant("v1", "stable", "0.3")
+    both, first_only = [], []
+    for i in range(PAIRS):
+        creq = ChatRequest(
+            model="sim-medium",
+            messages=[{"role": "user", "content": f"question {i}"}],
+            parameters=Parameters(temperature="0.5"),
+            request_id=f"q{i}",
+        )
+        answer = await sim.complete(creq)
+        shadow = ChatRequest(
+            model="sim-medium", messages=creq.messages, parameters=Parameters(temperature="0.3"),
+            request_id=f"q{i}-pairwise",
+        )  # fmt: skip
+        outcome = await judge.judge_pair(creq, shadow, candidate, answer, stable, "bot")
+        assert outcome is not None
+        both.append({"win": 1.0, "tie": 0.5, "loss": 0.0}[outcome])
+        theirs = await sim.complete(shadow)
+        first = await judge._ask(f"q{i}-ab", f"question {i}", answer.text, theirs.text, "bot")
+        first_only.append({"A": 1.0, "tie": 0.5, "B": 0.0}[first])
+    return sum(both) / PAIRS, sum(first_only) / PAIRS
+
+
+async def test_judging_both_orders_cancels_a_position_bias() -> None:
+    """With a judge that prefers the first answer one time in five, the win rate over
+    2,000 pairs judged both ways is within 0.02 of what the same judge without the
+    bias measures on the same pairs; one order alone is far off."""
+    sim = _reliable()
+    truth, truth_first = await _rates(sim, 0.0)
+    biased, biased_first = await _rates(sim, 0.2)
+    assert 0.3 < truth < 0.7  # candidate and stable close: the case that needs judging
+    assert abs(biased - truth) <= 0.02, (biased, truth)
+    assert biased_first - truth_first > 0.05, (biased_first, truth_first)
+
+
+async def test_the_user_gets_the_candidates_answer_and_every_pair_is_counted(
+    start_gateway: GatewayFactory,
+) -> None:
+    """Judging on (rate 1) changes nothing the user receives; each answer of the
+    candidate is judged against stable's answer to the same request; the shadow and
+    judge calls are evaluation cost, not stable's requests or cost."""
+    sim = _reliable()
+    pairwise = json.dumps([{"name": "pairwise", "rate": 1, "options": {
+        "provider": "simulator", "model": "sim-judge", "maxUsdPerHour": 100}}])  # fmt: skip
+    variants = [variant("v1", 0, role="stable", model="sim-medium"),
+                variant("c1", 10000, model="sim-small")]  # fmt: skip
+    judged, url = await start_gateway(variants, evaluators=pairwise,
+                                      providers={"simulator": sim})  # fmt: skip
+    _, plain_url = await start_gateway(variants, providers={"simulator": _reliable()})
+    bodies: dict[str, list[Any]] = {"judged": [], "plain": []}
+    async with aiohttp.ClientSession() as s:
+        for i in range(30):
+            for key, target in (("judged", url), ("plain", plain_url)):
+                status, body, _ = await post_chat(s, target, headers={"X-Request-Id": f"r{i}"})
+                assert status == 200
+                bodies[key].append(body["choices"][0]["message"]["content"])
+    assert judged.pairwise is not None
+    await judged.pairwise.drain()
+    assert bodies["judged"] == bodies["plain"]  # the same answers, judged or not
+    outcomes = {o: metric_value(judged, "llmopt_pairwise_total", variant="c1", baseline="v1",
+                                outcome=o) for o in ("win", "loss", "tie")}  # fmt: skip
+    assert sum(outcomes.values()) == 30
+    assert outcomes["loss"] > outcomes["win"]  # sim-small is the worse model
+    assert metric_value(judged, "llmopt_requests_total", variant="v1") == 0
+    assert metric_value(judged, "llmopt_cost_usd_total", variant="v1") == 0
+    cost = metric_value(judged, "llmopt_evaluation_cost_usd_total", evaluator="pairwise")
+    assert cost > 0
+    assert metric_value(judged, "llmopt_evaluation_cost_usd_total", kind="shadow") > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"provider": "simulator", "model": "sim-small"}, "judge_garbage"),  # no verdict
+        ({"provider": "simulator", "model": "no-such-judge"}, "judge_error"),
+        ({"provider": "simulator", "model": "sim-judge", "maxUsdPerHour": 0}, "spend_cap"),
+    ],
+)
+async def test_a_bad_judge_or_the_spend_cap_skips_the_pair_and_counts_it(
+    start_gateway: GatewayFactory, options: dict[str, Any], reason: str
+) -> None:
+    sim = _reliable()
+    spec = json.dumps([{"name": "pairwise", "rate": 1, "options": options}])
+    variants = [variant("v1", 0, role="stable"), variant("c1", 10000)]
+    gateway, url = await start_gateway(variants, evaluators=spec, providers={"simulator": sim})
+    async with aiohttp.ClientSession() as s:
+        for i in range(5):
+            status, _, _ = await post_chat(s, url, headers={"X-Request-Id": f"r{i}"})
+            assert status == 200  # the user is never affected
+    assert gateway.pairwise is not None
+    await gateway.pairwise.drain()
+    assert metric_value(gateway, "llmopt_pairwise_total") == 0  # never a verdict
+    assert metric_value(gateway, "llmopt_pairwise_skipped_total", reason=reason) == 5
+
+
+async def test_a_judge_that_hangs_is_cut_off_by_its_timeout() -> None:
+    class Hanging:
+        async def complete(self, request: ChatRequest) -> Any:
+            await asyncio.sleep(3600)
+
+    sim = _reliable()
+    metrics = GatewayMetrics()
+    judge = PairwiseJudge(
+        PairwiseSettings(provider="hanging", model="j", rate=1.0, timeout=0.2),
+        metrics, price_catalog(None), lambda name: Hanging() if name == "hanging" else sim,  # type: ignore[return-value,arg-type]
+    )  # fmt: skip
+    creq = ChatRequest(model="sim-medium", messages=[{"role": "user", "content": "q"}],
+                       parameters=Parameters(), request_id="h1")  # fmt: skip
+    answer = await sim.complete(creq)
+    stable, candidate = _variant("v1", "stable", "0.3"), _variant("c1", "candidate", "0.5")
+    task = judge.offer(creq, candidate, answer, stable, "bot")
+    assert task is not None and await task is None
+    skipped = [
+        s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == "llmopt_pairwise_skipped_total" and s.labels["reason"] == "judge_error"
+    ]
+    assert skipped == [1.0]
