@@ -593,8 +593,6 @@ COLUMNS = {
     "real_dependencies": "one operator, real Prometheus and PostgreSQL, Rollouts measuring, "
     "policies auto",
     "real_dependencies_24_workers": "the same with 24 handler threads (LLMOPT_MAX_WORKERS)",
-    "real_dependencies_glibc_arenas": "the same with glibc's default malloc arenas "
-    "(LLMOPT_MALLOC_ARENAS=0)",
 }
 
 
@@ -787,13 +785,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"LLMOPT_MAX_WORKERS": "24"},
                 real=True,
             ),
-            # What limiting glibc's malloc arenas to 2 (the default) saves.
-            Setup(
-                "real_dependencies_glibc_arenas",
-                [[]],
-                {"LLMOPT_MALLOC_ARENAS": "0"},
-                real=True,
-            ),
+
         ]
         for setup in setups:
             if args.only and setup.name not in args.only:

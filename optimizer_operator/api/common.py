@@ -20,7 +20,16 @@ CATEGORY = "llmopt"
 
 # The metrics the gateway's series give without a query (their PromQL lives in
 # observe/prometheus.py); any other metric name needs one.
-BUILTIN_METRICS = ("error_rate", "latency_p95_seconds", "cost_per_request_usd", "quality_score")
+BUILTIN_METRICS = (
+    "error_rate",
+    "latency_p95_seconds",
+    "cost_per_request_usd",
+    "quality_score",
+    "win_rate",
+)
+# Metrics of a candidate against stable (no value for stable itself): a policy cannot
+# make them an objective, which its stable baseline is measured on.
+PAIRED_METRICS = ("win_rate",)
 
 # A decimal written as a string: "0.7", "1", "-0.5", "12.25".
 DECIMAL_PATTERN = r"^-?[0-9]{1,12}(\.[0-9]{1,9})?$"

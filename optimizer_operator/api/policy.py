@@ -10,6 +10,7 @@ from pydantic import Field, StringConstraints, ValidationError, model_validator
 from .common import (
     BUILTIN_METRICS,
     CONDITIONS_LIST_EXTENSIONS,
+    PAIRED_METRICS,
     ApiModel,
     Condition,
     DecimalString,
@@ -370,6 +371,13 @@ class OptimizationPolicySpec(ApiModel):
                 raise FieldProblem(
                     f"objectives[{i}].metric",
                     f"{obj.metric!r} is neither built-in nor in spec.metrics",
+                )
+            if obj.metric in PAIRED_METRICS:
+                raise FieldProblem(
+                    f"objectives[{i}].metric",
+                    f"{obj.metric!r} compares a candidate with stable, so stable (the "
+                    "baseline) has none: use it in rolloutTemplate.analysis (a threshold or "
+                    "a rollback trigger with min) instead",
                 )
             if obj.metric in [o.metric for o in self.objectives[:i]]:
                 raise FieldProblem(f"objectives[{i}].metric", f"{obj.metric!r} is listed twice")

@@ -36,14 +36,13 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     namespaces = args.namespace or []
     os.environ["LLMOPT_NAMESPACES"] = ",".join(namespaces)
-    from ..handlers.environment import check_environment, limit_malloc_arenas
+    from ..handlers.environment import check_environment
 
     try:
         check_environment()  # each read again where it is used; a bad value stops here
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    limit_malloc_arenas()
     if namespaces and not any(set(n) & set("*?[!") for n in namespaces):
         # Watching named namespaces needs nothing cluster-wide: no CRD/namespace scanning.
         # (A glob such as "team-a-*" does: kopf lists namespaces to match it.)

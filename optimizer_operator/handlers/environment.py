@@ -30,7 +30,6 @@ def check_environment() -> None:
     database_pool_size()
     env_number("LLMOPT_PROMETHEUS_TIMEOUT", 10, 0.1, whole=False)
     env_number("LLMOPT_PROMETHEUS_COOLDOWN", 5, 0, whole=False)
-    malloc_arenas()
 
 
 def policy_workers() -> int:
@@ -65,25 +64,3 @@ def connection_limit() -> int:
     if any(set(n) & set("*?[!") for n in namespaces):
         return 0  # how many namespaces a glob matches is not known up front
     return 60 + 4 * max(1, len(namespaces))
-
-
-def malloc_arenas() -> int:
-    """glibc malloc arenas for the operator process (LLMOPT_MALLOC_ARENAS, default 2; 0
-    leaves glibc's default of 8 per core). Each handler thread otherwise gets an arena
-    of its own whose freed memory is rarely returned: with a dozen threads that was tens
-    of MB of RSS at scale (``make bench-scale``)."""
-    return int(env_number("LLMOPT_MALLOC_ARENAS", 2, 0))
-
-
-def limit_malloc_arenas() -> None:
-    """Apply ``malloc_arenas`` before any thread starts (glibc only; elsewhere nothing)."""
-    arenas = malloc_arenas()
-    if not arenas:
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, arenas)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass  # not glibc: its allocator has its own policy

@@ -48,6 +48,16 @@ BUILTIN: dict[str, tuple[str, str]] = {
         "sum(rate(llmopt_quality_score_count{" + SELECTOR + "}[{{window}}]))",
         "higherIsBetter",
     ),
+    # Pairwise judging against stable (the gateway's pairwise evaluator): the share of the
+    # candidate's judged pairs it won, ties counted half. Absolute (0.5: as good as
+    # stable), so it is judged against a bound (min), not against stable's value.
+    "win_rate": (
+        "((sum(rate(llmopt_pairwise_total{" + SELECTOR + ',outcome="win"}[{{window}}])) '
+        "or vector(0)) + 0.5 * (sum(rate(llmopt_pairwise_total{" + SELECTOR
+        + ',outcome="tie"}[{{window}}])) or vector(0))) / '
+        "sum(rate(llmopt_pairwise_total{" + SELECTOR + "}[{{window}}]))",
+        "higherIsBetter",
+    ),
 }
 # Requests of one variant over {{window}} (a count), and of the whole LLMConfig (a rate).
 REQUESTS = "sum(increase(llmopt_requests_total{" + SELECTOR + "}[{{window}}]))"
@@ -60,6 +70,15 @@ COUNTS: dict[str, tuple[str, str]] = {
     "error_rate": (
         "sum(increase(llmopt_errors_total{" + SELECTOR + "}[{{window}}])) or vector(0)",
         "sum(increase(llmopt_requests_total{" + SELECTOR + "}[{{window}}]))",
+    ),
+    # Wins (ties half) among the judged pairs: a confidence sequence on it is the
+    # sequential non-inferiority test (a bound min 0.45: not worse than stable by more
+    # than 0.05).
+    "win_rate": (
+        "(sum(increase(llmopt_pairwise_total{" + SELECTOR + ',outcome="win"}[{{window}}])) '
+        "or vector(0)) + 0.5 * (sum(increase(llmopt_pairwise_total{" + SELECTOR
+        + ',outcome="tie"}[{{window}}])) or vector(0))',
+        "sum(increase(llmopt_pairwise_total{" + SELECTOR + "}[{{window}}]))",
     ),
 }
 

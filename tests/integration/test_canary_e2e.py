@@ -47,6 +47,7 @@ async def traffic(
     max_attempts: int = 2,
     workers: int = 3,
     time_scale: float = 0.02,
+    evaluators: str = "ground_truth=1",
 ) -> AsyncIterator[Gateway]:
     """A gateway serving the LLMConfig `bot`, scraped by Prometheus, under ~60 rps of load."""
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
@@ -55,6 +56,7 @@ async def traffic(
             configmap=f"{namespace}/bot-llm-config",
             max_attempts=max_attempts,
             providers={"simulator": SimulatorProvider(_fleet(), time_scale=time_scale)},
+            evaluators=evaluators,
         )
     )
     runner, url = await serve(gateway.app())
