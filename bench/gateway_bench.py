@@ -133,6 +133,81 @@ def measure(
     return result
 
 
+def _two_variants(path: Path, sim_port: int) -> Path:
+    """A stable and a candidate, half the traffic each, both the fixed model."""
+    endpoint = {"baseUrl": f"http://127.0.0.1:{sim_port}/v1"}
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "optimizer.llmops.dev/v1alpha1",
+                "kind": "VariantSet",
+                "llmConfig": "bench",
+                "namespace": "bench",
+                "variants": [
+                    {"id": vid, "role": role, "hash": vid, "weight": 5000, "provider": "openai",
+                     "model": MODEL, "parameters": {}, "endpoint": endpoint}
+                    for vid, role in (("v1", "stable"), ("c1", "candidate"))
+                ],
+            }
+        )
+    )  # fmt: skip
+    return path
+
+
+def judging_overhead(
+    py: list[str], sim_port: int, rates: list[float], seconds: float, repeats: int
+) -> dict[str, Any]:
+    """What pairwise judging at 10% of the candidate's requests adds on the user's path:
+    two gateways with the same stable + candidate split, one judging (the simulator's
+    judge model, in the background), measured back to back at each rate; the median of
+    the differences, as for the gateway against direct."""
+    variants = _two_variants(RESULTS / "bench-variants-two.json", sim_port)
+    endpoint = {"baseUrl": f"http://127.0.0.1:{sim_port}/v1"}
+    options = {"provider": "openai", "model": "sim-judge", "endpoint": endpoint,
+               "maxUsdPerHour": 1000}  # fmt: skip
+    judged = json.dumps([{"name": "pairwise", "rate": 0.1, "options": options}])
+    servers: dict[str, tuple[Server, str]] = {}
+    runs: list[dict[str, Any]] = []
+    try:
+        for name, evaluators in (("judging off", "ground_truth=1"), ("judging on", judged)):
+            port = free_port()
+            server = Server(
+                name.replace(" ", "-"),
+                [*py, "gateway", "--config", str(variants), "--host", "127.0.0.1",
+                 "--port", str(port), "--evaluators", evaluators],
+                f"http://127.0.0.1:{port}/readyz",
+                env={"OPENAI_API_KEY": "sk-bench"},
+            )  # fmt: skip
+            servers[name] = (server, f"http://127.0.0.1:{port}")
+        for rate in rates:
+            for rep in range(repeats):
+                for name, (server, url) in servers.items():
+                    r = measure(name, url, rate, seconds, server)
+                    r["repeat"] = rep
+                    runs.append(r)
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+    out: dict[str, Any] = {"runs": runs}
+    for rate in rates:
+        diffs = {
+            key: [
+                on[key] - off[key]
+                for off in runs
+                for on in runs
+                if off["target"] == "judging off" and on["target"] == "judging on"
+                and off["offered_rps"] == on["offered_rps"] == rate
+                and off["repeat"] == on["repeat"]
+            ]
+            for key in ("p50_ms", "p99_ms")
+        }  # fmt: skip
+        out[f"{int(rate)}rps"] = {
+            "added_p50_ms": float(np.median(diffs["p50_ms"])),
+            "added_p99_ms": float(np.median(diffs["p99_ms"])),
+        }
+    return out
+
+
 def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top to bottom
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=15.0, help="per measurement")
@@ -150,6 +225,9 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
         "is reported, since one run's difference is within noise",
     )
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument(
+        "--judging-rates", default="50,200", help="rates of the pairwise-judging comparison"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     rates = [float(r) for r in args.rates.split(",")]
@@ -265,6 +343,15 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
             else:
                 break
         gateway_peak_after_ramp = gateway.peak_rss_mb()
+        gateway.stop()
+        print("pairwise judging on 10% of the candidate's requests, off vs on", flush=True)
+        judging = judging_overhead(
+            py,
+            sim_port,
+            [float(r) for r in args.judging_rates.split(",")],
+            args.seconds,
+            args.repeats,
+        )
     finally:
         for server in (gateway, litellm, sim):
             if server is not None:
@@ -297,6 +384,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
         "repeats": args.repeats,
         "runs": runs,
         "ramp": ramp,
+        "judging": judging,
     }
     for rate in rates:
         d = at("direct", rate)
@@ -421,6 +509,26 @@ def render_markdown(report: dict[str, Any], rates: list[float]) -> str:
             f"{int(min(rates))} rps, below every proxy's saturation, the ratio is "
             f"**{report['litellm_to_gateway_added_p50_ratio_at_lowest_rate']:.1f}x**.",
         ]
+    judging = report.get("judging")
+    if judging:
+        lines += [
+            "",
+            "## Pairwise judging on 10% of a candidate's requests",
+            "",
+            "Two gateways with the same stable + candidate split (half each); one judges 10% of "
+            "the candidate's answers against stable's (a shadow call to stable and two judge "
+            "calls to the simulator's judge model, after the response went out). Added = "
+            "judging on minus off, median over the back-to-back repeats.",
+            "",
+            "| rate | added p50 ms | added p99 ms |",
+            "|---:|---:|---:|",
+        ]
+        for key, row in judging.items():
+            if key.endswith("rps"):
+                lines.append(
+                    f"| {key.removesuffix('rps')} | {row['added_p50_ms']:.2f} | "
+                    f"{row['added_p99_ms']:.2f} |"
+                )
     lines += [
         "",
         "## Ramp (gateway)",
