@@ -154,7 +154,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_gateway(args: argparse.Namespace) -> int:
     import logging
 
-    from ..gateway.evaluators import build_evaluator, parse_specs
+    from ..gateway.evaluators import check_specs, parse_specs
     from ..gateway.server import GatewaySettings, run
 
     if not args.config and not args.configmap:
@@ -164,8 +164,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        for spec in parse_specs(args.evaluators):
-            build_evaluator(spec.name, spec.options)
+        check_specs(parse_specs(args.evaluators))
     except (ValueError, KeyError) as exc:
         print(f"error: --evaluators: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,9 @@ from ..providers import ChatRequest, ProviderError
 from ..providers import create as create_provider
 from . import scoring
 from .metrics import GatewayMetrics
+from .pairwise import PairwiseSettings
+
+PAIRWISE = "pairwise"  # judged by the gateway against stable, not through this queue
 
 log = logging.getLogger("llmopt.gateway.evaluators")
 MAX_EDIT_CHARS = 500  # Levenshtein is quadratic; longer texts are compared on their prefix
@@ -171,8 +174,19 @@ def build_evaluator(name: str, options: dict[str, Any]) -> Evaluator:
         ),
     }
     if name not in builders:
-        raise ValueError(f"unknown evaluator {name!r}; known: {', '.join(sorted(builders))}")
+        known = ", ".join(sorted([*builders, PAIRWISE]))
+        raise ValueError(f"unknown evaluator {name!r}; known: {known}")
     return builders[name]()
+
+
+def check_specs(specs: list[EvaluatorSpec]) -> None:
+    """Every evaluator buildable as configured (pairwise judging included); a
+    ValueError naming the first that is not."""
+    for spec in specs:
+        if spec.name == PAIRWISE:
+            PairwiseSettings.from_options(spec.rate, spec.options)
+        else:
+            build_evaluator(spec.name, spec.options)
 
 
 def _missing(evaluator: str, option: str) -> str:

@@ -38,7 +38,7 @@ from ..providers.tokens import prompt_text
 from ..tracing import Tracer, forwarded_trace_headers, genai_attributes
 from .body import BadJson, parse_json
 from .config_source import ConfigHolder, watch_configmap, watch_file
-from .evaluators import EvaluationQueue, Sample, parse_specs
+from .evaluators import PAIRWISE, EvaluationQueue, Sample, parse_specs
 from .metrics import GatewayMetrics
 from .pairwise import PairwiseJudge, PairwiseSettings
 from .ratelimit import RateLimiter, parse_rate_limit
@@ -177,11 +177,11 @@ class Gateway:
         )
         specs = parse_specs(settings.evaluators)
         self.evaluations = EvaluationQueue(
-            [e for e in specs if e.name != "pairwise"],
+            [e for e in specs if e.name != PAIRWISE],
             self.metrics,
             maxsize=settings.eval_queue_size,
         )
-        pairwise = [e for e in specs if e.name == "pairwise"]
+        pairwise = [e for e in specs if e.name == PAIRWISE]
         self.pairwise: PairwiseJudge | None = (
             PairwiseJudge(
                 PairwiseSettings.from_options(pairwise[0].rate, pairwise[0].options),

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,11 +25,19 @@ from optimizer_operator.gateway.pairwise import (
     combine,
     verdict_of,
 )
+from optimizer_operator.local.cluster import free_port
 from optimizer_operator.providers import ChatRequest
 from optimizer_operator.providers.catalog import price_catalog
 from optimizer_operator.providers.simulator import JudgeSettings, SimulatorProvider
-from tests.gateway.conftest import GatewayFactory, metric_value, post_chat, variant
+from tests.gateway.conftest import (
+    GatewayFactory,
+    metric_value,
+    post_chat,
+    variant,
+    write_variants,
+)
 from tests.gateway.test_gateway_http import _never_failing
+from tests.gateway.test_observability import Process
 
 PAIRS = 2000
 
@@ -186,3 +197,32 @@ async def test_a_judge_that_hangs_is_cut_off_by_its_timeout() -> None:
         if s.name == "llmopt_pairwise_skipped_total" and s.labels["reason"] == "judge_error"
     ]
     assert skipped == [1.0]
+
+
+def test_the_gateway_command_takes_pairwise_judging_and_refuses_it_half_configured(
+    tmp_path: Path,
+) -> None:
+    """As a user starts it (`llm-optimizer gateway --evaluators '[...]'`): a judge with
+    its model serves; one without a model is one line naming what is missing, exit 2."""
+    config = tmp_path / "variants.json"
+    write_variants(config, [variant("v1", 10000, role="stable")])
+    ok = json.dumps([{"name": "pairwise", "rate": 0.1, "options": {"model": "gpt-4o-mini"}}])
+    port = free_port()
+    gateway = Process(
+        ["gateway", "--config", str(config), "--port", str(port), "--evaluators", ok],
+        tmp_path / "gateway.log",
+    )
+    try:
+        gateway.wait_http(f"http://127.0.0.1:{port}/readyz")
+    finally:
+        gateway.stop()
+    bad = json.dumps([{"name": "pairwise", "rate": 0.1, "options": {}}])
+    out = subprocess.run(
+        [sys.executable, "-m", "optimizer_operator", "gateway", "--config", str(config),
+         "--evaluators", bad],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: --evaluators: evaluator pairwise needs option 'model' (the judge model)"
+    ]
