@@ -47,6 +47,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..decide.actions import TERMINAL
     from ..handlers.clients import load_config
+    from ..handlers.environment import prometheus_cooldown, prometheus_timeout
     from ..observe.prometheus import PrometheusSource
     from ..reconcile.policy import run_cycle
     from ..reconcile.rollout import reconcile_rollout
@@ -58,9 +59,17 @@ def run(args: argparse.Namespace) -> int:
     except (config.ConfigException, OSError) as exc:
         print(f"error: cannot reach the cluster: {exc}", file=sys.stderr)
         return 2
+    try:
+        timeout, cooldown = prometheus_timeout(), prometheus_cooldown()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     custom, core, apps = client.CustomObjectsApi(), client.CoreV1Api(), client.AppsV1Api()
-    timeout = float(os.environ.get("LLMOPT_PROMETHEUS_TIMEOUT", "10"))
-    source = PrometheusSource(args.prometheus_url, timeout=timeout) if args.prometheus_url else None
+    source = (
+        PrometheusSource(args.prometheus_url, timeout=timeout, cooldown=cooldown)
+        if args.prometheus_url
+        else None
+    )
     store = HistoryStore(args.database_url) if args.database_url else None
     ns = None if args.all_namespaces else namespace(args.namespace)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from ..analysis.canary import MetricResult
 from ..api.common import parse_duration
-from ..api.rollout import RolloutSpec, RolloutStatus
+from ..api.rollout import Analysis, RolloutSpec, RolloutStatus
 from ..api.steps import QualitySignalStatus
 from ..api.timestamps import format_ts as _ts
 from ..api.timestamps import parse_optional as _parse
@@ -21,14 +21,13 @@ from .actions import Tick
 QUALITY = "quality_score"
 HOW_TO_FIX = (
     "configure a quality evaluator in the gateway (--evaluators, chart value "
-    "gateway.evaluators: llm_judge, feedback or pairwise judging), or give "
-    "analysis.metrics a quality_score query of the app's own"
+    "gateway.deployment.evaluators: llm_judge or pairwise), send users' feedback to its "
+    "POST /v1/feedback, or give analysis.metrics a quality_score query of the app's own"
 )
 
 
-def timeout_seconds(spec: RolloutSpec) -> float:
+def timeout_seconds(analysis: Analysis) -> float:
     """The bound: analysis.qualitySignalTimeout, else two windows."""
-    analysis = spec.analysis
     if analysis.quality_signal_timeout:
         return parse_duration(analysis.quality_signal_timeout)
     return 2 * parse_duration(analysis.window)
@@ -70,7 +69,7 @@ def observe(
         return
     since = _parse(previous.since if previous else None) or now
     waited = (now - since).total_seconds()
-    bound = timeout_seconds(spec)
+    bound = timeout_seconds(spec.analysis)
     custom = any(m.name == QUALITY and m.query for m in spec.analysis.metrics)
     what = (
         "the quality_score query in analysis.metrics returned no data"

@@ -48,11 +48,11 @@ def custom() -> client.CustomObjectsApi:
 def metric_source() -> PrometheusSource | None:
     """One Prometheus client (and HTTP session) for all handlers, not one per tick."""
     url = os.environ.get("LLMOPT_PROMETHEUS_URL")
-    from .environment import env_number
+    from .environment import prometheus_cooldown, prometheus_timeout
 
-    timeout = env_number("LLMOPT_PROMETHEUS_TIMEOUT", 10, 0.1, whole=False)
-    cooldown = env_number("LLMOPT_PROMETHEUS_COOLDOWN", 5, 0, whole=False)
-    return PrometheusSource(url, timeout=timeout, cooldown=cooldown) if url else None
+    if not url:
+        return None
+    return PrometheusSource(url, timeout=prometheus_timeout(), cooldown=prometheus_cooldown())
 
 
 # Seconds before a handler that met a transient API failure runs again (kopf's own

@@ -28,8 +28,19 @@ def check_environment() -> None:
     connection_limit()
     policy_workers()
     database_pool_size()
-    env_number("LLMOPT_PROMETHEUS_TIMEOUT", 10, 0.1, whole=False)
-    env_number("LLMOPT_PROMETHEUS_COOLDOWN", 5, 0, whole=False)
+    prometheus_timeout()
+    prometheus_cooldown()
+
+
+def prometheus_timeout() -> float:
+    """Seconds each Prometheus query may take (LLMOPT_PROMETHEUS_TIMEOUT, default 10)."""
+    return env_number("LLMOPT_PROMETHEUS_TIMEOUT", 10, 0.1, whole=False)
+
+
+def prometheus_cooldown() -> float:
+    """Seconds Prometheus is not asked after it could not be reached
+    (LLMOPT_PROMETHEUS_COOLDOWN, default 5)."""
+    return env_number("LLMOPT_PROMETHEUS_COOLDOWN", 5, 0, whole=False)
 
 
 def policy_workers() -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..api.policy import OptimizationPolicySpec, request_bounds
 from .prometheus import (
     BUILTIN,
+    QUALITY_SCORES,
     REQUESTS,
     REQUESTS_RATE,
     MetricSource,
@@ -21,12 +22,6 @@ from .prometheus import (
 )
 
 QUALITY = "quality_score"
-# Quality scores of one variant over {{window}}, whatever evaluator gave them.
-QUALITY_SCORES = (
-    "sum(increase(llmopt_quality_score_count{"
-    'llm_config_namespace="{{namespace}}",llm_config="{{llm_config}}",variant="{{variant}}"'
-    "}[{{window}}]))"
-)
 
 NO_PROMETHEUS = "no Prometheus configured (LLMOPT_PROMETHEUS_URL)"
 
@@ -134,10 +129,8 @@ class PolicyMetrics:
         Raises MetricsUnavailable only when Prometheus cannot answer."""
         window = window_of(seconds)
         custom = {m.name: m.query for m in self.spec.metrics}.get(QUALITY)
-        names = "|".join(n for n, _ in self.evaluators())
-        scores = QUALITY_SCORES
-        if names:  # only the chosen evaluators' scores count as a quality signal
-            scores = scores.replace('"}[', f'",evaluator=~"{names}"}}[')
+        # Only the chosen evaluators' scores count as a quality signal.
+        scores = chosen_evaluators(QUALITY_SCORES, self.evaluators())
         found = self._source().vector(self._query(custom or scores, variant, window))
         if custom:
             return 1.0 if found else 0.0

@@ -89,11 +89,15 @@ QUALITY_SUM = "sum(increase(llmopt_quality_score_sum{" + SELECTOR + "}[{{window}
 QUALITY_COUNTS = (
     "sum by (evaluator) (increase(llmopt_quality_score_count{" + SELECTOR + "}[{{window}}]))"
 )
+# Quality scores of one variant over {{window}}: is there a quality signal at all?
+QUALITY_SCORES = (
+    "sum(increase(llmopt_quality_score_count{" + SELECTOR + "}[{{window}}]))"
+)
 QUALITY_BUCKETS = (
     "sum by (le) (increase(llmopt_quality_score_bucket{" + SELECTOR + "}[{{window}}]))"
 )
 _QUALITY_TEMPLATES = frozenset(
-    {BUILTIN["quality_score"][0], QUALITY_SUM, QUALITY_COUNTS, QUALITY_BUCKETS}
+    {BUILTIN["quality_score"][0], QUALITY_SUM, QUALITY_COUNTS, QUALITY_SCORES, QUALITY_BUCKETS}
 )
 LATENCY_BUCKETS = (
     "sum by (le) (increase(gen_ai_client_operation_duration_seconds_bucket{"

@@ -16,7 +16,7 @@ from ..api.steps import QualitySignalStatus
 from ..api.timestamps import parse_optional
 from ..api.variants import stable_variant_id
 from ..decide import trials
-from ..decide.quality_signal import HOW_TO_FIX
+from ..decide.quality_signal import HOW_TO_FIX, QUALITY, timeout_seconds
 from ..observe.prometheus import MetricsUnavailable
 from .cycle_state import CycleState
 
@@ -24,10 +24,7 @@ NO_QUALITY = "NoQualityData"
 
 
 def _bound(c: CycleState) -> float:
-    analysis = trials.trial_analysis(c.spec)
-    if analysis.quality_signal_timeout:
-        return parse_duration(analysis.quality_signal_timeout)
-    return 2 * parse_duration(analysis.window)
+    return timeout_seconds(trials.trial_analysis(c.spec))
 
 
 def _window(c: CycleState) -> float:
@@ -35,7 +32,7 @@ def _window(c: CycleState) -> float:
 
 
 def _message(c: CycleState, waited: float) -> str:
-    custom = any(m.name == "quality_score" and m.query for m in c.spec.metrics)
+    custom = any(m.name == QUALITY and m.query for m in c.spec.metrics)
     fix = "check the quality_score query in spec.metrics" if custom else HOW_TO_FIX
     return (
         f"no quality scores for stable v{c.stable.version} in {int(waited)} s, and "
