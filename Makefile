@@ -76,6 +76,9 @@ bench-gateway: venv bench/.venv-litellm/.installed ## gateway overhead vs direct
 bench-canary: venv ## false rollbacks and detection time vs Argo/Flagger-style rules -> bench/results/canary.{md,json}
 	$(BIN)/python bench/canary_bench.py
 
+bench-judging: venv ## judge calls to detect a 5-point quality drop: pairwise vs absolute scores -> bench/results/judging.{md,json}
+	$(BIN)/python bench/judging_bench.py $(BENCH_ARGS)
+
 bench-scale: deps ## one operator with 1,000 Rollouts + 200 policies, then two split by namespace -> bench/results/scale.{md,json}
 	$(BIN)/python bench/scale_bench.py $(BENCH_ARGS)
 

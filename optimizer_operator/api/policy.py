@@ -46,6 +46,12 @@ class Constraints(ApiModel):
     max_latency_p95_seconds: DecimalString | None = Field(default=None, description="p95 SLA.")
     max_error_rate: DecimalString | None = Field(default=None, description='e.g. "0.02".')
     min_quality: DecimalString | None = Field(default=None, description="Quality floor, 0..1.")
+    min_win_rate: DecimalString | None = Field(
+        default=None,
+        description="Floor on a trial's win rate against stable (pairwise judging: wins plus "
+        'half the ties), 0..1; e.g. "0.45": not worse than stable by more than 0.05. Needs '
+        "the gateway's pairwise evaluator; stable's own is 0.5.",
+    )
     max_cost_per_request_usd: DecimalString | None = Field(default=None)
     max_daily_cost_usd: DecimalString | None = Field(
         default=None, description="Projected daily cost ceiling."
@@ -75,6 +81,7 @@ REQUEST_CONSTRAINTS = (
     ),
     RequestConstraint("maxErrorRate", "max_error_rate", "error_rate", True),
     RequestConstraint("minQuality", "min_quality", "quality_score", False),
+    RequestConstraint("minWinRate", "min_win_rate", "win_rate", False),
     RequestConstraint(
         "maxCostPerRequestUsd", "max_cost_per_request_usd", "cost_per_request_usd", True
     ),
@@ -438,6 +445,7 @@ class OptimizationPolicySpec(ApiModel):
         c = self.constraints
         for field, value, lo, hi in (
             ("minQuality", c.min_quality, 0, 1),
+            ("minWinRate", c.min_win_rate, 0, 1),
             ("maxErrorRate", c.max_error_rate, 0, 1),
             ("maxLatencyP95Seconds", c.max_latency_p95_seconds, 0, None),
             ("maxCostPerRequestUsd", c.max_cost_per_request_usd, 0, None),

@@ -57,6 +57,12 @@ class AnalysisMetric(ApiModel):
     @model_validator(mode="after")
     def _queried(self) -> AnalysisMetric:
         _need_query(self.name, self.query)
+        if self.comparison == "none" and self.threshold is None:
+            raise FieldProblem(
+                "comparison",
+                f"{self.name}: comparison none and no threshold checks nothing; give a "
+                "threshold or a comparison",
+            )
         return self
 
 

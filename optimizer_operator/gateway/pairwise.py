@@ -63,6 +63,7 @@ class PairwiseSettings:
     max_usd_per_hour: float = 1.0
     max_pending: int = 32
     timeout: float = 60.0
+    orders: int = 2  # 2: both orders per pair; 1: one, drawn at random (half the judge calls)
 
     @classmethod
     def from_options(cls, rate: float, options: dict[str, Any]) -> PairwiseSettings:
@@ -71,6 +72,9 @@ class PairwiseSettings:
         cap = float(options.get("maxUsdPerHour", 1.0))
         if not cap >= 0:
             raise ValueError(f"evaluator pairwise: maxUsdPerHour must be >= 0, got {cap}")
+        orders = options.get("orders", 2)
+        if orders not in (1, 2, "1", "2"):
+            raise ValueError(f"evaluator pairwise: orders must be 1 or 2, got {orders!r}")
         return cls(
             provider=str(options.get("provider", "openai")),
             model=str(options["model"]),
@@ -81,6 +85,7 @@ class PairwiseSettings:
             max_usd_per_hour=cap,
             max_pending=int(options.get("maxPending", 32)),
             timeout=float(options.get("timeout", 60.0)),
+            orders=int(orders),
         )
 
 
@@ -209,10 +214,14 @@ class PairwiseJudge:
         self._cost(llm_config, "shadow", stable.model, theirs)
         prompt = prompt_text(creq.messages)
         try:
-            first = await self._ask(creq.request_id + "-ab", prompt, answer.text, theirs.text,
-                                    llm_config)  # fmt: skip
-            second = await self._ask(creq.request_id + "-ba", prompt, theirs.text, answer.text,
-                                     llm_config)  # fmt: skip
+            if self.s.orders == 1:
+                outcome = await self._once(creq.request_id, prompt, answer, theirs, llm_config)
+            else:
+                first = await self._ask(creq.request_id + "-ab", prompt, answer.text,
+                                        theirs.text, llm_config)  # fmt: skip
+                second = await self._ask(creq.request_id + "-ba", prompt, theirs.text,
+                                         answer.text, llm_config)  # fmt: skip
+                outcome = combine(first, second)
         except Garbage as exc:
             log.debug("pairwise judge: %s", exc)
             self._skip(llm_config, "judge_garbage")
@@ -221,11 +230,22 @@ class PairwiseJudge:
             log.debug("pairwise judge failed: %s", exc)
             self._skip(llm_config, "judge_error")
             return None
-        outcome = combine(first, second)
         self.metrics.pairwise.labels(
             self.metrics.ns, llm_config, candidate.id, stable.id, outcome
         ).inc()
         return outcome
+
+    async def _once(
+        self, rid: str, prompt: str, answer: ChatResult, theirs: ChatResult, llm_config: str
+    ) -> Outcome:
+        """One judgement in an order drawn at random: a judge's preference for a
+        position adds noise to the win rate but no bias (it favours each side equally
+        often)."""
+        if self._rng.random() < 0.5:
+            verdict = await self._ask(rid + "-ab", prompt, answer.text, theirs.text, llm_config)
+            return {"A": "win", "B": "loss", "tie": "tie"}[verdict]  # type: ignore[return-value]
+        verdict = await self._ask(rid + "-ba", prompt, theirs.text, answer.text, llm_config)
+        return {"A": "loss", "B": "win", "tie": "tie"}[verdict]  # type: ignore[return-value]
 
     async def _ask(self, rid: str, prompt: str, a: str, b: str, llm_config: str) -> Verdict:
         request = ChatRequest(

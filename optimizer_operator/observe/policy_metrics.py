@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..api.common import PAIRED_METRICS
 from ..api.policy import OptimizationPolicySpec, request_bounds
 from .prometheus import (
     BUILTIN,
@@ -22,6 +23,7 @@ from .prometheus import (
 )
 
 QUALITY = "quality_score"
+EVEN = 0.5  # a variant's win rate against itself
 
 NO_PROMETHEUS = "no Prometheus configured (LLMOPT_PROMETHEUS_URL)"
 
@@ -83,12 +85,17 @@ class PolicyMetrics:
             bounded.append("cost_per_request_usd")
         return wanted + [m for m in dict.fromkeys(bounded) if m not in wanted]
 
-    def values(self, variant: str, seconds: float) -> dict[str, float]:
-        """Objective and constraint metrics of one variant over the last ``seconds``."""
+    def values(self, variant: str, seconds: float, *, stable: bool = False) -> dict[str, float]:
+        """Objective and constraint metrics of one variant over the last ``seconds``.
+        ``stable``: the variant is stable itself, whose metrics against stable (win_rate)
+        are even by definition, not read."""
         source = self._source()
         window = window_of(seconds)
         return {
-            m: source.value(self._query(self.template(m), variant, window)) for m in self.wanted()
+            m: EVEN
+            if stable and m in PAIRED_METRICS
+            else source.value(self._query(self.template(m), variant, window))
+            for m in self.wanted()
         }
 
     def requests(self, variant: str, seconds: float) -> float:

@@ -60,7 +60,7 @@ def _baseline(c: CycleState, record: TrialRecord) -> bool:
                 raise MetricsUnavailable(
                     f"{seen:.0f} of {analysis.min_sample_size} requests in the window"
                 )
-        values = c.metrics.values(variant, window)
+        values = c.metrics.values(variant, window, stable=True)
     except MetricsUnavailable as exc:
         if policy_quality.baseline_stalled(c, record):
             return True
@@ -182,7 +182,7 @@ def _gate(
     )
     try:
         c_values = c.metrics.values(canary, span)
-        s_values = c.metrics.values(stable, span)
+        s_values = c.metrics.values(stable, span, stable=True)
         assert c.metrics.source is not None  # values() raised otherwise
         bounds = check_triggers(
             trials.constraint_triggers(spec), analysis, c.metrics.source, variants, span

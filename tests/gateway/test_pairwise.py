@@ -68,15 +68,16 @@ def test_a_verdict_is_read_only_from_a_verdict_and_both_orders_decide() -> None:
     assert combine("tie", "tie") == "tie"
 
 
-async def _rates(sim: SimulatorProvider, bias: float) -> tuple[float, float]:
-    """The candidate's win rate over PAIRS pairs judged in both orders, and what the
-    first order alone says; wins 1, ties 1/2."""
+async def _rates(sim: SimulatorProvider, bias: float, orders: int = 2) -> tuple[float, float]:
+    """The candidate's win rate over PAIRS pairs judged in ``orders`` orders (one: drawn
+    at random, the same draws every call), and what the first order alone says; wins 1,
+    ties 1/2."""
     sim.judge_settings = JudgeSettings(bias=bias, noise=0.1)
     metrics = GatewayMetrics()
     judge = PairwiseJudge(
         PairwiseSettings(provider="simulator", model="sim-judge", rate=1.0,
-                         max_usd_per_hour=1e9, max_pending=PAIRS),
-        metrics, price_catalog(None), lambda _: sim,
+                         max_usd_per_hour=1e9, max_pending=PAIRS, orders=orders),
+        metrics, price_catalog(None), lambda _: sim, seed=5,
     )  # fmt: skip
     candidate, stable = _variant("c1", "candidate", "0.5"), _variant("v1", "stable", "0.3")
     both, first_only = [], []
@@ -111,6 +112,42 @@ async def test_judging_both_orders_cancels_a_position_bias() -> None:
     assert 0.3 < truth < 0.7  # candidate and stable close: the case that needs judging
     assert abs(biased - truth) <= 0.02, (biased, truth)
     assert biased_first - truth_first > 0.05, (biased_first, truth_first)
+
+
+async def test_one_order_drawn_at_random_cancels_a_position_bias_with_half_the_calls() -> None:
+    """orders: 1 judges each pair once, in a random order: the same bias favours each
+    side equally often, so the win rate stays within 0.02 of the unbiased judge's; and
+    the judge is asked once per pair, not twice."""
+    sim = _reliable()
+    truth, _ = await _rates(sim, 0.0, orders=1)
+    biased, _ = await _rates(sim, 0.2, orders=1)
+    assert 0.3 < truth < 0.7
+    assert abs(biased - truth) <= 0.02, (biased, truth)
+    asked: list[str] = []
+    real = sim.judge
+
+    def counting(request: ChatRequest) -> Any:
+        asked.append(request.request_id)
+        return real(request)
+
+    sim.judge = counting  # type: ignore[method-assign]
+    judge = PairwiseJudge(
+        PairwiseSettings(provider="simulator", model="sim-judge", rate=1.0,
+                         max_usd_per_hour=1e9, max_pending=PAIRS, orders=1),
+        GatewayMetrics(), price_catalog(None), lambda _: sim, seed=5,
+    )  # fmt: skip
+    candidate, stable = _variant("c1", "candidate", "0.5"), _variant("v1", "stable", "0.3")
+    for i in range(PAIRS):
+        creq = ChatRequest(model="sim-medium", messages=[{"role": "user", "content": "q"}],
+                           parameters=Parameters(temperature="0.5"), request_id=f"q{i}")
+        shadow = ChatRequest(model="sim-medium", messages=creq.messages,
+                             parameters=Parameters(temperature="0.3"), request_id=f"q{i}-p")
+        answer = await sim.complete(creq)
+        assert await judge.judge_pair(creq, shadow, candidate, answer, stable, "bot")
+    assert len(asked) == PAIRS and len({a[:-3] for a in asked}) == PAIRS
+    assert {a[-3:] for a in asked} == {"-ab", "-ba"}  # both orders occur
+    with pytest.raises(ValueError, match="orders must be 1 or 2"):
+        PairwiseSettings.from_options(0.1, {"model": "j", "orders": 3})
 
 
 async def test_the_user_gets_the_candidates_answer_and_every_pair_is_counted(

@@ -194,7 +194,9 @@ def test_versioned_migrations_tables_buffering_and_retention(
 
     store = HistoryStore(postgres.url, timeout=2, retention_days=90)
     assert store.schema_version() == len(MIGRATIONS)
-    assert HistoryStore(postgres.url).schema_version() == len(MIGRATIONS)  # applied once
+    again = HistoryStore(postgres.url)
+    assert again.schema_version() == len(MIGRATIONS)  # applied once
+    again.close()  # a pool left to the garbage collector is closed from its own thread
     records = _records()
     versions = [
         VersionRecord.model_validate(
@@ -249,6 +251,8 @@ def test_versioned_migrations_tables_buffering_and_retention(
     fresh = HistoryStore(postgres.url, retention_days=90)
     fresh.save(namespace, "tune", records, [])
     assert count("llmopt_decisions") == 3
+    fresh.close()
+    store.close()
 
 
 @pytest.mark.faults

@@ -6,20 +6,26 @@ The judge is the same server's judge model ``sim-judge`` — the project's stand
 judge model, whose verdicts follow the hidden quality of the answers it served (noise
 0.1, no position bias); no real judge model can run here.
 
-A worse candidate is rolled back on win_rate; one that is not worse is promoted on it
-(win_rate confidently at least 0.4: not worse than stable by more than 0.1)."""
+A worse candidate is rolled back on win_rate; a cheaper one that is not worse is promoted
+on it (win_rate confidently at least 0.4: not worse than stable by more than 0.1). The
+cheaper one is ``sim-medium-lite``: sim-medium's answers at a third of its price, as the
+same open model costs less from another host; the upstream serves it and the gateway
+prices it from a pricing file, as a user adds a model the catalog lacks."""
 
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.local.prometheus import LocalPrometheus
+from optimizer_operator.providers.simulator import Fleet, parse_fleet
 from tests.integration.test_canary_e2e import _apply, _until_terminal, traffic
 from tests.integration.test_quality_signal import _get, _openai, _until, plain_upstream
 
@@ -36,6 +42,25 @@ ANALYSIS = {
 }
 
 
+LITE = "sim-medium-lite"
+PRICE_FACTOR = Decimal(3)  # sim-medium-lite costs a third of sim-medium
+
+
+def _fleet_with_lite() -> Fleet:
+    """The default fleet and sim-medium-lite: sim-medium at a third of the price."""
+    from importlib import resources
+
+    doc = yaml.safe_load(
+        resources.files("optimizer_operator.providers")
+        .joinpath("data/simulator-fleet.yaml")
+        .read_text()
+    )
+    lite = json.loads(json.dumps(doc["models"]["sim-medium"]))
+    lite["price"] = {k: str(Decimal(v) / PRICE_FACTOR) for k, v in lite["price"].items()}
+    doc["models"][LITE] = lite
+    return parse_fleet(doc)
+
+
 def _judged_by(upstream: str) -> str:
     return json.dumps([{"name": "pairwise", "rate": 1, "options": {
         "provider": "openai", "model": "sim-judge", "endpoint": {"baseUrl": upstream},
@@ -48,9 +73,17 @@ async def _run(
     namespace: str,
     prometheus: LocalPrometheus,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     candidate: dict[str, Any],
+    analysis: dict[str, Any] = ANALYSIS,
 ) -> dict[str, Any]:
-    async with plain_upstream() as upstream:
+    fleet = _fleet_with_lite()
+    pricing = tmp_path / "pricing.yaml"  # the gateway's prices for what the upstream serves
+    pricing.write_text(yaml.safe_dump({"models": {
+        name: {"input": str(m.price.input_per_mtok), "output": str(m.price.output_per_mtok)}
+        for name, m in fleet.models.items()}}))  # fmt: skip
+    monkeypatch.setenv("LLMOPT_PRICING", str(pricing))
+    async with plain_upstream(fleet) as upstream:
         stable = _openai("sim-medium", upstream)
         stable["parameters"] = {"temperature": "0.3", "maxTokens": 512}
         _apply(kubeconfig, {
@@ -74,7 +107,7 @@ async def _run(
                          "candidate": {**_openai(candidate["model"], upstream),
                                        "parameters": candidate["parameters"]},
                          "steps": [{"setWeight": 50}, {"analysis": {"measurements": 2}}],
-                         "analysis": ANALYSIS, "progressDeadline": "5m"},
+                         "analysis": analysis, "progressDeadline": "5m"},
             })  # fmt: skip
             return await _until_terminal(api, namespace, "judged", timeout=200)
 
@@ -87,9 +120,10 @@ async def test_a_worse_candidate_is_rolled_back_on_its_win_rate(
     namespace: str,
     prometheus: LocalPrometheus,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     # sim-small: quality about 0.68 against sim-medium's 0.84; it loses most pairs.
-    ro = await _run(api, kubeconfig, namespace, prometheus, monkeypatch,
+    ro = await _run(api, kubeconfig, namespace, prometheus, monkeypatch, tmp_path,
                     {"model": "sim-small", "parameters": {"temperature": "0.3"}})  # fmt: skip
     assert ro["status"]["phase"] == "RolledBack", ro["status"]
     assert "win_rate" in ro["status"]["message"], ro["status"]["message"]
@@ -98,20 +132,29 @@ async def test_a_worse_candidate_is_rolled_back_on_its_win_rate(
 
 
 @pytest.mark.timeout(300)
-async def test_a_candidate_not_worse_is_promoted_on_its_win_rate(
+async def test_a_cheaper_candidate_not_worse_is_promoted_on_its_win_rate(
     api: client.ApiClient,
     kubeconfig: Path,
     operator: Path,
     namespace: str,
     prometheus: LocalPrometheus,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    # The same model at a slightly different temperature: about as good (win rate ~0.5).
-    ro = await _run(api, kubeconfig, namespace, prometheus, monkeypatch,
-                    {"model": "sim-medium",
-                     "parameters": {"temperature": "0.35", "maxTokens": 512}})  # fmt: skip
+    # sim-medium's answers at a third of the price: as good (win rate about 0.5). Cost per
+    # request is compared beside it (dry run: it decides nothing, it shows the saving).
+    analysis = json.loads(json.dumps(ANALYSIS))
+    analysis["metrics"].append(
+        {"name": "cost_per_request_usd", "comparison": "sequential", "dryRun": True}
+    )
+    ro = await _run(api, kubeconfig, namespace, prometheus, monkeypatch, tmp_path,
+                    {"model": LITE, "parameters": {"temperature": "0.3", "maxTokens": 512}},
+                    analysis)  # fmt: skip
     assert ro["status"]["phase"] == "Promoted", ro["status"]
-    verdicts = {r["metric"]: r["verdict"] for r in ro["status"]["results"]}
-    assert verdicts.get("win_rate_threshold") == "Pass", ro["status"]["results"]
+    results = {r["metric"]: r for r in ro["status"]["results"]}
+    assert results["win_rate_threshold"]["verdict"] == "Pass", ro["status"]["results"]
+    cost = results["cost_per_request_usd"]
+    assert float(cost["canary"]) < float(cost["stable"]) / 2, cost  # a third, give or take
     history = _get(api, namespace, "llmconfigs", "bot")["status"]["history"]
     assert [h["version"] for h in history] == [1, 2]
+    assert history[-1]["model"] == LITE

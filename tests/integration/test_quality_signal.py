@@ -22,7 +22,7 @@ from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.api.timestamps import parse_ts
 from optimizer_operator.local.prometheus import LocalPrometheus
 from optimizer_operator.providers.serve import build_app
-from optimizer_operator.providers.simulator import SimulatorProvider, load_fleet
+from optimizer_operator.providers.simulator import Fleet, SimulatorProvider, load_fleet
 from tests.gateway.conftest import serve
 from tests.integration.test_canary_e2e import _apply, traffic
 
@@ -30,11 +30,12 @@ WINDOW_S = 6  # the analysis window: the signal must turn False within two of th
 
 
 @contextlib.asynccontextmanager
-async def plain_upstream() -> AsyncIterator[str]:
-    """The project's simulator as a plain OpenAI-compatible server (no ground truth in
-    any answer); yields its base URL for ``endpoint.baseUrl``."""
+async def plain_upstream(fleet: Fleet | None = None) -> AsyncIterator[str]:
+    """The project's simulator (``fleet``, else its default one) as a plain
+    OpenAI-compatible server (no ground truth in any answer); yields its base URL for
+    ``endpoint.baseUrl``."""
     upstream, base = await serve(
-        build_app(SimulatorProvider(load_fleet(None), time_scale=0.02), plain=True)
+        build_app(SimulatorProvider(fleet or load_fleet(None), time_scale=0.02), plain=True)
     )
     try:
         yield base + "/v1"

@@ -84,6 +84,16 @@ def test_weights_over_100_percent_are_refused() -> None:
         parse_spec(RolloutSpec, spec)
 
 
+def test_an_analysis_metric_that_checks_nothing_is_refused() -> None:
+    spec = _sample("rollout.yaml")
+    spec["analysis"] = {"metrics": [{"name": "error_rate", "comparison": "none"}]}
+    with pytest.raises(InvalidSpec, match="checks nothing") as err:
+        parse_spec(RolloutSpec, spec)
+    assert err.value.field == "spec.analysis.metrics[0].comparison"
+    spec["analysis"]["metrics"][0]["threshold"] = {"max": "0.05"}
+    assert parse_spec(RolloutSpec, spec)
+
+
 def test_policy_objective_must_name_a_known_metric() -> None:
     spec = _sample("optimizationpolicy.yaml")
     spec["objectives"] = [{"metric": "happiness", "direction": "maximize"}]

@@ -1,0 +1,349 @@
+"""``make bench-judging``: judge calls needed to detect a 5-point quality drop, pairwise
+against stable vs two absolute judge scores, at the same false-rollback rate.
+
+The world (every number below is a flag):
+
+* Each request's prompt has a difficulty shared by every configuration that answers
+  it; each answer has its own luck on top. An answer's true quality is
+  ``Phi(mu + h + e)`` with ``h ~ N(0, rho)`` (the prompt) and ``e ~ N(0, 1 - rho)`` (the
+  answer): ``rho`` is the correlation of two configurations' answer quality on the same
+  prompt. Stable's mean quality is 0.80, the candidate's 0.75 (the drop) or 0.80 (A/A
+  runs, for the false-rollback rate).
+* The judge sees an answer's quality with noise (``--judge-noise``, per answer and per
+  call). **Absolute**: it scores one answer on a 0-10 scale (its perception rounded:
+  LLM judges' absolute scores bunch on a few values). Stable's and the candidate's
+  scored requests are different requests, as a traffic split serves them; one judge call
+  per score, half the calls on each side. **Pairwise** (the gateway's evaluator
+  ``pairwise``): the candidate's and stable's answers to the *same* request, judged in
+  both orders (two judge calls per pair) by a judge that says "first" regardless with
+  probability ``--bias`` and ties differences under ``--tie-margin``; the two orders are
+  combined by the gateway's own rule (``gateway.pairwise.combine``): win 1, tie 1/2,
+  loss 0; or judged once in a random order (the evaluator's ``orders: 1``), one judge
+  call per pair. Pairwise also costs one shadow call to stable per pair (reported
+  beside, not a judge call).
+* Both methods are decided by the same anytime-valid test the operator uses for a
+  mean (the normal-mixture mSPRT, ``analysis.canary.msprt_log_lambda``) with its
+  variance estimated from the data, checked every ``--look`` judge calls; each method's
+  mixing scale is set to its own true effect (the best case for both), and each
+  method's threshold is calibrated on A/A runs so that exactly ``--false-rollback`` of
+  them roll back within the horizon. Detection is compared at that equal rate.
+
+The share of difficulty the prompt carries decides how much pairing buys: with
+``rho = 0`` nothing cancels and pairwise, which throws away the size of each
+difference, can need more calls. The rows sweep ``rho``; the GSM8K row uses the
+correlation measured on the two real models of ``../shared/data/gsm8k_responses.csv``
+(tetrachoric, on their correct/incorrect labels), when that file is present.
+Results: bench/results/judging.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from optimizer_operator.analysis.canary import msprt_log_lambda
+from optimizer_operator.gateway.pairwise import combine
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+GSM8K = ROOT.parent / "shared" / "data" / "gsm8k_responses.csv"
+STABLE_Q, DROP = 0.80, 0.05
+VERDICTS = ("A", "B", "tie")
+OUTCOME_VALUE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+METHODS = ("absolute", "pairwise", "pairwise-one-order")
+
+
+@dataclass(frozen=True)
+class World:
+    rho: float  # correlation of two configurations' answer quality on one prompt
+    judge_noise: float
+    bias: float
+    tie_margin: float
+    leniency: float = 0.0  # sd of the judge's per-prompt offset on every answer's score
+
+
+def _mu(target: float) -> float:
+    """The probit location giving mean quality ``target`` (latent variance 1 + 1)."""
+    return float(stats.norm.ppf(target) * math.sqrt(2.0))
+
+
+def _quality(rng: np.random.Generator, h: np.ndarray, world: World, mean: float) -> np.ndarray:
+    e = rng.normal(0.0, math.sqrt(1.0 - world.rho), h.shape)
+    return np.asarray(stats.norm.cdf(_mu(mean) + h + e))
+
+
+def absolute_scores(
+    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int]
+) -> np.ndarray:
+    """One judge call's 0-10 score (as 0..1) of answers of fresh prompts."""
+    h = rng.normal(0.0, math.sqrt(world.rho), shape)
+    lenient = rng.normal(0.0, world.leniency, shape)
+    seen = _quality(rng, h, world, mean) + lenient + rng.normal(0.0, world.judge_noise, shape)
+    return np.clip(np.round(seen * 10.0), 0.0, 10.0) / 10.0
+
+
+def _order(
+    rng: np.random.Generator, first: np.ndarray, second: np.ndarray, world: World
+) -> np.ndarray:
+    """One judge call on (first, second): 0 = "A", 1 = "B", 2 = "tie"."""
+    d = (first + rng.normal(0.0, world.judge_noise, first.shape)) - (
+        second + rng.normal(0.0, world.judge_noise, first.shape)
+    )
+    verdict = np.where(d > world.tie_margin, 0, np.where(d < -world.tie_margin, 1, 2))
+    return np.where(rng.random(first.shape) < world.bias, 0, verdict)
+
+
+# The gateway's rule for two orders, as a table: OUTCOME[first][second].
+OUTCOME = np.array(
+    [[OUTCOME_VALUE[combine(a, b)] for b in VERDICTS] for a in VERDICTS]  # type: ignore[arg-type]
+)
+
+
+def pairwise_outcomes(
+    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int]
+) -> np.ndarray:
+    """The candidate's outcome per pair (1 win, 1/2 tie, 0 loss): both orders judged."""
+    h = rng.normal(0.0, math.sqrt(world.rho), shape)
+    lenient = rng.normal(0.0, world.leniency, shape)  # the same prompt: it cancels
+    cand = _quality(rng, h, world, mean) + lenient
+    stab = _quality(rng, h, world, STABLE_Q) + lenient
+    first = _order(rng, cand, stab, world)  # the candidate as A
+    second = _order(rng, stab, cand, world)  # the candidate as B
+    return np.asarray(OUTCOME[first, second])
+
+
+def one_order_outcomes(
+    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int]
+) -> np.ndarray:
+    """The candidate's outcome per pair judged once, in a random order."""
+    h = rng.normal(0.0, math.sqrt(world.rho), shape)
+    lenient = rng.normal(0.0, world.leniency, shape)
+    cand = _quality(rng, h, world, mean) + lenient
+    stab = _quality(rng, h, world, STABLE_Q) + lenient
+    flip = rng.random(shape) < 0.5
+    verdict = _order(rng, np.where(flip, stab, cand), np.where(flip, cand, stab), world)
+    won = np.where(flip, verdict == 1, verdict == 0)
+    lost = np.where(flip, verdict == 0, verdict == 1)
+    return np.where(won, 1.0, np.where(lost, 0.0, 0.5))
+
+
+def _log_lambda(diff: np.ndarray, variance: np.ndarray, tau: float) -> np.ndarray:
+    out = np.full(diff.shape, -np.inf)
+    ok = diff > 0
+    v = np.maximum(variance[ok], 1e-12)
+    out[ok] = [msprt_log_lambda(float(d), float(x), tau) for d, x in zip(diff[ok], v, strict=True)]
+    return out
+
+
+def _cum_mean_var(x: np.ndarray, looks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Running mean and variance of each row at the sample sizes ``looks``."""
+    s1 = np.cumsum(x, axis=1)[:, looks - 1]
+    s2 = np.cumsum(x * x, axis=1)[:, looks - 1]
+    n = looks[None, :].astype(float)
+    mean = s1 / n
+    var = np.maximum(s2 / n - mean * mean, 0.0) * n / np.maximum(n - 1.0, 1.0)
+    return mean, var
+
+
+def absolute_evidence(
+    rng: np.random.Generator, world: World, mean: float, runs: int, calls: int, look: int,
+    tau: float,
+) -> np.ndarray:
+    """log Lambda (stable better than the candidate) at each look, per run."""
+    per_side = calls // 2
+    looks = np.arange(look // 2, per_side + 1, look // 2)
+    c = absolute_scores(rng, world, mean, (runs, per_side))
+    s = absolute_scores(rng, world, STABLE_Q, (runs, per_side))
+    cm, cv = _cum_mean_var(c, looks)
+    sm, sv = _cum_mean_var(s, looks)
+    n = looks[None, :].astype(float)
+    return _log_lambda((sm - cm).ravel(), ((cv + sv) / n).ravel(), tau).reshape(cm.shape)
+
+
+def pairwise_evidence(
+    rng: np.random.Generator, world: World, mean: float, runs: int, calls: int, look: int,
+    tau: float, both_orders: bool = True,
+) -> np.ndarray:
+    """log Lambda (the candidate loses more than it wins) at each look, per run."""
+    per_call = 2 if both_orders else 1
+    pairs = calls // per_call
+    looks = np.arange(look // per_call, pairs + 1, look // per_call)
+    judged = pairwise_outcomes if both_orders else one_order_outcomes
+    o = judged(rng, world, mean, (runs, pairs))
+    om, ov = _cum_mean_var(o, looks)
+    n = looks[None, :].astype(float)
+    return _log_lambda((0.5 - om).ravel(), (ov / n).ravel(), tau).reshape(om.shape)
+
+
+def true_effect(method: str, world: World, seed: int) -> float:
+    """The drop as each method sees it: stable minus candidate mean score (absolute), or
+    1/2 minus the candidate's win rate (pairwise)."""
+    rng = np.random.default_rng(seed)
+    shape = (1, 400_000)
+    if method == "absolute":
+        return float(
+            absolute_scores(rng, world, STABLE_Q, shape).mean()
+            - absolute_scores(rng, world, STABLE_Q - DROP, shape).mean()
+        )
+    judged = pairwise_outcomes if method == "pairwise" else one_order_outcomes
+    return float(0.5 - judged(rng, world, STABLE_Q - DROP, shape).mean())
+
+
+def detect(
+    method: str, world: World, args: argparse.Namespace, seed: int
+) -> dict[str, Any]:
+    """Calibrate on A/A runs, then measure judge calls to detection under the drop."""
+    effect = true_effect(method, world, seed)
+    tau = max(effect, 1e-3)
+
+    def evidence(rng: np.random.Generator, mean: float) -> np.ndarray:
+        if method == "absolute":
+            return absolute_evidence(rng, world, mean, args.runs, args.horizon, args.look, tau)
+        return pairwise_evidence(
+            rng, world, mean, args.runs, args.horizon, args.look, tau, method == "pairwise"
+        )
+
+    null = evidence(np.random.default_rng(seed + 1), STABLE_Q)
+    peak = null.max(axis=1)  # the strongest evidence each A/A run ever showed
+    threshold = float(np.quantile(peak, 1.0 - args.false_rollback))
+    threshold = max(threshold, 0.0)
+    alt = evidence(np.random.default_rng(seed + 2), STABLE_Q - DROP)
+    crossed = alt > threshold
+    found = crossed.any(axis=1)
+    first = np.where(found, crossed.argmax(axis=1), -1)
+    calls = np.where(found, (first + 1) * args.look, args.horizon + args.look)
+    return {
+        "effect": effect,
+        "threshold_log_lambda": threshold,
+        "nominal_alpha": math.exp(-threshold),
+        "false_rollback": float((peak > threshold).mean()),
+        "detected": float(found.mean()),
+        "calls_per_pair": {"absolute": 0, "pairwise": 2, "pairwise-one-order": 1}[method],
+        "median_calls": float(np.median(calls)),
+        "p80_calls": float(np.percentile(calls, 80)),
+    }
+
+
+def gsm8k_rho(path: Path) -> float | None:
+    """Tetrachoric correlation of the two models' correct/incorrect labels, or None."""
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    models = [k for k in rows[0] if k != "prompt" and not k.endswith("_response")]
+    a, b = ([r[m].strip().lower() == "true" for r in rows] for m in models[:2])
+    n = len(rows)
+    pa, pb = sum(a) / n, sum(b) / n
+    both = sum(x and y for x, y in zip(a, b, strict=True)) / n
+    za, zb = stats.norm.ppf(pa), stats.norm.ppf(pb)
+    lo, hi = -0.99, 0.99
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        p = stats.multivariate_normal.cdf([za, zb], cov=[[1, mid], [mid, 1]])
+        lo, hi = (mid, hi) if p < both else (lo, mid)
+    return (lo + hi) / 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=2000)
+    p.add_argument("--horizon", type=int, default=8000, help="judge calls per run")
+    p.add_argument("--look", type=int, default=40, help="judge calls between checks")
+    p.add_argument("--false-rollback", type=float, default=0.05)
+    p.add_argument("--judge-noise", type=float, default=0.1)
+    p.add_argument("--bias", type=float, default=0.2)
+    p.add_argument("--tie-margin", type=float, default=0.02)
+    p.add_argument("--rho", type=float, nargs="*", default=[0.0, 0.3, 0.5, 0.8])
+    p.add_argument(
+        "--leniency", type=float, nargs="*", default=[0.0, 0.1],
+        help="sd of the judge's per-prompt offset on an absolute score (cancels in a pair)",
+    )
+    p.add_argument("--seed", type=int, default=20261203)
+    p.add_argument("--out", type=Path, default=RESULTS / "judging")
+    args = p.parse_args(argv)
+    measured = gsm8k_rho(GSM8K)
+    if measured is None:
+        print(f"{GSM8K} absent: no GSM8K row", file=sys.stderr)
+    rhos = [(f"rho={r:g}", r) for r in args.rho]
+    if measured is not None:
+        rhos.append((f"GSM8K (rho={measured:.2f})", measured))
+    started = time.monotonic()
+    rows = []
+    cells = [(label, rho, le) for le in args.leniency for label, rho in rhos]
+    for i, (label, rho, leniency) in enumerate(cells):
+        world = World(rho, args.judge_noise, args.bias, args.tie_margin, leniency)
+        label = f"{label}, leniency {leniency:g}"
+        row: dict[str, Any] = {"world": label, "rho": rho, "leniency": leniency}
+        for method in METHODS:
+            row[method] = detect(method, world, args, args.seed + 10 * i)
+        row["ratio"] = row["pairwise"]["median_calls"] / row["absolute"]["median_calls"]
+        row["ratio_one_order"] = (
+            row["pairwise-one-order"]["median_calls"] / row["absolute"]["median_calls"]
+        )
+        rows.append(row)
+        print(
+            f"{label}: absolute {row['absolute']['median_calls']:.0f} calls, pairwise "
+            f"{row['pairwise']['median_calls']:.0f} (x{row['ratio']:.2f}), one order "
+            f"{row['pairwise-one-order']['median_calls']:.0f} (x{row['ratio_one_order']:.2f})",
+            flush=True,
+        )
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    report = {"settings": settings, "seconds": time.monotonic() - started, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(report))
+    return 0
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    lines = [
+        "# Pairwise judging against stable vs two absolute judge scores",
+        "",
+        "`make bench-judging` (bench/judging_bench.py; its docstring states the model). "
+        f"Judge calls until a {DROP * 100:.0f}-point quality drop (0.80 -> 0.75) is rolled "
+        f"back, {s['runs']} runs per cell, checked every {s['look']} judge calls, horizon "
+        f"{s['horizon']} calls; each method's threshold calibrated so that "
+        f"{s['false_rollback']:.0%} of A/A runs roll back within the horizon. Judge noise "
+        f"{s['judge_noise']} per answer, position bias {s['bias']}, tie margin "
+        f"{s['tie_margin']}. `pairwise`: two judge calls per pair (both orders, the "
+        "default); `pairwise-one-order`: one, in a random order (`orders: 1`). Each pair "
+        "also costs one shadow call to stable: the 'with shadow calls' column adds them. "
+        "`rho`: the correlation of stable's and the candidate's answer quality on the same "
+        "prompt; `leniency`: the sd of a judge's per-prompt offset on absolute scores.",
+        "",
+        "| world | method | median judge calls | p80 | with shadow calls (median) | detected"
+        " | false rollback (A/A) | effect seen |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["rows"]:
+        for method in METHODS:
+            r = row[method]
+            per_pair = r["calls_per_pair"]
+            total = r["median_calls"] * (1 + 1 / per_pair) if per_pair else r["median_calls"]
+            lines.append(
+                f"| {row['world']} | {method} | {r['median_calls']:.0f} | {r['p80_calls']:.0f}"
+                f" | {total:.0f} | {r['detected']:.1%} | {r['false_rollback']:.1%}"
+                f" | {r['effect']:.4f} |"
+            )
+    lines += ["", "Pairwise / absolute, median judge calls (both orders; one order):", ""]
+    lines += [
+        f"- {row['world']}: x{row['ratio']:.2f}; x{row['ratio_one_order']:.2f}"
+        for row in report["rows"]
+    ]
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
