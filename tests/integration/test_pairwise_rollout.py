@@ -8,14 +8,13 @@ judge model, whose verdicts follow the hidden quality of the answers it served (
 
 A worse candidate is rolled back on win_rate; a cheaper one that is not worse is promoted
 on it (win_rate confidently at least 0.4: not worse than stable by more than 0.1). The
-cheaper one is ``sim-medium-lite``: sim-medium's answers at a third of its price, as the
-same open model costs less from another host; the upstream serves it and the gateway
-prices it from a pricing file, as a user adds a model the catalog lacks."""
+cheaper one is what the upstream serves as ``gpt-4o-mini``: sim-medium's answers (its
+hidden quality) under a model name the pricing catalog prices at a third of
+sim-medium's, so gateway and operator price it as they would the real one."""
 
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from kubernetes import client
 
 from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.local.prometheus import LocalPrometheus
+from optimizer_operator.providers.catalog import price_catalog
 from optimizer_operator.providers.simulator import Fleet, parse_fleet
 from tests.integration.test_canary_e2e import _apply, _until_terminal, traffic
 from tests.integration.test_quality_signal import _get, _openai, _until, plain_upstream
@@ -42,12 +42,11 @@ ANALYSIS = {
 }
 
 
-LITE = "sim-medium-lite"
-PRICE_FACTOR = Decimal(3)  # sim-medium-lite costs a third of sim-medium
+LITE = "gpt-4o-mini"  # in the catalog at 0.15 / 0.60 per 1M tokens; sim-medium 0.60 / 1.80
 
 
 def _fleet_with_lite() -> Fleet:
-    """The default fleet and sim-medium-lite: sim-medium at a third of the price."""
+    """The default fleet and LITE: sim-medium's answers, at LITE's catalog price."""
     from importlib import resources
 
     doc = yaml.safe_load(
@@ -56,7 +55,9 @@ def _fleet_with_lite() -> Fleet:
         .read_text()
     )
     lite = json.loads(json.dumps(doc["models"]["sim-medium"]))
-    lite["price"] = {k: str(Decimal(v) / PRICE_FACTOR) for k, v in lite["price"].items()}
+    price = price_catalog(None).price(LITE)
+    assert price is not None, f"{LITE} left the pricing catalog"
+    lite["price"] = {"input": str(price.input_per_mtok), "output": str(price.output_per_mtok)}
     doc["models"][LITE] = lite
     return parse_fleet(doc)
 
@@ -73,16 +74,10 @@ async def _run(
     namespace: str,
     prometheus: LocalPrometheus,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
     candidate: dict[str, Any],
     analysis: dict[str, Any] = ANALYSIS,
 ) -> dict[str, Any]:
     fleet = _fleet_with_lite()
-    pricing = tmp_path / "pricing.yaml"  # the gateway's prices for what the upstream serves
-    pricing.write_text(yaml.safe_dump({"models": {
-        name: {"input": str(m.price.input_per_mtok), "output": str(m.price.output_per_mtok)}
-        for name, m in fleet.models.items()}}))  # fmt: skip
-    monkeypatch.setenv("LLMOPT_PRICING", str(pricing))
     async with plain_upstream(fleet) as upstream:
         stable = _openai("sim-medium", upstream)
         stable["parameters"] = {"temperature": "0.3", "maxTokens": 512}
@@ -120,10 +115,9 @@ async def test_a_worse_candidate_is_rolled_back_on_its_win_rate(
     namespace: str,
     prometheus: LocalPrometheus,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
 ) -> None:
     # sim-small: quality about 0.68 against sim-medium's 0.84; it loses most pairs.
-    ro = await _run(api, kubeconfig, namespace, prometheus, monkeypatch, tmp_path,
+    ro = await _run(api, kubeconfig, namespace, prometheus, monkeypatch,
                     {"model": "sim-small", "parameters": {"temperature": "0.3"}})  # fmt: skip
     assert ro["status"]["phase"] == "RolledBack", ro["status"]
     assert "win_rate" in ro["status"]["message"], ro["status"]["message"]
@@ -139,15 +133,14 @@ async def test_a_cheaper_candidate_not_worse_is_promoted_on_its_win_rate(
     namespace: str,
     prometheus: LocalPrometheus,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
 ) -> None:
-    # sim-medium's answers at a third of the price: as good (win rate about 0.5). Cost per
+    # sim-medium's answers at about a third of the price: as good (win rate about 0.5). Cost per
     # request is compared beside it (dry run: it decides nothing, it shows the saving).
     analysis = json.loads(json.dumps(ANALYSIS))
     analysis["metrics"].append(
         {"name": "cost_per_request_usd", "comparison": "sequential", "dryRun": True}
     )
-    ro = await _run(api, kubeconfig, namespace, prometheus, monkeypatch, tmp_path,
+    ro = await _run(api, kubeconfig, namespace, prometheus, monkeypatch,
                     {"model": LITE, "parameters": {"temperature": "0.3", "maxTokens": 512}},
                     analysis)  # fmt: skip
     assert ro["status"]["phase"] == "Promoted", ro["status"]
