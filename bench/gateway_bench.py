@@ -185,10 +185,11 @@ def judging_overhead(
                     r = measure(name, url, rate, seconds, server)
                     r["repeat"] = rep
                     runs.append(r)
+        peaks = {name: server.peak_rss_mb() for name, (server, _) in servers.items()}
     finally:
         for server, _ in servers.values():
             server.stop()
-    out: dict[str, Any] = {"runs": runs}
+    out: dict[str, Any] = {"runs": runs, "peak_rss_mb": peaks}
     for rate in rates:
         diffs = {
             key: [
@@ -228,6 +229,11 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
     parser.add_argument(
         "--judging-rates", default="50,200", help="rates of the pairwise-judging comparison"
     )
+    parser.add_argument(
+        "--only-judging",
+        action="store_true",
+        help="re-measure only the pairwise-judging comparison, into the existing report",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     rates = [float(r) for r in args.rates.split(",")]
@@ -239,6 +245,19 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
         [*py, "simulator", "--port", str(sim_port), "--time-scale", "1"],
         f"http://127.0.0.1:{sim_port}/healthz",
     )
+    if args.only_judging:
+        try:
+            judging = judging_overhead(
+                py, sim_port, [float(r) for r in args.judging_rates.split(",")],
+                args.seconds, args.repeats,
+            )  # fmt: skip
+        finally:
+            sim.stop()
+        report = json.loads((RESULTS / "gateway.json").read_text())
+        report["judging"] = judging
+        (RESULTS / "gateway.json").write_text(json.dumps(report, indent=2) + "\n")
+        rerender()
+        return 0
     variants = RESULTS / "bench-variants.json"
     variants.write_text(
         json.dumps(
@@ -517,8 +536,9 @@ def render_markdown(report: dict[str, Any], rates: list[float]) -> str:
             "",
             "Two gateways with the same stable + candidate split (half each); one judges 10% of "
             "the candidate's answers against stable's (a shadow call to stable and two judge "
-            "calls to the simulator's judge model, after the response went out). Added = "
-            "judging on minus off, median over the back-to-back repeats.",
+            "calls to the simulator's judge model, after the response went out, and the "
+            "answers' similarity, gateway.similarity). Added = judging on minus off, median "
+            "over the back-to-back repeats.",
             "",
             "| rate | added p50 ms | added p99 ms |",
             "|---:|---:|---:|",
@@ -529,6 +549,14 @@ def render_markdown(report: dict[str, Any], rates: list[float]) -> str:
                     f"| {key.removesuffix('rps')} | {row['added_p50_ms']:.2f} | "
                     f"{row['added_p99_ms']:.2f} |"
                 )
+        peaks = judging.get("peak_rss_mb")
+        if peaks:
+            lines += [
+                "",
+                "Peak RSS over these runs: "
+                + ", ".join(f"{name} {mb:.0f} MB" for name, mb in peaks.items())
+                + ".",
+            ]
     lines += [
         "",
         "## Ramp (gateway)",

@@ -26,10 +26,12 @@ BUILTIN_METRICS = (
     "cost_per_request_usd",
     "quality_score",
     "win_rate",
+    "stable_similarity",
 )
-# Metrics of a candidate against stable (no value for stable itself): a policy cannot
-# make them an objective, which its stable baseline is measured on.
-PAIRED_METRICS = ("win_rate",)
+# Metrics of a candidate against stable, with the value stable has against itself (not
+# measured): a policy cannot make them an objective, which its stable baseline is
+# measured on.
+PAIRED_METRICS = {"win_rate": 0.5, "stable_similarity": 1.0}
 
 # A decimal written as a string: "0.7", "1", "-0.5", "12.25".
 DECIMAL_PATTERN = r"^-?[0-9]{1,12}(\.[0-9]{1,9})?$"

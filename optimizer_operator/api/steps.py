@@ -6,7 +6,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from .common import BUILTIN_METRICS, ApiModel, DecimalString, Duration, FieldProblem, parse_decimal
+from .common import (
+    BUILTIN_METRICS,
+    PAIRED_METRICS,
+    ApiModel,
+    DecimalString,
+    Duration,
+    FieldProblem,
+    parse_decimal,
+)
 
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")]
 PromQL = Annotated[str, StringConstraints(min_length=1, max_length=8192)]
@@ -57,6 +65,12 @@ class AnalysisMetric(ApiModel):
     @model_validator(mode="after")
     def _queried(self) -> AnalysisMetric:
         _need_query(self.name, self.query)
+        if self.name in PAIRED_METRICS and self.query is None and self.comparison != "none":
+            raise FieldProblem(
+                "comparison",
+                f"{self.name} already compares the candidate with stable (stable has no "
+                "series of its own): use comparison none with a threshold, e.g. min",
+            )
         if self.comparison == "none" and self.threshold is None:
             raise FieldProblem(
                 "comparison",

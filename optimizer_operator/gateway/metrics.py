@@ -111,8 +111,17 @@ class GatewayMetrics:
         self.pairwise = Counter(
             "llmopt_pairwise",
             "Pairwise verdicts on a candidate's answer against stable's answer to the same "
-            "request (judged blind in both orders): win, loss or tie for the candidate.",
+            "request (judged blind, in both orders or one drawn at random): win, loss or tie for "
+            "the candidate.",
             (*VARIANT, "baseline", "outcome"),
+            registry=r,
+        )
+        self.stable_similarity = Histogram(
+            "llmopt_stable_similarity",
+            "Lexical similarity (0-1) of a candidate's answer to stable's answer to the same "
+            "request, on the pairs pairwise judging shadows: a reference-free drift signal.",
+            (*VARIANT, "baseline"),
+            buckets=QUALITY_BUCKETS,
             registry=r,
         )
         self.pairwise_skipped = Counter(

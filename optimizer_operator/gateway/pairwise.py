@@ -10,6 +10,9 @@ of stable, and what evaluation costs goes to ``llmopt_evaluation_cost_usd_total`
 never into a variant's cost per request. A judge that errors, times out or answers
 something that is not a verdict is counted and skipped: never a verdict.
 
+Each shadowed pair also gets a cheap reference-free number, the lexical similarity of
+the two answers (``gateway.similarity``), exported as ``llmopt_stable_similarity``.
+
 A pair's outcome for the candidate: win when one order prefers it and the other does
 not prefer stable (win+win, win+tie), loss the other way round, a tie otherwise
 (including the two orders disagreeing, which is what position bias looks like).
@@ -33,6 +36,7 @@ from ..providers.pricing import PricingCatalog
 from ..providers.tokens import prompt_text
 from .metrics import GatewayMetrics
 from .routing import request_as
+from .similarity import similarity
 
 log = logging.getLogger("llmopt.gateway.pairwise")
 Outcome = Literal["win", "loss", "tie"]
@@ -212,6 +216,9 @@ class PairwiseJudge:
             self._skip(llm_config, "shadow_error")
             return None
         self._cost(llm_config, "shadow", stable.model, theirs)
+        self.metrics.stable_similarity.labels(
+            self.metrics.ns, llm_config, candidate.id, stable.id
+        ).observe(similarity(answer.text, theirs.text))
         prompt = prompt_text(creq.messages)
         try:
             if self.s.orders == 1:

@@ -23,7 +23,6 @@ from .prometheus import (
 )
 
 QUALITY = "quality_score"
-EVEN = 0.5  # a variant's win rate against itself
 
 NO_PROMETHEUS = "no Prometheus configured (LLMOPT_PROMETHEUS_URL)"
 
@@ -87,12 +86,12 @@ class PolicyMetrics:
 
     def values(self, variant: str, seconds: float, *, stable: bool = False) -> dict[str, float]:
         """Objective and constraint metrics of one variant over the last ``seconds``.
-        ``stable``: the variant is stable itself, whose metrics against stable (win_rate)
-        are even by definition, not read."""
+        ``stable``: the variant is stable itself, whose metrics against stable (win_rate,
+        stable_similarity) are known, not read."""
         source = self._source()
         window = window_of(seconds)
         return {
-            m: EVEN
+            m: PAIRED_METRICS[m]
             if stable and m in PAIRED_METRICS
             else source.value(self._query(self.template(m), variant, window))
             for m in self.wanted()

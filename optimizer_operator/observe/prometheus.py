@@ -58,6 +58,13 @@ BUILTIN: dict[str, tuple[str, str]] = {
         "sum(rate(llmopt_pairwise_total{" + SELECTOR + "}[{{window}}]))",
         "higherIsBetter",
     ),
+    # The mean lexical similarity of the candidate's answers to stable's on the shadowed
+    # pairs (1: the same words); a drift signal, judged against a bound (min).
+    "stable_similarity": (
+        "sum(rate(llmopt_stable_similarity_sum{" + SELECTOR + "}[{{window}}])) / "
+        "sum(rate(llmopt_stable_similarity_count{" + SELECTOR + "}[{{window}}]))",
+        "higherIsBetter",
+    ),
 }
 # Requests of one variant over {{window}} (a count), and of the whole LLMConfig (a rate).
 REQUESTS = "sum(increase(llmopt_requests_total{" + SELECTOR + "}[{{window}}]))"

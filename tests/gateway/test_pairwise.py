@@ -183,6 +183,14 @@ async def test_the_user_gets_the_candidates_answer_and_every_pair_is_counted(
     cost = metric_value(judged, "llmopt_evaluation_cost_usd_total", evaluator="pairwise")
     assert cost > 0
     assert metric_value(judged, "llmopt_evaluation_cost_usd_total", kind="shadow") > 0
+    # Every shadowed pair also has its similarity to stable's answer.
+    assert metric_value(
+        judged, "llmopt_stable_similarity_count", variant="c1", baseline="v1"
+    ) == 30
+    mean = metric_value(
+        judged, "llmopt_stable_similarity_sum", variant="c1", baseline="v1"
+    ) / 30
+    assert 0.0 < mean < 1.0  # the simulator's answers share filler, never their tags
 
 
 @pytest.mark.parametrize(

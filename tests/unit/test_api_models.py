@@ -92,6 +92,13 @@ def test_an_analysis_metric_that_checks_nothing_is_refused() -> None:
     assert err.value.field == "spec.analysis.metrics[0].comparison"
     spec["analysis"]["metrics"][0]["threshold"] = {"max": "0.05"}
     assert parse_spec(RolloutSpec, spec)
+    # A metric of the candidate against stable has no stable series to compare with.
+    spec["analysis"] = {"metrics": [{"name": "win_rate", "threshold": {"min": "0.45"}}]}
+    with pytest.raises(InvalidSpec, match="already compares the candidate") as err:
+        parse_spec(RolloutSpec, spec)
+    assert err.value.field == "spec.analysis.metrics[0].comparison"
+    spec["analysis"]["metrics"][0]["comparison"] = "none"
+    assert parse_spec(RolloutSpec, spec)
 
 
 def test_policy_objective_must_name_a_known_metric() -> None:
