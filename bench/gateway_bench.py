@@ -254,7 +254,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
         finally:
             sim.stop()
         report = json.loads((RESULTS / "gateway.json").read_text())
-        report["judging"] = judging
+        report["judging"] = {**judging, "measured_alone": True}
         (RESULTS / "gateway.json").write_text(json.dumps(report, indent=2) + "\n")
         rerender()
         return 0
@@ -538,7 +538,13 @@ def render_markdown(report: dict[str, Any], rates: list[float]) -> str:
             "the candidate's answers against stable's (a shadow call to stable and two judge "
             "calls to the simulator's judge model, after the response went out, and the "
             "answers' similarity, gateway.similarity). Added = judging on minus off, median "
-            "over the back-to-back repeats.",
+            "over the back-to-back repeats."
+            + (
+                " Measured in a run of its own (`--only-judging`), after the rest of this "
+                "report."
+                if judging.get("measured_alone")
+                else ""
+            ),
             "",
             "| rate | added p50 ms | added p99 ms |",
             "|---:|---:|---:|",
