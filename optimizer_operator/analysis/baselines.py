@@ -59,6 +59,7 @@ def observe_stable(
             llm_config=llm_config,
             variant=variant,
             window_seconds=parse_duration(w),
+            evaluators=spec.quality_weights(),
         )
         stats.append(WindowStats(window=w, values={k: f"{v:.6g}" for k, v in values.items()}))
     now_values = {k: float(v) for k, v in (stats[0].values if stats else {}).items()}
@@ -148,7 +149,7 @@ def _baselines(
     def series(metric: str, variant: str, seconds: float, end: datetime | None) -> list[float]:
         return metric_series(
             source, metric, namespace=namespace, llm_config=llm_config, variant=variant,
-            seconds=seconds, end=end,
+            seconds=seconds, end=end, evaluators=spec.quality_weights(),
         )  # fmt: skip
 
     def rolling(metric: str) -> tuple[list[float], list[float]]:

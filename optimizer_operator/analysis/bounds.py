@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..api.common import PAIRED_METRICS
 from ..observe.prometheus import (
     BUILTIN,
     COUNTS,
@@ -142,6 +143,11 @@ def _rate(
 ) -> BoundEvidence:
     events_t, total_t = COUNTS[name]
     total = _one(query, source, total_t)
+    if total <= 0 and name in PAIRED_METRICS:
+        raise MetricsUnavailable(
+            f"no judged pairs for the candidate yet ({name}: from the gateway's pairwise "
+            "evaluator; check that it is configured and under its spend cap)"
+        )
     if total <= 0:
         raise MetricsUnavailable(f"no requests for the candidate yet ({name})")
     events = _one(query, source, events_t)

@@ -370,6 +370,12 @@ class OptimizationPolicySpec(ApiModel):
         "else trials.",
     )
 
+    def quality_weights(self) -> tuple[tuple[str, float], ...]:
+        """The evaluators that make quality_score, with weights (spec.quality, else the
+        Rollout template's analysis.quality); empty: all of them."""
+        chosen = self.quality or self.rollout_template.analysis.quality
+        return chosen.weights() if chosen else ()
+
     @model_validator(mode="after")
     def _objectives_known(self) -> OptimizationPolicySpec:
         known = {*BUILTIN_METRICS, *(m.name for m in self.metrics)}

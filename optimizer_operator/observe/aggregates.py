@@ -17,7 +17,16 @@ from datetime import datetime
 
 import numpy as np
 
-from .prometheus import BUILTIN, SELECTOR, MetricSource, MetricsUnavailable, render
+from .prometheus import (
+    BUILTIN,
+    SELECTOR,
+    MetricSource,
+    MetricsUnavailable,
+    chosen_evaluators,
+    render,
+)
+
+Weights = tuple[tuple[str, float], ...]  # the evaluators that make quality_score; () all
 
 _OK = SELECTOR + ',error_type=""'
 WINDOW_QUERIES: dict[str, str] = {
@@ -54,14 +63,20 @@ def window_stats(
     llm_config: str,
     variant: str,
     window_seconds: float,
+    evaluators: Weights = (),
 ) -> dict[str, float]:
-    """The aggregates of one variant over the last ``window_seconds``."""
+    """The aggregates of one variant over the last ``window_seconds`` (quality made of
+    ``evaluators`` when chosen)."""
     if not MIN_WINDOW <= window_seconds <= MAX_WINDOW:
         raise ValueError(f"window {window_seconds:g}s outside 1m..7d")
 
     def q(template: str, window: str) -> str:
         return render(
-            template, llm_config=llm_config, variant=variant, namespace=namespace, window=window
+            chosen_evaluators(template, evaluators),
+            llm_config=llm_config,
+            variant=variant,
+            namespace=namespace,
+            window=window,
         )
 
     window = f"{int(window_seconds)}s"
@@ -93,11 +108,13 @@ def metric_series(
     variant: str,
     seconds: float,
     end: datetime | None = None,
+    evaluators: Weights = (),
 ) -> list[float]:
-    """Per-step values of a built-in metric over ``seconds`` ending at ``end`` (now)."""
+    """Per-step values of a built-in metric over ``seconds`` ending at ``end`` (now);
+    quality made of ``evaluators`` when chosen."""
     step = step_for(seconds)
     query = render(
-        BUILTIN[metric][0],
+        chosen_evaluators(BUILTIN[metric][0], evaluators),
         llm_config=llm_config,
         variant=variant,
         namespace=namespace,

@@ -71,8 +71,7 @@ class PolicyMetrics:
     def evaluators(self) -> tuple[tuple[str, float], ...]:
         """The evaluators that make quality_score (spec.quality, else the Rollout
         template's analysis.quality); empty: all of them."""
-        chosen = self.spec.quality or self.spec.rollout_template.analysis.quality
-        return chosen.weights() if chosen else ()
+        return self.spec.quality_weights()
 
     def wanted(self) -> list[str]:
         """The objectives' metrics, then each per-request constraint's (and cost per

@@ -15,6 +15,7 @@ import pytest
 from optimizer_operator.api.rollout import Analysis
 from optimizer_operator.gateway.server import Gateway
 from optimizer_operator.local.prometheus import LocalPrometheus
+from optimizer_operator.observe.aggregates import window_stats
 from optimizer_operator.observe.prometheus import (
     BUILTIN,
     QUALITY_COUNTS,
@@ -81,6 +82,57 @@ async def test_the_weighted_mean_of_the_chosen_evaluators_is_what_prometheus_com
         )  # fmt: skip
         counts = source.vector(only_length)
         assert [labels.get("evaluator") for labels, _ in counts] == ["length"]
+    finally:
+        prom.stop()
+
+
+async def test_a_policys_observation_of_stable_is_made_of_the_chosen_evaluators(
+    start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """window_stats (a policy's windows on stable) with a choice: its rates see what
+    changed inside the window, so a first batch is scored before Prometheus starts (its
+    first scrape holds all of it) and the window's quality is the second batch's."""
+    gateway, url = await start_gateway(
+        [variant("v1", 10000, role="stable")], evaluators="ground_truth=1,length=1"
+    )
+    kinds = [(e, k) for e in ("ground_truth", "length") for k in ("sum", "count")]
+
+    async def batch(first: int) -> dict[tuple[str, str], float]:
+        async with aiohttp.ClientSession() as s:
+            for i in range(first, first + 40):
+                await post_chat(s, url, headers={"X-Request-Id": f"r{i}"})
+        await gateway.evaluations.drain()
+        return {(e, k): metric_value(gateway, f"llmopt_quality_score_{k}", evaluator=e)
+                for e, k in kinds}  # fmt: skip
+
+    async def seen(source: PrometheusSource) -> None:
+        scored = metric_value(gateway, "llmopt_quality_score_count")
+        deadline = time.monotonic() + 30
+        while source.vector("sum(llmopt_quality_score_count)") != [({}, scored)]:
+            assert time.monotonic() < deadline, "Prometheus never saw every score"
+            await asyncio.sleep(0.5)
+
+    before = await batch(0)
+    prom = LocalPrometheus(tmp_path / "prom", [url.removeprefix("http://")], interval="1s")
+    prom.start()
+    try:
+        source = PrometheusSource(prom.url, timeout=5)
+        await seen(source)
+        after = await batch(40)
+        await seen(source)
+        added = {key: after[key] - before[key] for key in kinds}
+        truth = added[("ground_truth", "sum")] / added[("ground_truth", "count")]
+        pooled = (added[("ground_truth", "sum")] + added[("length", "sum")]) / (
+            added[("ground_truth", "count")] + added[("length", "count")]
+        )
+        assert truth != pytest.approx(pooled)  # the choice matters: a real test
+
+        def observed(weights: tuple[tuple[str, float], ...]) -> float:
+            return window_stats(source, namespace="default", llm_config="bot", variant="v1",
+                                window_seconds=60, evaluators=weights)["quality_score"]  # fmt: skip
+
+        assert observed((("ground_truth", 1.0),)) == pytest.approx(truth, rel=1e-6)
+        assert observed(()) == pytest.approx(pooled, rel=1e-6)
     finally:
         prom.stop()
 

@@ -76,7 +76,12 @@ async def _run(
     monkeypatch: pytest.MonkeyPatch,
     candidate: dict[str, Any],
     analysis: dict[str, Any] = ANALYSIS,
+    *,
+    judged: bool = True,
+    until: Any = None,
 ) -> dict[str, Any]:
+    """The Rollout ``judged`` from stable sim-medium to ``candidate`` under traffic, until
+    it ends (or ``until(rollout)`` is true); ``judged``: the gateway judges pairs."""
     fleet = _fleet_with_lite()
     async with plain_upstream(fleet) as upstream:
         stable = _openai("sim-medium", upstream)
@@ -92,9 +97,8 @@ async def _run(
             60,
             "the LLMConfig's first version",
         )
-        async with traffic(
-            kubeconfig, namespace, prometheus, monkeypatch, evaluators=_judged_by(upstream)
-        ):
+        evaluators = _judged_by(upstream) if judged else "ground_truth=1"  # the default
+        async with traffic(kubeconfig, namespace, prometheus, monkeypatch, evaluators=evaluators):
             _apply(kubeconfig, {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "Rollout",
                 "metadata": {"name": "judged", "namespace": namespace},
@@ -104,7 +108,13 @@ async def _run(
                          "steps": [{"setWeight": 50}, {"analysis": {"measurements": 2}}],
                          "analysis": analysis, "progressDeadline": "5m"},
             })  # fmt: skip
-            return await _until_terminal(api, namespace, "judged", timeout=200)
+            if until is None:
+                return await _until_terminal(api, namespace, "judged", timeout=200)
+            return await _until(  # type: ignore[no-any-return]
+                lambda: (r := _get(api, namespace, "rollouts", "judged")) and until(r) and r,
+                120,
+                "the rollout's hold",
+            )
 
 
 @pytest.mark.timeout(300)
@@ -151,3 +161,30 @@ async def test_a_cheaper_candidate_not_worse_is_promoted_on_its_win_rate(
     history = _get(api, namespace, "llmconfigs", "bot")["status"]["history"]
     assert [h["version"] for h in history] == [1, 2]
     assert history[-1]["model"] == LITE
+
+
+@pytest.mark.timeout(300)
+async def test_without_the_pairwise_evaluator_the_rollout_holds_and_names_it(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Rollout decided on win_rate through a gateway that judges no pairs: it holds
+    (never promoted, never rolled back on missing evidence) and says which evaluator
+    makes the number."""
+
+    def holding(ro: dict[str, Any]) -> bool:
+        st = ro.get("status") or {}
+        return st.get("phase") == "Holding" and "no judged pairs" in st.get("message", "")
+
+    ro = await _run(api, kubeconfig, namespace, prometheus, monkeypatch,
+                    {"model": LITE, "parameters": {"temperature": "0.3", "maxTokens": 512}},
+                    judged=False, until=holding)  # fmt: skip
+    assert "pairwise evaluator" in ro["status"]["message"], ro["status"]
+    degraded = next(c for c in ro["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "MetricsUnavailable", degraded
+    history = _get(api, namespace, "llmconfigs", "bot")["status"]["history"]
+    assert [h["version"] for h in history] == [1]
