@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: help deps venv system-deps kube-tools kube-build crds crds-check lint test \
         test-unit cluster-up cluster-down demo kind-up kind-down image kind-load deploy demo-kind \
         clean bench-gateway \
-        bench-canary bench-optimizer bench-scale fuzz
+        bench-canary bench-judging bench-optimizer bench-scale fuzz
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'

@@ -19,8 +19,10 @@ The world (every number below is a flag):
   probability ``--bias`` and ties differences under ``--tie-margin``; the two orders are
   combined by the gateway's own rule (``gateway.pairwise.combine``): win 1, tie 1/2,
   loss 0; or judged once in a random order (the evaluator's ``orders: 1``), one judge
-  call per pair. Pairwise also costs one shadow call to stable per pair (reported
-  beside, not a judge call).
+  call per pair; or (``pairwise-graded``, a design the gateway does not ship) one
+  judgement in a random order on a five-point scale (much better, better, tie, worse,
+  much worse: 1, 3/4, 1/2, 1/4, 0; "much" past ``--strong-margin``). Pairwise also
+  costs one shadow call to stable per pair (reported beside, not a judge call).
 * Both methods are decided by the same anytime-valid test the operator uses for a
   mean (the normal-mixture mSPRT, ``analysis.canary.msprt_log_lambda``) with its
   variance estimated from the data, checked every ``--look`` judge calls; each method's
@@ -62,7 +64,7 @@ GSM8K = ROOT.parent / "shared" / "data" / "gsm8k_responses.csv"
 STABLE_Q, DROP = 0.80, 0.05
 VERDICTS = ("A", "B", "tie")
 OUTCOME_VALUE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
-METHODS = ("absolute", "pairwise", "pairwise-one-order")
+METHODS = ("absolute", "pairwise", "pairwise-one-order", "pairwise-graded")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class World:
     bias: float
     tie_margin: float
     leniency: float = 0.0  # sd of the judge's per-prompt offset on every answer's score
+    strong_margin: float = 0.15  # a graded verdict's "much better" past this difference
 
 
 def _mu(target: float) -> float:
@@ -139,6 +142,39 @@ def one_order_outcomes(
     return np.where(won, 1.0, np.where(lost, 0.0, 0.5))
 
 
+GRADES = np.array([1.0, 0.75, 0.5, 0.25, 0.0])  # A>>B, A>B, A=B, B>A, B>>A for A
+
+
+def graded_outcomes(
+    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int]
+) -> np.ndarray:
+    """The candidate's score per pair from one graded judgement in a random order, on a
+    five-point scale (much better, better, tie, worse, much worse: "much" past
+    ``--strong-margin``); a biased call says "the first is better"."""
+    h = rng.normal(0.0, math.sqrt(world.rho), shape)
+    lenient = rng.normal(0.0, world.leniency, shape)
+    cand = _quality(rng, h, world, mean) + lenient
+    stab = _quality(rng, h, world, STABLE_Q) + lenient
+    flip = rng.random(shape) < 0.5
+    first, second = np.where(flip, stab, cand), np.where(flip, cand, stab)
+    d = (first + rng.normal(0.0, world.judge_noise, shape)) - (
+        second + rng.normal(0.0, world.judge_noise, shape)
+    )
+    m, strong = world.tie_margin, world.strong_margin
+    grade = np.where(d > strong, 0, np.where(d > m, 1, np.where(d >= -m, 2,
+                     np.where(d >= -strong, 3, 4))))  # fmt: skip
+    grade = np.where(rng.random(shape) < world.bias, 1, grade)
+    score_first = GRADES[grade]
+    return np.where(flip, 1.0 - score_first, score_first)
+
+
+JUDGED = {
+    "pairwise": pairwise_outcomes,
+    "pairwise-one-order": one_order_outcomes,
+    "pairwise-graded": graded_outcomes,
+}
+
+
 def _log_lambda(diff: np.ndarray, variance: np.ndarray, tau: float) -> np.ndarray:
     out = np.full(diff.shape, -np.inf)
     ok = diff > 0
@@ -174,13 +210,13 @@ def absolute_evidence(
 
 def pairwise_evidence(
     rng: np.random.Generator, world: World, mean: float, runs: int, calls: int, look: int,
-    tau: float, both_orders: bool = True,
+    tau: float, method: str = "pairwise",
 ) -> np.ndarray:
     """log Lambda (the candidate loses more than it wins) at each look, per run."""
-    per_call = 2 if both_orders else 1
+    per_call = 2 if method == "pairwise" else 1
+    judged = JUDGED[method]
     pairs = calls // per_call
     looks = np.arange(look // per_call, pairs + 1, look // per_call)
-    judged = pairwise_outcomes if both_orders else one_order_outcomes
     o = judged(rng, world, mean, (runs, pairs))
     om, ov = _cum_mean_var(o, looks)
     n = looks[None, :].astype(float)
@@ -197,8 +233,7 @@ def true_effect(method: str, world: World, seed: int) -> float:
             absolute_scores(rng, world, STABLE_Q, shape).mean()
             - absolute_scores(rng, world, STABLE_Q - DROP, shape).mean()
         )
-    judged = pairwise_outcomes if method == "pairwise" else one_order_outcomes
-    return float(0.5 - judged(rng, world, STABLE_Q - DROP, shape).mean())
+    return float(0.5 - JUDGED[method](rng, world, STABLE_Q - DROP, shape).mean())
 
 
 def detect(
@@ -212,7 +247,7 @@ def detect(
         if method == "absolute":
             return absolute_evidence(rng, world, mean, args.runs, args.horizon, args.look, tau)
         return pairwise_evidence(
-            rng, world, mean, args.runs, args.horizon, args.look, tau, method == "pairwise"
+            rng, world, mean, args.runs, args.horizon, args.look, tau, method
         )
 
     null = evidence(np.random.default_rng(seed + 1), STABLE_Q)
@@ -230,7 +265,7 @@ def detect(
         "nominal_alpha": math.exp(-threshold),
         "false_rollback": float((peak > threshold).mean()),
         "detected": float(found.mean()),
-        "calls_per_pair": {"absolute": 0, "pairwise": 2, "pairwise-one-order": 1}[method],
+        "calls_per_pair": {"absolute": 0, "pairwise": 2}.get(method, 1),
         "median_calls": float(np.median(calls)),
         "p80_calls": float(np.percentile(calls, 80)),
     }
@@ -344,11 +379,15 @@ def main(argv: list[str] | None = None) -> int:
         row["ratio_one_order"] = (
             row["pairwise-one-order"]["median_calls"] / row["absolute"]["median_calls"]
         )
+        row["ratio_graded"] = (
+            row["pairwise-graded"]["median_calls"] / row["absolute"]["median_calls"]
+        )
         rows.append(row)
         print(
             f"{label}: absolute {row['absolute']['median_calls']:.0f} calls, pairwise "
             f"{row['pairwise']['median_calls']:.0f} (x{row['ratio']:.2f}), one order "
-            f"{row['pairwise-one-order']['median_calls']:.0f} (x{row['ratio_one_order']:.2f})",
+            f"{row['pairwise-one-order']['median_calls']:.0f} (x{row['ratio_one_order']:.2f}), "
+            f"graded {row['pairwise-graded']['median_calls']:.0f} (x{row['ratio_graded']:.2f})",
             flush=True,
         )
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -376,7 +415,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{s['false_rollback']:.0%} of A/A runs roll back within the horizon. Judge noise "
         f"{s['judge_noise']} per answer, position bias {s['bias']}, tie margin "
         f"{s['tie_margin']}. `pairwise`: two judge calls per pair (both orders, the "
-        "default); `pairwise-one-order`: one, in a random order (`orders: 1`). Each pair "
+        "default); `pairwise-one-order`: one, in a random order (`orders: 1`); "
+        "`pairwise-graded`: one, on a five-point scale (a design not built). Each pair "
         "also costs one shadow call to stable: the 'with shadow calls' column adds them. "
         "`rho`: the correlation of stable's and the candidate's answer quality on the same "
         "prompt; `leniency`: the sd of a judge's per-prompt offset on absolute scores.",
@@ -395,18 +435,30 @@ def markdown(report: dict[str, Any]) -> str:
                 f" | {total:.0f} | {r['detected']:.1%} | {r['false_rollback']:.1%}"
                 f" | {r['effect']:.4f} |"
             )
-    lines += ["", "Pairwise / absolute, median judge calls (both orders; one order):", ""]
-    lines += [
-        f"- {row['world']}: x{row['ratio']:.2f}; x{row['ratio_one_order']:.2f}"
-        for row in report["rows"]
-    ]
-    met = [r["world"] for r in report["rows"] if min(r["ratio"], r["ratio_one_order"]) <= 0.5]
-    missed = [r["world"] for r in report["rows"] if r["world"] not in met]
     lines += [
         "",
-        "Target (pairwise needs at most half the judge calls): "
-        + (f"met in {'; '.join(met)}" if met else "met in no world measured")
-        + (f"; not met in {'; '.join(missed)}." if missed else "."),
+        "Pairwise / absolute, median judge calls (both orders; one order; graded, one "
+        "order):",
+        "",
+    ]
+    lines += [
+        f"- {row['world']}: x{row['ratio']:.2f}; x{row['ratio_one_order']:.2f}; "
+        f"x{row.get('ratio_graded', float('nan')):.2f}"
+        for row in report["rows"]
+    ]
+    for label, key in (("win/tie/loss (as the gateway judges today)", ("ratio", "ratio_one_order")),
+                       ("a graded five-point verdict (not built)", ("ratio_graded",))):  # fmt: skip
+        met = [r["world"] for r in report["rows"]
+               if min(r.get(k, float("inf")) for k in key) <= 0.5]  # fmt: skip
+        missed = [r["world"] for r in report["rows"] if r["world"] not in met]
+        lines += [
+            "",
+            f"Target (pairwise needs at most half the judge calls), {label}: "
+            + (f"met in {'; '.join(met)}" if met else "met in no world measured")
+            + (f"; not met in {'; '.join(missed)}." if missed else "."),
+        ]
+    lines += [
+        "",
         "Pairing cancels only what the two answers to one prompt share, so the gain grows "
         "with rho; a win/tie/loss verdict keeps less of each difference than a score, so "
         "with little shared (rho near 0) pairwise needs more calls.",

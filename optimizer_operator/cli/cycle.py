@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..handlers.clients import load_config
     from ..handlers.environment import prometheus_cooldown, prometheus_timeout
     from ..observe.prometheus import PrometheusSource
+    from ..observe.prometheus_access import PrometheusAccess
     from ..reconcile.policy import run_cycle
     from ..reconcile.rollout import reconcile_rollout
     from ..store.postgres import HistoryStore
@@ -61,12 +62,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         timeout, cooldown = prometheus_timeout(), prometheus_cooldown()
+        access = PrometheusAccess.from_env()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     custom, core, apps = client.CustomObjectsApi(), client.CoreV1Api(), client.AppsV1Api()
     source = (
-        PrometheusSource(args.prometheus_url, timeout=timeout, cooldown=cooldown)
+        PrometheusSource(args.prometheus_url, timeout=timeout, cooldown=cooldown, access=access)
         if args.prometheus_url
         else None
     )

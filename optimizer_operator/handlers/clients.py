@@ -13,6 +13,7 @@ import urllib3
 from kubernetes import client, config
 
 from ..observe.prometheus import PrometheusSource
+from ..observe.prometheus_access import PrometheusAccess
 
 if TYPE_CHECKING:
     from ..store.postgres import HistoryStore
@@ -52,7 +53,12 @@ def metric_source() -> PrometheusSource | None:
 
     if not url:
         return None
-    return PrometheusSource(url, timeout=prometheus_timeout(), cooldown=prometheus_cooldown())
+    return PrometheusSource(
+        url,
+        timeout=prometheus_timeout(),
+        cooldown=prometheus_cooldown(),
+        access=PrometheusAccess.from_env(),
+    )
 
 
 # Seconds before a handler that met a transient API failure runs again (kopf's own

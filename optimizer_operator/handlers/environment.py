@@ -1,5 +1,5 @@
-"""The operator's numeric settings from the environment, each checked once at start so a
-bad value stops it in one line naming the variable."""
+"""The operator's settings from the environment, each checked once at start so a bad
+value stops it in one line naming the variable."""
 
 from __future__ import annotations
 
@@ -24,12 +24,17 @@ def env_number(name: str, default: float, minimum: float, *, whole: bool = True)
 
 
 def check_environment() -> None:
-    """Read every numeric setting once, so a bad one stops the operator in one line."""
+    """Read every setting once, so a bad one stops the operator in one line."""
+    from ..act.notify import ENV, parse_webhooks
+    from ..observe.prometheus_access import PrometheusAccess
+
     connection_limit()
     policy_workers()
     database_pool_size()
     prometheus_timeout()
     prometheus_cooldown()
+    PrometheusAccess.from_env()
+    parse_webhooks(os.environ.get(ENV))
 
 
 def prometheus_timeout() -> float:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
+from ..act import notify
 from ..act.outcome import Outcome
 from ..api import GROUP, ROLLOUT, VERSION
+from ..api.timestamps import format_ts
 from ..decide.actions import TERMINAL
 from ..reconcile.llmconfig import rollout_deleted
 from ..reconcile.rollout import reconcile_rollout
@@ -43,7 +47,17 @@ def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     if phase in TERMINAL and (body.get("status") or {}).get("phase") != phase:
         telemetry.record_rollout_end(str(phase))
     audit.record("Rollout", body_dict(body), outcome)
+    now = format_ts(datetime.now(UTC))
+    told = notify.rollout_notice(body.get("status") or {}, outcome.status, body, now)
+    if told is not None:
+        notifier().notify(*told)
     apply_outcome(outcome, body, patch)
+
+
+@functools.cache
+def notifier() -> notify.Notifier:
+    """The webhooks of LLMOPT_NOTIFY_WEBHOOKS, one delivery thread for the process."""
+    return notify.from_env(lambda outcome: telemetry.NOTIFICATIONS.labels(outcome).inc())
 
 
 @kopf.on.delete(GROUP, VERSION, ROLLOUT.plural, optional=True)

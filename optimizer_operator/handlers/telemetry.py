@@ -81,6 +81,12 @@ RECONCILE_SECONDS = Histogram(
     ),
     registry=REGISTRY,
 )
+NOTIFICATIONS = Counter(
+    "llmopt_operator_notifications_total",
+    "Webhook notifications by outcome: sent, failed (after its tries), dropped (queue full).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 DECISIONS = Counter(
     "llmopt_operator_decisions_total",
     "Decisions of the policy loop, by type (the reason of the Event each one posts).",

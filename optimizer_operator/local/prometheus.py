@@ -1,14 +1,18 @@
 """A local Prometheus (Debian's ``prometheus``) for tests and the demo.
 
 Started on a free loopback port with a scrape config for the given targets,
-data in a temp folder, dying with the process that started it.
+data in a temp folder, dying with the process that started it. Optionally served the
+way managed and secured Prometheus servers are: over TLS and behind basic auth (its own
+``--web.config.file``).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -31,11 +35,40 @@ class LocalPrometheus:
     targets: list[str]
     interval: str = "1s"
     port: int = 0
+    tls: tuple[Path, Path] | None = None  # (certificate, key) to serve HTTPS with
+    ca_file: Path | None = None  # what signed that certificate (for its own probes)
+    basic_auth: tuple[str, str] | None = None  # (user, password) every request needs
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def _web_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        if self.tls:
+            config["tls_server_config"] = {
+                "cert_file": str(self.tls[0]),
+                "key_file": str(self.tls[1]),
+            }
+        if self.basic_auth:
+            import bcrypt  # a test dependency: only a secured Prometheus needs it
+
+            user, password = self.basic_auth
+            hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+            config["basic_auth_users"] = {user: hashed}
+        return config
+
+    def _open(self, path: str, timeout: float) -> Any:
+        """GET ``path`` as a client with the right CA and credentials would."""
+        request = urllib.request.Request(self.url + path)
+        if self.basic_auth:
+            token = base64.b64encode(":".join(self.basic_auth).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        return urllib.request.urlopen(request, timeout=timeout, context=context)
 
     @property
     def targets_file(self) -> Path:
@@ -68,6 +101,11 @@ class LocalPrometheus:
             ],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        web = self._web_config()
+        web_args = []
+        if web:
+            (self.workdir / "web.yml").write_text(yaml.safe_dump(web))
+            web_args = [f"--web.config.file={self.workdir / 'web.yml'}"]
         self.set_targets(self.targets)
         log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - owned by the child
         self._proc = subprocess.Popen(
@@ -78,6 +116,7 @@ class LocalPrometheus:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=1d",
                 "--log.level=warn",
+                *web_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -91,7 +130,7 @@ class LocalPrometheus:
                 tail = (self.workdir / "prometheus.log").read_text(errors="replace")[-2000:]
                 raise ControlPlaneError(f"prometheus exited with {self._proc.returncode}:\n{tail}")
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+                with self._open("/-/ready", timeout=2) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -102,8 +141,8 @@ class LocalPrometheus:
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """Instant query; the result vector (each with ``metric`` and ``value``)."""
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        path = "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with self._open(path, timeout=10) as resp:
             body = json.load(resp)
         if body.get("status") != "success":
             raise RuntimeError(f"query failed: {body}")
@@ -111,7 +150,7 @@ class LocalPrometheus:
         return result
 
     def targets_up(self) -> bool:
-        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=10) as resp:
+        with self._open("/api/v1/targets", timeout=10) as resp:
             active = json.load(resp)["data"]["activeTargets"]
         return bool(active) and all(t["health"] == "up" for t in active)
 

@@ -9,15 +9,19 @@ into a Hold: no decision is ever made on missing data.
 from __future__ import annotations
 
 import math
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import RequestException, Timeout
+from requests.exceptions import RequestException, SSLError, Timeout
+from urllib3.util.retry import Retry
+
+from .prometheus_access import PrometheusAccess
 
 SELECTOR = 'llm_config_namespace="{{namespace}}",llm_config="{{llm_config}}",variant="{{variant}}"'
 
@@ -164,26 +168,61 @@ class MetricSource(Protocol):
     def vector(self, query: str) -> list[tuple[dict[str, str], float]]: ...
 
 
+_STATUS = re.compile(r"HTTP Status Code (\d{3})")
+_RETRIED_STATUS = {502, 503, 504}
+
+
+def _status_of(exc: PrometheusApiClientException) -> int | None:
+    found = _STATUS.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
+class _FailedFast(Exception):
+    """A try that failed at once and may be repeated: the reason, whether the server
+    was unreachable (then the cooldown starts if the second try fails too), and the
+    error to raise otherwise."""
+
+    def __init__(
+        self, reason: str, *, unreachable: bool = False, error: MetricsUnavailable | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason, self.unreachable = reason, unreachable
+        self.error = error or MetricsUnavailable(reason)
+
+
 @dataclass
 class PrometheusSource:
-    """A Prometheus server, every call bounded by ``timeout`` seconds.
+    """A Prometheus server, every call bounded by ``timeout`` seconds, reached with
+    ``access`` (TLS verified by default, credentials, headers).
 
-    When the server cannot be reached (refused, reset, timed out), calls in the next
-    ``cooldown`` seconds fail at once with the same reason instead of each waiting out
-    its own timeout: during an outage a tick holds in milliseconds, and the handler
-    threads stay free for the work that needs no metrics. An error answer to one query
-    (a bad PromQL) affects only that query."""
+    A call that fails fast (connection refused or reset, 502/503/504) is tried once more
+    when at most half the timeout has gone, so one query never takes much more than its
+    timeout. When the server cannot be reached (refused, reset, timed out, TLS refused),
+    calls in the next ``cooldown`` seconds fail at once with the same reason instead of
+    each waiting out its own timeout: during an outage a tick holds in milliseconds, and
+    the handler threads stay free for the work that needs no metrics. An error answer to
+    one query (a bad PromQL) affects only that query; refused credentials and an
+    untrusted certificate say so, and what to set."""
 
     url: str
     timeout: float = 10.0
     cooldown: float = 5.0
+    access: PrometheusAccess = field(default_factory=PrometheusAccess)
 
     def __post_init__(self) -> None:
         self._client = PrometheusConnect(
-            url=self.url, disable_ssl=True, timeout=math.ceil(self.timeout)
+            url=self.url,
+            session=self.access.session(),
+            retry=Retry(total=0, raise_on_status=False),  # retried here, within the timeout
+            timeout=math.ceil(self.timeout),
         )
         self._down_until = 0.0
         self._down_reason = ""
+
+    def _down(self, reason: str) -> MetricsUnavailable:
+        self._down_reason = reason[:300]
+        self._down_until = time.monotonic() + self.cooldown
+        return MetricsUnavailable(f"Prometheus at {self.url}: {reason}")
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if time.monotonic() < self._down_until:
@@ -191,13 +230,45 @@ class PrometheusSource:
                 f"Prometheus at {self.url} unreachable less than {self.cooldown:g} s ago "
                 f"({self._down_reason}); not asked again before then"
             )
+        started = time.monotonic()
+        try:
+            return self._once(fn, *args, **kwargs)
+        except _FailedFast as first:
+            if time.monotonic() - started > self.timeout / 2:
+                raise self._final(first) from None
+        time.sleep(min(0.2, self.timeout / 10))
+        try:
+            return self._once(fn, *args, **kwargs)
+        except _FailedFast as second:
+            raise self._final(second) from None
+
+    def _final(self, failed: _FailedFast) -> MetricsUnavailable:
+        return self._down(failed.reason) if failed.unreachable else failed.error
+
+    def _once(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (RequestsConnectionError, Timeout) as exc:
-            self._down_reason = str(exc)[:300]
-            self._down_until = time.monotonic() + self.cooldown
-            raise MetricsUnavailable(f"Prometheus at {self.url}: {exc}") from None
-        except (RequestException, PrometheusApiClientException, ValueError) as exc:
+        except SSLError as exc:
+            raise self._down(
+                f"TLS failed ({_short(exc)}): give the CA that signed its certificate "
+                "(LLMOPT_PROMETHEUS_CA_FILE; chart prometheus.tls.caSecret)"
+            ) from None
+        except Timeout as exc:
+            raise self._down(str(exc)) from None
+        except RequestsConnectionError as exc:
+            raise _FailedFast(str(exc), unreachable=True) from None
+        except PrometheusApiClientException as exc:
+            status = _status_of(exc)
+            if status in (401, 403):
+                raise MetricsUnavailable(
+                    f"Prometheus at {self.url} refused the credentials (HTTP {status}, "
+                    f"{self.access.authenticated}): check them (chart prometheus.auth)"
+                ) from None
+            error = MetricsUnavailable(f"Prometheus at {self.url}: {exc}")
+            if status in _RETRIED_STATUS:
+                raise _FailedFast(str(exc), error=error) from None
+            raise error from None
+        except (RequestException, ValueError) as exc:
             raise MetricsUnavailable(f"Prometheus at {self.url}: {exc}") from None
 
     def value(self, query: str) -> float:
@@ -248,3 +319,13 @@ class PrometheusSource:
             raise MetricsUnavailable(f"{len(result)} series for {query}; expected one")
         values = [float(v) for _, v in result[0]["values"]]
         return [v for v in values if math.isfinite(v)]
+
+
+def _short(exc: Exception) -> str:
+    """The telling part of a TLS error (requests wraps it three deep)."""
+    text = str(exc)
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "hostname"):
+        at = text.find(marker)
+        if at >= 0:
+            return text[at : at + 120].split("')")[0].rstrip("')\"")
+    return text[:160]

@@ -32,6 +32,15 @@ AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 
 VALUE_SETS: dict[str, list[str]] = {
     "default": [],
+    "secured-prometheus": [
+        "--set", "operator.prometheusUrl=https://thanos-querier.openshift-monitoring.svc:9091",
+        "--set", "operator.prometheus.tls.caSecret.name=prometheus-ca",
+        "--set", "operator.prometheus.tls.clientCertSecret=prometheus-client",
+        "--set", "operator.prometheus.auth.basic.username=llmopt",
+        "--set", "operator.prometheus.auth.basic.passwordSecret.name=prometheus-password",
+        "--set", "operator.prometheus.headers.X-Scope-OrgID=team-a",
+        "--set", "batch.enabled=true", "--set", "batch.rollouts=false",
+    ],
     "namespaced": ["--set", "operator.watch.mode=namespaced"],
     "ha": ["--set", "operator.ha.enabled=true"],
     "batch-only": [
@@ -88,6 +97,8 @@ def test_the_schema_refuses_bad_values_with_the_field(kubeconfig: Path) -> None:
         "operator.watch.mode=everywhere": "/operator/watch/mode",
         "operator.replicas=2": "/operator/replicas",
         "operator.prometheusUrl=prometheus:9090": "/operator/prometheusUrl",
+        "operator.prometheus.timeout=0": "/operator/prometheus/timeout",
+        "operator.prometheus.tls.verify=false": "/operator/prometheus/tls",
         "unknownKey=1": "unknownKey",
     }
     for setting, field in bad.items():

@@ -87,6 +87,37 @@ renders and removes, and Events. */}}
 {{- define "llmopt.env" -}}
 - name: LLMOPT_PROMETHEUS_URL
   value: {{ .Values.operator.prometheusUrl | quote }}
+{{- $p := .Values.operator.prometheus }}
+- name: LLMOPT_PROMETHEUS_TIMEOUT
+  value: {{ $p.timeout | quote }}
+{{- if $p.tls.caSecret.name }}
+- name: LLMOPT_PROMETHEUS_CA_FILE
+  value: /etc/llm-optimizer/prometheus/ca/{{ $p.tls.caSecret.key }}
+{{- end }}
+{{- if $p.tls.clientCertSecret }}
+- name: LLMOPT_PROMETHEUS_CERT_FILE
+  value: /etc/llm-optimizer/prometheus/client/tls.crt
+- name: LLMOPT_PROMETHEUS_KEY_FILE
+  value: /etc/llm-optimizer/prometheus/client/tls.key
+{{- end }}
+{{- if $p.tls.insecureSkipVerify }}
+- name: LLMOPT_PROMETHEUS_INSECURE_SKIP_VERIFY
+  value: "true"
+{{- end }}
+{{- if $p.auth.bearerTokenSecret.name }}
+- name: LLMOPT_PROMETHEUS_BEARER_TOKEN_FILE
+  value: /etc/llm-optimizer/prometheus/token/{{ $p.auth.bearerTokenSecret.key }}
+{{- end }}
+{{- if $p.auth.basic.username }}
+- name: LLMOPT_PROMETHEUS_USERNAME
+  value: {{ $p.auth.basic.username | quote }}
+- name: LLMOPT_PROMETHEUS_PASSWORD_FILE
+  value: /etc/llm-optimizer/prometheus/password/{{ $p.auth.basic.passwordSecret.key }}
+{{- end }}
+{{- with $p.headers }}
+- name: LLMOPT_PROMETHEUS_HEADERS
+  value: {{ toJson . | quote }}
+{{- end }}
 - name: LLMOPT_POLICY_TICK
   value: {{ .Values.operator.policyTick | quote }}
 - name: LLMOPT_ROLLOUT_TICK
@@ -104,5 +135,39 @@ renders and removes, and Events. */}}
 {{- end }}
 {{- with .Values.operator.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+
+{{/* The Secrets Prometheus access reads, mounted read-only (operator and batch). */}}
+{{- define "llmopt.prometheusMounts" -}}
+{{- $p := .Values.operator.prometheus }}
+{{- if $p.tls.caSecret.name }}
+- {name: prometheus-ca, mountPath: /etc/llm-optimizer/prometheus/ca, readOnly: true}
+{{- end }}
+{{- if $p.tls.clientCertSecret }}
+- {name: prometheus-client, mountPath: /etc/llm-optimizer/prometheus/client, readOnly: true}
+{{- end }}
+{{- if $p.auth.bearerTokenSecret.name }}
+- {name: prometheus-token, mountPath: /etc/llm-optimizer/prometheus/token, readOnly: true}
+{{- end }}
+{{- if $p.auth.basic.username }}
+- {name: prometheus-password, mountPath: /etc/llm-optimizer/prometheus/password, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "llmopt.prometheusVolumes" -}}
+{{- $p := .Values.operator.prometheus }}
+{{- if $p.tls.caSecret.name }}
+- {name: prometheus-ca, secret: {secretName: {{ $p.tls.caSecret.name }}}}
+{{- end }}
+{{- if $p.tls.clientCertSecret }}
+- {name: prometheus-client, secret: {secretName: {{ $p.tls.clientCertSecret }}}}
+{{- end }}
+{{- if $p.auth.bearerTokenSecret.name }}
+- {name: prometheus-token, secret: {secretName: {{ $p.auth.bearerTokenSecret.name }}}}
+{{- end }}
+{{- if $p.auth.basic.username }}
+- {name: prometheus-password, secret: {secretName: {{ $p.auth.basic.passwordSecret.name }}}}
 {{- end }}
 {{- end -}}
