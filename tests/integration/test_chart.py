@@ -32,7 +32,7 @@ AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 
 VALUE_SETS: dict[str, list[str]] = {
     "default": [],
-    "secured-prometheus": [
+    "secured-prometheus-and-webhooks": [
         "--set", "operator.prometheusUrl=https://thanos-querier.openshift-monitoring.svc:9091",
         "--set", "operator.prometheus.tls.caSecret.name=prometheus-ca",
         "--set", "operator.prometheus.tls.clientCertSecret=prometheus-client",
@@ -40,6 +40,10 @@ VALUE_SETS: dict[str, list[str]] = {
         "--set", "operator.prometheus.auth.basic.passwordSecret.name=prometheus-password",
         "--set", "operator.prometheus.headers.X-Scope-OrgID=team-a",
         "--set", "batch.enabled=true", "--set", "batch.rollouts=false",
+        "--set", "notifications.webhooks[0].url=https://hooks.example.com/llm",
+        "--set", "notifications.webhooks[0].events={Promoted,RolledBack}",
+        "--set", "notifications.webhooks[1].urlSecret.name=slack-webhook",
+        "--set", "notifications.webhooks[1].format=slack",
     ],
     "namespaced": ["--set", "operator.watch.mode=namespaced"],
     "ha": ["--set", "operator.ha.enabled=true"],
@@ -99,6 +103,7 @@ def test_the_schema_refuses_bad_values_with_the_field(kubeconfig: Path) -> None:
         "operator.prometheusUrl=prometheus:9090": "/operator/prometheusUrl",
         "operator.prometheus.timeout=0": "/operator/prometheus/timeout",
         "operator.prometheus.tls.verify=false": "/operator/prometheus/tls",
+        "notifications.webhooks[0].format=teams": "/notifications/webhooks/0",
         "unknownKey=1": "unknownKey",
     }
     for setting, field in bad.items():

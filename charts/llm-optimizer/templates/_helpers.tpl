@@ -118,6 +118,10 @@ renders and removes, and Events. */}}
 - name: LLMOPT_PROMETHEUS_HEADERS
   value: {{ toJson . | quote }}
 {{- end }}
+{{- if .Values.notifications.webhooks }}
+- name: LLMOPT_NOTIFY_WEBHOOKS
+  value: {{ include "llmopt.webhooksJson" . | quote }}
+{{- end }}
 - name: LLMOPT_POLICY_TICK
   value: {{ .Values.operator.policyTick | quote }}
 - name: LLMOPT_ROLLOUT_TICK
@@ -139,8 +143,22 @@ renders and removes, and Events. */}}
 {{- end -}}
 
 
-{{/* The Secrets Prometheus access reads, mounted read-only (operator and batch). */}}
-{{- define "llmopt.prometheusMounts" -}}
+{{/* The webhooks as the operator reads them: a urlSecret becomes its mounted file. */}}
+{{- define "llmopt.webhooksJson" -}}
+{{- $out := list }}
+{{- range $i, $w := .Values.notifications.webhooks }}
+{{- $hook := omit $w "urlSecret" }}
+{{- if $w.urlSecret }}
+{{- $hook = set $hook "urlFile" (printf "/etc/llm-optimizer/notify/%d/%s" $i ($w.urlSecret.key | default "url")) }}
+{{- end }}
+{{- $out = append $out $hook }}
+{{- end }}
+{{- toJson $out }}
+{{- end -}}
+
+{{/* The Secrets the operator reads (Prometheus access, webhook URLs), mounted
+read-only (operator and batch). */}}
+{{- define "llmopt.secretMounts" -}}
 {{- $p := .Values.operator.prometheus }}
 {{- if $p.tls.caSecret.name }}
 - {name: prometheus-ca, mountPath: /etc/llm-optimizer/prometheus/ca, readOnly: true}
@@ -154,9 +172,14 @@ renders and removes, and Events. */}}
 {{- if $p.auth.basic.username }}
 - {name: prometheus-password, mountPath: /etc/llm-optimizer/prometheus/password, readOnly: true}
 {{- end }}
+{{- range $i, $w := .Values.notifications.webhooks }}
+{{- if $w.urlSecret }}
+- {name: notify-{{ $i }}, mountPath: /etc/llm-optimizer/notify/{{ $i }}, readOnly: true}
+{{- end }}
+{{- end }}
 {{- end -}}
 
-{{- define "llmopt.prometheusVolumes" -}}
+{{- define "llmopt.secretVolumes" -}}
 {{- $p := .Values.operator.prometheus }}
 {{- if $p.tls.caSecret.name }}
 - {name: prometheus-ca, secret: {secretName: {{ $p.tls.caSecret.name }}}}
@@ -169,5 +192,10 @@ renders and removes, and Events. */}}
 {{- end }}
 {{- if $p.auth.basic.username }}
 - {name: prometheus-password, secret: {secretName: {{ $p.auth.basic.passwordSecret.name }}}}
+{{- end }}
+{{- range $i, $w := .Values.notifications.webhooks }}
+{{- if $w.urlSecret }}
+- {name: notify-{{ $i }}, secret: {secretName: {{ $w.urlSecret.name }}}}
+{{- end }}
 {{- end }}
 {{- end -}}
