@@ -142,7 +142,10 @@ def _rate(
     source: MetricSource,
 ) -> BoundEvidence:
     events_t, total_t = COUNTS[name]
-    total = _one(query, source, total_t)
+    if name in PAIRED_METRICS:  # no series yet is no pair judged yet, not a failure
+        total = sum(v for _, v in source.vector(query(total_t)))
+    else:
+        total = _one(query, source, total_t)
     if total <= 0 and name in PAIRED_METRICS:
         raise MetricsUnavailable(
             f"no judged pairs for the candidate yet ({name}: from the gateway's pairwise "

@@ -110,11 +110,15 @@ async def _run(
             })  # fmt: skip
             if until is None:
                 return await _until_terminal(api, namespace, "judged", timeout=200)
-            return await _until(  # type: ignore[no-any-return]
-                lambda: (r := _get(api, namespace, "rollouts", "judged")) and until(r) and r,
-                120,
-                "the rollout's hold",
-            )
+            try:
+                return await _until(  # type: ignore[no-any-return]
+                    lambda: (r := _get(api, namespace, "rollouts", "judged")) and until(r) and r,
+                    120,
+                    "the rollout's hold",
+                )
+            except AssertionError as exc:
+                status = _get(api, namespace, "rollouts", "judged").get("status")
+                raise AssertionError(f"{exc}: {status}") from None
 
 
 @pytest.mark.timeout(300)

@@ -202,15 +202,15 @@ async def test_the_operator_through_tls_and_basic_auth(
     _apply(kubeconfig, _llmconfig(namespace))
     analysis = copy.deepcopy(ANALYSIS)
     async with traffic(kubeconfig, namespace, secured, monkeypatch):
-        for name, env, cause in (
-            ("good", good, None),
-            ("wrong", wrong, "refused the credentials (HTTP 401"),
-            ("untrusted", untrusted, "CERTIFICATE_VERIFY_FAILED"),
+        for name, env, cause, temperature in (
+            ("good", good, None, "0.35"),
+            ("wrong", wrong, "refused the credentials (HTTP 401", "0.4"),
+            ("untrusted", untrusted, "CERTIFICATE_VERIFY_FAILED", "0.45"),
         ):
             operator = OperatorProcess(kubeconfig, tmp_path / f"operator-{name}.log", env)
             try:
                 candidate = {"provider": "simulator", "model": "sim-medium",
-                             "parameters": {"temperature": "0.35"}}  # fmt: skip
+                             "parameters": {"temperature": temperature}}  # fmt: skip
                 body = _rollout(namespace, name, candidate)
                 body["spec"]["analysis"] = analysis
                 _apply(kubeconfig, body)
