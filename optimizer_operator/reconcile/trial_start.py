@@ -46,7 +46,7 @@ def propose(c: CycleState, trigger: str) -> None:
         return
     refused = proposal.refusal(spec, record, asked.config, c.target.quarantined())
     if refused is not None:
-        c.record(record, refused.state, refused.outcome, refused.reason)
+        _refuse(c, record, refused)
         return
     s.state = "Validating"
     forecast = predictor.predict(spec.search_space, s.trial_records, record.params)
@@ -86,6 +86,25 @@ def propose(c: CycleState, trigger: str) -> None:
         f"{record.params} ({trigger})",
     )
     s.message = s.last_decision
+
+
+def _refuse(c: CycleState, record: TrialRecord, refused: proposal.Refusal) -> None:
+    """A config that cannot be tried: failed with the reason; refused for the same reason
+    before, a free Duplicate instead (the sampler may ask for it again, and a run of
+    these ends the search as exhausted) — no second trial spent on it."""
+    s = c.status
+    earlier = next(
+        (r for r in s.trial_records if r.hash == record.hash and r.outcome == refused.outcome),
+        None,
+    )
+    if earlier is None:
+        c.record(record, refused.state, refused.outcome, refused.reason)
+        return
+    record.state, record.outcome = "Failed", "Duplicate"
+    record.reason = f"refused again, as trial {earlier.number}: {refused.reason}"
+    record.finished_at = format_ts(c.now)
+    s.trial_records.append(record)
+    s.message = f"trial {record.number}: {record.reason}"
 
 
 def _asked_again(c: CycleState, record: TrialRecord) -> bool:

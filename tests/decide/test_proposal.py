@@ -11,10 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from optimizer_operator.api.llmconfig import LLMConfigObject, ModelConfig
 from optimizer_operator.api.policy import OptimizationPolicySpec, OptimizationPolicyStatus
 from optimizer_operator.api.rollout import RolloutSpec
-from optimizer_operator.decide import gates, predictor, proposal
+from optimizer_operator.decide import gates, optimizer, predictor, proposal
 from optimizer_operator.observe.policy_metrics import PolicyMetrics
 from optimizer_operator.reconcile.cycle_state import CycleState
 from optimizer_operator.reconcile.trial_start import propose
@@ -168,6 +170,31 @@ def test_a_quarantined_candidate_is_failed_without_traffic() -> None:
     record = status.trial_records[-1]
     assert record.hash == candidate
     assert (record.state, record.outcome) == ("Failed", "Quarantined")
+
+
+def test_a_config_refused_again_for_the_same_reason_spends_no_trial(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sampler may ask again for a config refused before (an unpriced model, a
+    quarantined one): the second time it is a free Duplicate, not a second trial."""
+    first, _ = _cycle(_spec(mode="recommend"), _measured_baseline())
+    propose(first, "every 5m")
+    assert first.status.recommendation is not None
+    params, candidate = first.status.recommendation.params, first.status.recommendation.hash
+    # The sampler's next question, forced: the same config, twice.
+    monkeypatch.setattr(optimizer, "screening_params", lambda *a, **k: dict(params))
+    status = _measured_baseline()
+    target = _target(quarantine=[candidate])
+    for _ in range(2):
+        c, api = _cycle(_spec(mode="auto"), status, target)
+        propose(c, "every 5m")
+        assert api.created == []
+    refused, again = status.trial_records[-2:]
+    assert (refused.outcome, again.outcome) == ("Quarantined", "Duplicate")
+    assert again.hash == refused.hash == candidate
+    assert f"as trial {refused.number}" in again.reason
+    spent = [r for r in status.trial_records if r.outcome not in gates.FREE_OUTCOMES]
+    assert again not in spent and refused in spent
 
 
 def test_refusal_names_quarantine_then_what_cannot_be_served() -> None:
