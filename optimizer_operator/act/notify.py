@@ -11,6 +11,9 @@ a JSON list of objects:
 - ``namespaces``: only Rollouts in these namespaces (default all);
 - ``headers``: extra request headers; ``timeout`` seconds per try (default 5).
 
+A namespace may add its own: the ``webhooks`` key of its ConfigMap
+``llm-optimizer-notifications``, the same list with ``url`` only (``NamespaceWebhooks``).
+
 Delivery never blocks the loop: events go to a bounded queue per receiver, each drained
 by a thread of its own, each POST with its timeout and up to three tries (connection
 errors, 429 and 5xx, with backoff); a receiver that hangs or fails costs its own queue
@@ -28,12 +31,15 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("llmopt.notify")
 EVENTS = ("Promoted", "RolledBack", "Reverted", "Holding")
@@ -64,22 +70,32 @@ class Webhook:
         assert self.url is not None
         return self.url
 
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        """Receivers alike share one queue and thread."""
+        return (self.url, self.url_file, self.format, self.timeout,
+                tuple(sorted(self.headers.items())))  # fmt: skip
+
     def wants(self, event: str, namespace: str) -> bool:
         return event in self.events and (not self.namespaces or namespace in self.namespaces)
 
 
-def parse_webhooks(raw: str | None) -> list[Webhook]:
-    """The receivers in ``raw`` (the JSON of LLMOPT_NOTIFY_WEBHOOKS); ValueError naming
-    the bad entry."""
+def parse_webhooks(raw: str | None, source: str = ENV, files: bool = True) -> list[Webhook]:
+    """The receivers in ``raw`` (JSON: LLMOPT_NOTIFY_WEBHOOKS, or a namespace's
+    ConfigMap, ``source`` naming it); ValueError naming the bad entry. ``files``: whether
+    ``urlFile`` may be used (not from a namespace: the operator reads no Secrets)."""
     if not raw or not raw.strip():
         return []
     try:
         items = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{ENV}: not JSON ({exc.msg})") from None
+        raise ValueError(f"{source}: not JSON ({exc.msg})") from None
     if not isinstance(items, list):
-        raise ValueError(f"{ENV}: expected a list of webhooks")
-    return [_webhook(item, f"{ENV}[{i}]") for i, item in enumerate(items)]
+        raise ValueError(f"{source}: expected a list of webhooks")
+    hooks = [_webhook(item, f"{source}[{i}]") for i, item in enumerate(items)]
+    if not files and any(h.url_file for h in hooks):
+        raise ValueError(f"{source}: urlFile is for the operator's own settings; give url")
+    return hooks
 
 
 def _webhook(item: Any, where: str) -> Webhook:
@@ -181,25 +197,28 @@ class Notifier:
     ) -> None:
         self.webhooks, self._send, self._backoff, self._counted = webhooks, send, backoff, counted
         self._capacity = capacity
-        self._queues: dict[int, queue.Queue[Notice]] = {}
+        self._queues: dict[tuple[Any, ...], queue.Queue[Notice]] = {}
         self._seen: OrderedDict[tuple[str, ...], None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _queue_of(self, index: int) -> queue.Queue[Notice]:
+    def _queue_of(self, webhook: Webhook) -> queue.Queue[Notice]:
         with self._lock:
-            q = self._queues.get(index)
+            q = self._queues.get(webhook.identity)
             if q is None:
-                q = self._queues[index] = queue.Queue(maxsize=self._capacity)
+                q = self._queues[webhook.identity] = queue.Queue(maxsize=self._capacity)
                 threading.Thread(
-                    target=self._run, args=(self.webhooks[index], q), name=f"notify-{index}",
+                    target=self._run, args=(webhook, q), name=f"notify-{len(self._queues)}",
                     daemon=True,
                 ).start()  # fmt: skip
             return q
 
-    def notify(self, key: tuple[str, ...], notice: Notice) -> None:
-        """Queue ``notice`` for every receiver that wants it, once per ``key``; never
-        waits."""
-        wanted = [i for i, w in enumerate(self.webhooks) if w.wants(notice.event, notice.namespace)]
+    def notify(
+        self, key: tuple[str, ...], notice: Notice, extra: Sequence[Webhook] = ()
+    ) -> None:
+        """Queue ``notice`` for every receiver that wants it (the configured ones and
+        ``extra``, e.g. its namespace's), once per ``key``; never waits."""
+        wanted = list({w.identity: w for w in [*self.webhooks, *extra]
+                       if w.wants(notice.event, notice.namespace)}.values())  # fmt: skip
         if not wanted:
             return
         with self._lock:
@@ -208,9 +227,9 @@ class Notifier:
             self._seen[key] = None
             if len(self._seen) > 10_000:
                 self._seen.popitem(last=False)
-        for index in wanted:
+        for webhook in wanted:
             try:
-                self._queue_of(index).put_nowait(notice)
+                self._queue_of(webhook).put_nowait(notice)
             except queue.Full:
                 self._counted("dropped")
                 log.warning("notification queue full: %s %s dropped", notice.event, notice.name)
@@ -286,3 +305,54 @@ def rollout_notice(
         candidate={k: candidate[k] for k in ("provider", "model") if k in candidate},
         at=at,
     )
+
+
+NAMESPACE_CONFIGMAP = "llm-optimizer-notifications"
+
+
+class NamespaceWebhooks:
+    """Each namespace's own receivers: the ``webhooks`` key of its ConfigMap
+    ``llm-optimizer-notifications`` (the same JSON list, ``url`` only), read at most every
+    ``ttl`` seconds. A missing ConfigMap is none; a bad one is logged and ignored (its
+    receivers get nothing until it is fixed; the operator's own still do)."""
+
+    def __init__(self, read: Callable[[str], str | None], ttl: float = 30.0) -> None:
+        self._read, self._ttl = read, ttl
+        self._cache: dict[str, tuple[float, list[Webhook]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, namespace: str) -> list[Webhook]:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(namespace)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        source = f"ConfigMap {namespace}/{NAMESPACE_CONFIGMAP} webhooks"
+        try:
+            hooks = parse_webhooks(self._read(namespace), source, files=False)
+        except ValueError as exc:
+            log.warning("%s", exc)
+            hooks = []
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            log.warning("notifications of %s: %s", namespace, exc)  # the last known ones
+            return hit[1] if hit is not None else []
+        with self._lock:
+            self._cache[namespace] = (now + self._ttl, hooks)
+        return hooks
+
+
+def read_namespace_webhooks(core: client.CoreV1Api) -> Callable[[str], str | None]:
+    """A reader of a namespace's ``webhooks`` key (None when there is no ConfigMap)."""
+
+    def read(namespace: str) -> str | None:
+        try:
+            cm = core.read_namespaced_config_map(
+                NAMESPACE_CONFIGMAP, namespace, _request_timeout=10
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return (cm.data or {}).get("webhooks")
+
+    return read

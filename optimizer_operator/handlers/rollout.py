@@ -50,8 +50,15 @@ def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     now = format_ts(datetime.now(UTC))
     told = notify.rollout_notice(body.get("status") or {}, outcome.status, body, now)
     if told is not None:
-        notifier().notify(*told)
+        key, notice = told
+        notifier().notify(key, notice, namespace_webhooks()(notice.namespace))
     apply_outcome(outcome, body, patch)
+
+
+@functools.cache
+def namespace_webhooks() -> notify.NamespaceWebhooks:
+    """Each namespace's own receivers (its ConfigMap llm-optimizer-notifications)."""
+    return notify.NamespaceWebhooks(notify.read_namespace_webhooks(clients.core()))
 
 
 @functools.cache

@@ -15,7 +15,13 @@ import pytest
 from aiohttp import web
 from kubernetes import client
 
-from optimizer_operator.act.notify import Notice, Notifier, parse_webhooks, rollout_notice
+from optimizer_operator.act.notify import (
+    NamespaceWebhooks,
+    Notice,
+    Notifier,
+    parse_webhooks,
+    rollout_notice,
+)
 from optimizer_operator.local.prometheus import LocalPrometheus
 from tests.conftest import OperatorProcess
 from tests.gateway.conftest import serve
@@ -117,6 +123,22 @@ def test_a_rollouts_transitions_to_tell() -> None:
     assert first and second and first[0] != second[0]  # a new hold is a new event
 
 
+def test_a_namespaces_own_receivers_are_read_from_its_configmap_and_cached() -> None:
+    reads: list[str] = []
+    data = {"a": '[{"url": "http://127.0.0.1:1/a", "format": "slack"}]',
+            "bad": '[{"urlFile": "/etc/passwd"}]', "broken": "[{"}  # fmt: skip
+
+    def read(namespace: str) -> str | None:
+        reads.append(namespace)
+        return data.get(namespace)
+
+    hooks = NamespaceWebhooks(read, ttl=60)
+    assert [h.url for h in hooks("a")] == ["http://127.0.0.1:1/a"]
+    assert hooks("a") and reads == ["a"]  # cached
+    assert hooks("none") == []  # no ConfigMap
+    assert hooks("bad") == [] and hooks("broken") == []  # refused, logged, nothing sent
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
@@ -150,11 +172,16 @@ async def test_the_operator_notifies_a_promotion_once_while_a_receiver_hangs(
     that hangs until the test lets it go. The Rollout is Promoted while the hanging
     receiver still holds the operator's request: delivery is off the loop."""
     got: list[dict[str, Any]] = []
+    team: list[dict[str, Any]] = []
     hanging_calls: list[int] = []
     release = asyncio.Event()
 
     async def ok(request: web.Request) -> web.StreamResponse:
         got.append(await request.json())
+        return web.Response(text="ok")
+
+    async def team_channel(request: web.Request) -> web.StreamResponse:
+        team.append(await request.json())
         return web.Response(text="ok")
 
     async def broken(request: web.Request) -> web.StreamResponse:
@@ -166,9 +193,15 @@ async def test_the_operator_notifies_a_promotion_once_while_a_receiver_hangs(
         return web.Response(text="late")
 
     runners, urls = [], {}
-    for name, handler in (("ok", ok), ("broken", broken), ("hanging", hanging)):
+    for name, handler in (("ok", ok), ("broken", broken), ("hanging", hanging),
+                          ("team", team_channel)):  # fmt: skip
         runner, urls[name] = await _receiver(handler)
         runners.append(runner)
+    # The namespace's own receiver, in its ConfigMap (a team's channel, set by the team).
+    theirs = [{"url": urls["team"] + "/t", "format": "slack", "events": ["Promoted"]}]
+    _apply(kubeconfig, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "llm-optimizer-notifications", "namespace": namespace},
+        "data": {"webhooks": json.dumps(theirs)}})  # fmt: skip
     hooks = [{"url": urls["hanging"] + "/h", "timeout": 60}, {"url": urls["broken"] + "/b"},
              {"url": urls["ok"] + "/ok", "namespaces": [namespace]}]  # fmt: skip
     env = {"LLMOPT_PROMETHEUS_URL": prometheus.url, "LLMOPT_ROLLOUT_TICK": "1",
@@ -194,6 +227,11 @@ async def test_the_operator_notifies_a_promotion_once_while_a_receiver_hangs(
         promoted = [p for p in got if p["event"] == "Promoted"]
         assert len(promoted) == 1, got
         assert promoted[0]["name"] == "told" and promoted[0]["namespace"] == namespace
+        for _ in range(100):
+            if team:
+                break
+            await asyncio.sleep(0.1)
+        assert len(team) == 1 and f"Rollout {namespace}/told" in team[0]["text"], team
     finally:
         release.set()
         operator.stop()
