@@ -35,6 +35,7 @@ def check_environment() -> None:
     prometheus_cooldown()
     PrometheusAccess.from_env()
     parse_webhooks(os.environ.get(ENV))
+    trim_seconds()
 
 
 def prometheus_timeout() -> float:
@@ -80,3 +81,8 @@ def connection_limit() -> int:
     if any(set(n) & set("*?[!") for n in namespaces):
         return 0  # how many namespaces a glob matches is not known up front
     return 60 + 4 * max(1, len(namespaces))
+
+
+def trim_seconds() -> float:
+    """Seconds between heap trims (LLMOPT_MALLOC_TRIM_SECONDS, default 30; 0: never)."""
+    return env_number("LLMOPT_MALLOC_TRIM_SECONDS", 30, 0, whole=False)

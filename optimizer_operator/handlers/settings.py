@@ -11,7 +11,7 @@ import aiohttp
 import kopf
 
 from ..api import GROUP
-from . import clients
+from . import clients, memory
 from .environment import connection_limit
 
 FINALIZER = f"{GROUP}/finalizer"
@@ -21,6 +21,7 @@ FINALIZER = f"{GROUP}/finalizer"
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Progress and diff-base in annotations under our prefix; timeouts on every call."""
     clients.load_config()
+    memory.start_trimming()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"

@@ -55,9 +55,12 @@ def test_a_bad_pool_size_is_a_one_line_error_before_anything_starts() -> None:
         ("LLMOPT_DATABASE_POOL_SIZE", "four", "expected a whole number >= 1, got 'four'"),
         ("LLMOPT_PROMETHEUS_COOLDOWN", "-1", "expected a number >= 0, got '-1'"),
         ("LLMOPT_PROMETHEUS_TIMEOUT", "nan", "expected a number >= 0.1, got 'nan'"),
+        ("LLMOPT_MALLOC_TRIM_SECONDS", "-5", "expected a number >= 0, got '-5'"),
+        ("LLMOPT_PROMETHEUS_HEADERS", "x", "not JSON (Expecting value)"),
+        ("LLMOPT_NOTIFY_WEBHOOKS", '{"url": "http://x"}', "expected a list of webhooks"),
     ],
 )
-def test_a_bad_numeric_setting_is_a_one_line_error_naming_it(
+def test_a_bad_setting_is_a_one_line_error_naming_it(
     name: str, value: str, line: str
 ) -> None:
     env = {**os.environ, name: value, "KUBECONFIG": "/nonexistent"}
@@ -105,3 +108,15 @@ async def test_policy_cycles_run_on_their_own_threads_not_kopfs(
     # runs in the handler's context, not a bare thread's.
     assert seen == "kopf's settings"
     assert waits() == before + 1  # the wait for a thread is exported
+
+
+def test_the_heap_is_trimmed_periodically_unless_switched_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from optimizer_operator.handlers import memory
+
+    monkeypatch.setenv("LLMOPT_MALLOC_TRIM_SECONDS", "0")
+    assert memory.start_trimming() is None
+    monkeypatch.setenv("LLMOPT_MALLOC_TRIM_SECONDS", "3600")
+    thread = memory.start_trimming()  # glibc here: malloc_trim exists
+    assert thread is not None and thread.daemon and thread.is_alive()
