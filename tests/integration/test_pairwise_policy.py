@@ -25,7 +25,13 @@ from optimizer_operator.api import GROUP, VERSION
 from optimizer_operator.local.prometheus import LocalPrometheus
 from tests.integration.test_canary_e2e import _apply, traffic
 from tests.integration.test_pairwise_rollout import LITE, _fleet_with_lite, _judged_by
-from tests.integration.test_quality_signal import _get, _openai, _until, plain_upstream
+from tests.integration.test_quality_signal import (
+    _get,
+    _openai,
+    _until,
+    apply_bot,
+    plain_upstream,
+)
 
 
 def _policy(namespace: str, upstream: str) -> dict[str, Any]:
@@ -76,17 +82,7 @@ async def test_min_win_rate_rolls_back_the_worse_model_and_promotes_the_cheaper_
     async with plain_upstream(fleet) as upstream:
         stable = _openai("sim-medium", upstream)
         stable["parameters"] = {"temperature": "0.3", "maxTokens": 512}
-        _apply(kubeconfig, {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMConfig",
-            "metadata": {"name": "bot", "namespace": namespace}, "spec": stable,
-        })  # fmt: skip
-        await _until(
-            lambda: (_get(api, namespace, "llmconfigs", "bot").get("status") or {}).get(
-                "history"
-            ),
-            60,
-            "the LLMConfig's first version",
-        )
+        await apply_bot(api, kubeconfig, namespace, stable)
         async with traffic(
             kubeconfig, namespace, prometheus, monkeypatch, evaluators=_judged_by(upstream)
         ):

@@ -27,7 +27,13 @@ from optimizer_operator.local.prometheus import LocalPrometheus
 from optimizer_operator.providers.catalog import price_catalog
 from optimizer_operator.providers.simulator import Fleet, parse_fleet
 from tests.integration.test_canary_e2e import _apply, _until_terminal, traffic
-from tests.integration.test_quality_signal import _get, _openai, _until, plain_upstream
+from tests.integration.test_quality_signal import (
+    _get,
+    _openai,
+    _until,
+    apply_bot,
+    plain_upstream,
+)
 
 ANALYSIS = {
     "interval": "2s",
@@ -86,17 +92,7 @@ async def _run(
     async with plain_upstream(fleet) as upstream:
         stable = _openai("sim-medium", upstream)
         stable["parameters"] = {"temperature": "0.3", "maxTokens": 512}
-        _apply(kubeconfig, {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMConfig",
-            "metadata": {"name": "bot", "namespace": namespace}, "spec": stable,
-        })  # fmt: skip
-        await _until(
-            lambda: (_get(api, namespace, "llmconfigs", "bot").get("status") or {}).get(
-                "history"
-            ),
-            60,
-            "the LLMConfig's first version",
-        )
+        await apply_bot(api, kubeconfig, namespace, stable)
         evaluators = _judged_by(upstream) if judged else "ground_truth=1"  # the default
         async with traffic(kubeconfig, namespace, prometheus, monkeypatch, evaluators=evaluators):
             _apply(kubeconfig, {

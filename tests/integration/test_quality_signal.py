@@ -47,6 +47,21 @@ def _openai(model: str, base_url: str) -> dict[str, Any]:
     return {"provider": "openai", "model": model, "endpoint": {"baseUrl": base_url}}
 
 
+async def apply_bot(
+    api: client.ApiClient, kubeconfig: Path, namespace: str, spec: dict[str, Any]
+) -> None:
+    """The LLMConfig ``bot`` with ``spec``, once it has its first version."""
+    _apply(kubeconfig, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMConfig",
+        "metadata": {"name": "bot", "namespace": namespace}, "spec": spec,
+    })  # fmt: skip
+    await _until(
+        lambda: (_get(api, namespace, "llmconfigs", "bot").get("status") or {}).get("history"),
+        60,
+        "the LLMConfig's first version",
+    )
+
+
 def _get(api: client.ApiClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
     obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, namespace, plural, name
@@ -86,18 +101,7 @@ async def test_no_quality_evaluator_is_told_within_two_windows_and_nothing_is_pr
         plain_upstream() as upstream,
         traffic(kubeconfig, namespace, prometheus, monkeypatch),
     ):
-        _apply(kubeconfig, {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMConfig",
-            "metadata": {"name": "bot", "namespace": namespace},
-            "spec": _openai("sim-medium", upstream),
-        })  # fmt: skip
-        await _until(
-            lambda: (_get(api, namespace, "llmconfigs", "bot").get("status") or {}).get(
-                "history"
-            ),
-            60,
-            "the LLMConfig's first version",
-        )
+        await apply_bot(api, kubeconfig, namespace, _openai("sim-medium", upstream))
         _apply(kubeconfig, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "Rollout",
             "metadata": {"name": "cheaper", "namespace": namespace},
