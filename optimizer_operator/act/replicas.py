@@ -44,12 +44,19 @@ def canary_replicas(stable: int, weight: int) -> int:
     return max(1, math.ceil(stable * weight / (100 - weight)))
 
 
+def candidate_configmap_name(llmconfig: LLMConfigObject) -> str:
+    """``<configmap>-canary``: the ConfigMap holding the candidate alone."""
+    spec = llmconfig.spec
+    cm = spec.target.config_map.name or default_configmap_name(llmconfig.name)
+    return object_name(f"{cm}-canary")
+
+
 def names(llmconfig: LLMConfigObject) -> tuple[str, str]:
     """(canary Deployment, canary ConfigMap) names for an LLMConfig."""
     spec = llmconfig.spec
     assert spec.target.deployment is not None
-    cm = spec.target.config_map.name or default_configmap_name(llmconfig.name)
-    return object_name(f"{spec.target.deployment.name}-canary"), object_name(f"{cm}-canary")
+    deployment = object_name(f"{spec.target.deployment.name}-canary")
+    return deployment, candidate_configmap_name(llmconfig)
 
 
 def _read(apps: client.AppsV1Api, namespace: str, name: str) -> Any | None:
@@ -88,6 +95,57 @@ def _swap_configmap(template: dict[str, Any], old: str, new: str) -> None:
                 ref["name"] = new
 
 
+def write_candidate_configmap(
+    core: client.CoreV1Api,
+    rollout: dict[str, Any],
+    llmconfig: LLMConfigObject,
+    candidate: ModelConfig,
+) -> bool:
+    """Write ``<configmap>-canary`` with the candidate alone, owned by the Rollout (the
+    garbage collector removes it with the Rollout); True when it changed."""
+    variants = VariantSet(
+        llm_config=llmconfig.name,
+        namespace=llmconfig.namespace,
+        rollout=rollout["metadata"]["name"],
+        variants=[
+            Variant(
+                id=f"canary-{candidate.config_hash()[:8]}",
+                role="candidate",
+                hash=candidate.config_hash(),
+                weight=TOTAL_WEIGHT,
+                provider=candidate.provider,
+                model=candidate.model,
+                parameters=candidate.parameters,
+                endpoint=candidate.endpoint,
+            )
+        ],
+    )
+    return apply_configmap(
+        core,
+        build_configmap(
+            name=candidate_configmap_name(llmconfig),
+            key=llmconfig.spec.target.config_map.key,
+            variants=variants,
+            owner=rollout,
+        ),
+    )
+
+
+def remove_candidate_configmap(core: client.CoreV1Api, llmconfig: LLMConfigObject) -> bool:
+    """Delete ``<configmap>-canary``; True when it existed."""
+    try:
+        core.delete_namespaced_config_map(
+            candidate_configmap_name(llmconfig),
+            llmconfig.namespace,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return False
+    return True
+
+
 def ensure_canary(
     *,
     core: client.CoreV1Api,
@@ -109,29 +167,7 @@ def ensure_canary(
     deploy_name, cm_name = names(llmconfig)
     stable_cm = spec.target.config_map.name or default_configmap_name(llmconfig.name)
     rollout_name = rollout["metadata"]["name"]
-    variants = VariantSet(
-        llm_config=llmconfig.name,
-        namespace=namespace,
-        rollout=rollout_name,
-        variants=[
-            Variant(
-                id=f"canary-{candidate.config_hash()[:8]}",
-                role="candidate",
-                hash=candidate.config_hash(),
-                weight=TOTAL_WEIGHT,
-                provider=candidate.provider,
-                model=candidate.model,
-                parameters=candidate.parameters,
-                endpoint=candidate.endpoint,
-            )
-        ],
-    )
-    apply_configmap(
-        core,
-        build_configmap(
-            name=cm_name, key=spec.target.config_map.key, variants=variants, owner=rollout
-        ),
-    )
+    write_candidate_configmap(core, rollout, llmconfig, candidate)
     replicas = canary_replicas(target.spec.replicas or 1, weight)
     api = apps.api_client  # the caller's client: its serializer, no new connection pool
     template = api.sanitize_for_serialization(target.spec.template)

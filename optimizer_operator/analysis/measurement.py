@@ -6,8 +6,8 @@ Metric queries go through a :class:`MetricSource`; any missing number raises
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from ..api.common import parse_decimal, parse_duration
 from ..api.rollout import ABTest, Analysis, AnalysisMetric, RollbackTrigger
@@ -52,15 +52,24 @@ class Variants:
     canary: str
     # The evaluators that make quality_score, with weights (empty: all of them).
     evaluators: tuple[tuple[str, float], ...] = ()
+    # Per variant id: {{model}} and {{backend}} for templates over backends' own series.
+    models: Mapping[str, str] = field(default_factory=dict)
+    backends: Mapping[str, str] = field(default_factory=dict)
+    # The template counting a variant's requests (analysis.requestsQuery).
+    requests: str = REQUESTS
 
     def query(self, template: str, variant: str, window: str) -> str:
         """``template`` rendered for one of these variants over ``window``."""
-        return render(
-            chosen_evaluators(template, self.evaluators),
-            llm_config=self.llm_config,
-            variant=variant,
-            namespace=self.namespace,
-            window=window,
+        return (
+            render(
+                chosen_evaluators(template, self.evaluators),
+                llm_config=self.llm_config,
+                variant=variant,
+                namespace=self.namespace,
+                window=window,
+            )
+            .replace("{{model}}", self.models.get(variant, ""))
+            .replace("{{backend}}", self.backends.get(variant, variant))
         )
 
 
@@ -93,7 +102,8 @@ def measure(
 
     q = variants.query
     # A minimum sample before any verdict: requests per variant since traffic began.
-    counts = {v: source.value(q(REQUESTS, v, since)) for v in (variants.canary, variants.stable)}
+    pair = (variants.canary, variants.stable)
+    counts = {v: source.value(q(variants.requests, v, since)) for v in pair}
     if min(counts.values()) < analysis.min_sample_size:
         waiting = MetricResult(
             "sample_size",
@@ -266,7 +276,7 @@ def check_triggers(
 
     whole, steps = _evidence_queries(analysis, source, variants, since_seconds)
     alphas = analysis.bounds.alphas()
-    if source.value(whole(REQUESTS)) < analysis.min_sample_size:
+    if source.value(whole(variants.requests)) < analysis.min_sample_size:
         return None
     out: list[TriggerResult] = []
     for t in triggers:
@@ -344,7 +354,8 @@ def ab_decide(
     since = _fmt(min(since_seconds, 7 * 86400))
 
     q = variants.query
-    counts = [source.value(q(REQUESTS, v, since)) for v in (variants.canary, variants.stable)]
+    pair = (variants.canary, variants.stable)
+    counts = [source.value(q(variants.requests, v, since)) for v in pair]
     if min(counts) < ab.min_samples:
         return None
     template = ab.query or BUILTIN.get(ab.metric, ("", ""))[0]

@@ -16,6 +16,7 @@ from .common import (
     LocalObjectReference,
 )
 from .llmconfig import ModelConfig
+from .routing import GatewayAPIRouting
 
 # Re-exported: the step and analysis types live in .steps (LLMConfig uses them too).
 from .steps import (
@@ -136,10 +137,17 @@ class RolloutSpec(ApiModel):
     strategy: Literal["canary", "blueGreen", "abTest", "bandit"] = Field(
         default="canary", description="canary (default), blueGreen, abTest or bandit."
     )
-    traffic_routing: Literal["configMap", "replicas"] = Field(
+    traffic_routing: Literal["configMap", "replicas", "gatewayAPI"] = Field(
         default="configMap",
         description="configMap: exact per-request split in the gateway; replicas: a canary "
-        "Deployment scaled to the weight, for apps that read config only at start.",
+        "Deployment scaled to the weight, for apps that read config only at start; "
+        "gatewayAPI: the backend weights of an HTTPRoute (spec.gatewayAPI).",
+    )
+    gateway_api: GatewayAPIRouting | None = Field(
+        default=None,
+        alias="gatewayAPI",
+        description="trafficRouting gatewayAPI: the HTTPRoute and its stable and canary "
+        "backends (Services or InferencePools).",
     )
     steps: list[Step] = Field(
         default_factory=lambda: [
@@ -212,6 +220,20 @@ class RolloutSpec(ApiModel):
             raise FieldProblem("bandit", "only valid with strategy bandit")
         if self.strategy == "bandit" and self.traffic_routing != "configMap":
             raise FieldProblem("trafficRouting", "bandit needs the per-request split (configMap)")
+        if self.traffic_routing == "gatewayAPI" and self.gateway_api is None:
+            raise FieldProblem("gatewayAPI", "trafficRouting gatewayAPI needs spec.gatewayAPI")
+        if self.gateway_api is not None and self.traffic_routing != "gatewayAPI":
+            raise FieldProblem("gatewayAPI", "only valid with trafficRouting gatewayAPI")
+        mirrored = self.blue_green is not None and self.blue_green.preview == "mirror"
+        if (
+            self.traffic_routing == "gatewayAPI"
+            and self.strategy == "blueGreen"
+            and (mirrored or self.blue_green is None)
+        ):
+            raise FieldProblem(
+                "blueGreen.preview",
+                "mirroring is the gateway's (configMap); with gatewayAPI preview by weight",
+            )
         return self
 
 

@@ -48,7 +48,9 @@ class AnalysisMetric(ApiModel):
     )
     query: PromQL | None = Field(
         default=None,
-        description="PromQL template over {{llm_config}}, {{variant}}, {{namespace}}, {{window}}.",
+        description="PromQL template over {{llm_config}}, {{variant}}, {{namespace}}, "
+        "{{window}}; in a Rollout also {{model}} (the variant's model) and {{backend}} (the "
+        "backend serving it, trafficRouting gatewayAPI; else the variant id).",
     )
     direction: Literal["lowerIsBetter", "higherIsBetter"] = Field(
         default="lowerIsBetter", description="Which way is better."
@@ -214,6 +216,15 @@ class Analysis(ApiModel):
     )
     min_sample_size: int = Field(
         default=50, ge=1, description="Requests per variant before any verdict. Default: 50."
+    )
+    requests_query: PromQL | None = Field(
+        default=None,
+        description="PromQL template counting a variant's requests over {{window}}, for "
+        "minSampleSize and the evidence since the canary's traffic began. Default: the "
+        "gateway's llmopt_requests_total. Set it when the variants are served by backends "
+        "the gateway does not front, e.g. vLLM behind an HTTPRoute: "
+        'sum(increase(vllm:e2e_request_latency_seconds_count{model_name="{{model}}"}'
+        "[{{window}}])).",
     )
     failure_limit: int = Field(default=0, ge=0, description="Failed measurements tolerated.")
     inconclusive_limit: int = Field(

@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from ..act import notify
 from ..act.outcome import Outcome
 from ..api import GROUP, ROLLOUT, VERSION
+from ..api.routing import GatewayAPIRouting
 from ..api.timestamps import format_ts
 from ..decide.actions import TERMINAL
 from ..reconcile.llmconfig import rollout_deleted
@@ -67,6 +69,16 @@ def notifier() -> notify.Notifier:
     return notify.from_env(lambda outcome: telemetry.NOTIFICATIONS.labels(outcome).inc())
 
 
+def _routing(spec: dict[str, Any]) -> GatewayAPIRouting | None:
+    """The deleted Rollout's HTTPRoute, if it routed through one (and says so validly)."""
+    if spec.get("trafficRouting") != "gatewayAPI":
+        return None
+    try:
+        return GatewayAPIRouting.model_validate(spec.get("gatewayAPI") or {})
+    except ValidationError:
+        return None
+
+
 @kopf.on.delete(GROUP, VERSION, ROLLOUT.plural, optional=True)
 @clients.retry_soon
 def deleted(body: kopf.Body, **_: Any) -> None:
@@ -79,7 +91,12 @@ def deleted(body: kopf.Body, **_: Any) -> None:
         return
     meta = body["metadata"]
     done = rollout_deleted(
-        clients.core(), clients.custom(), meta["namespace"], str(target), meta["name"]
+        clients.core(),
+        clients.custom(),
+        meta["namespace"],
+        str(target),
+        meta["name"],
+        _routing(body.get("spec") or {}),
     )
     if done:
         # The LLMConfig's own event stream, where its user looks.

@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..act.configmap import REQUEST_TIMEOUT, ConfigMapConflict
 from ..act.deployment import DeploymentMissing, annotate_config_hash
+from ..act.httproute import RouteProblem, set_split
 from ..act.llmconfigs import read_llmconfig, release
 from ..act.outcome import Outcome
 from ..act.ownership import owner_reference
@@ -24,6 +25,7 @@ from ..api.common import GROUP, VERSION
 from ..api.conditions import now_rfc3339, set_condition
 from ..api.llmconfig import LLMConfigObject, LLMConfigSpec, VersionRecord
 from ..api.names import label_value, object_name
+from ..api.routing import GatewayAPIRouting
 from ..api.validation import InvalidSpec
 from ..decide.actions import TERMINAL
 from ..store.history import record_version
@@ -185,10 +187,12 @@ def rollout_deleted(
     namespace: str,
     llmconfig: str,
     rollout: str,
+    routing: GatewayAPIRouting | None = None,
 ) -> tuple[dict[str, Any], str] | None:
     """A Rollout was deleted: if it held its LLMConfig, the claim is released and the
-    stable version gets all traffic at once. Returns the LLMConfig and what was done (for
-    its Event), or None when the Rollout held nothing."""
+    stable version gets all traffic at once (through its HTTPRoute, for ``routing``).
+    Returns the LLMConfig and what was done (for its Event), or None when the Rollout
+    held nothing."""
     found = read_llmconfig(custom, namespace, llmconfig)
     if found is None:
         return None
@@ -199,10 +203,17 @@ def rollout_deleted(
     if target.status.active_rollout != rollout or target.stable is None:
         return None
     render(core, target, target.stable, None)
+    routed = ""
+    if routing is not None:
+        try:
+            set_split(custom, namespace, routing, 0)
+            routed = f" (HTTPRoute {routing.http_route}: {routing.stable_backend.describe()})"
+        except RouteProblem as problem:
+            routed = f" (HTTPRoute not restored: {problem})"
     release(custom, target, rollout)
     return found, (
         f"Rollout {rollout} was deleted while it held this LLMConfig; its claim is "
-        f"released and v{target.stable.version} serves all traffic"
+        f"released and v{target.stable.version} serves all traffic{routed}"
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from kubernetes import client
 
+from ..act.httproute import Route, RouteProblem, backend_exists, read_route, set_split, weights
 from ..act.llmconfigs import (
     StableMoved,
     claim,
@@ -99,6 +100,7 @@ class _Reconcile:
         self.generation = meta.get("generation")
         self.raw_status = dict(body.get("status") or {})
         self.events: list[tuple[str, str, str]] = []
+        self.route: Route | None = None  # trafficRouting gatewayAPI: the route as read
 
     def run(self) -> Outcome:
         try:
@@ -223,6 +225,8 @@ class _Reconcile:
             return self.ready(
                 False, "TargetNotReady", f"LLMConfig {target} has no stable version yet"
             )
+        if spec.traffic_routing == "gatewayAPI":
+            return self.check_route(spec, status)
         if spec.traffic_routing != "replicas":
             return None
         deployment = llmc.spec.target.deployment
@@ -243,6 +247,40 @@ class _Reconcile:
                 + ("the canary Deployment was removed" if removed else "no canary was running")
                 + " so no unvetted pods serve the app; the stable config is unchanged",
                 {"phase": "Failed", "canaryWeight": 0, "canaryReplicas": 0},
+            )
+        return None
+
+    def check_route(self, spec: RolloutSpec, status: RolloutStatus) -> Outcome | None:
+        """The HTTPRoute exists and can carry the split; before the start, both backends
+        exist and the stable one carries the route's traffic."""
+        routing = spec.gateway_api
+        assert routing is not None
+        self.route = read_route(self.custom, self.namespace, routing.http_route)
+        try:
+            if self.route is None:
+                raise RouteProblem(
+                    "gatewayAPI.httpRoute",
+                    f"HTTPRoute {routing.http_route} not found in {self.namespace}",
+                )
+            split = weights(self.route, routing)
+            if status.stable_hash is None and status.phase in (None, "Pending"):
+                for field, backend in (
+                    ("gatewayAPI.stableBackend", routing.stable_backend),
+                    ("gatewayAPI.canaryBackend", routing.canary_backend),
+                ):
+                    if not backend_exists(self.core, self.custom, self.namespace, backend):
+                        raise RouteProblem(field, f"{backend.describe()} not found")
+                if all(stable == 0 for stable, _ in split):
+                    raise RouteProblem(
+                        "gatewayAPI.stableBackend",
+                        f"HTTPRoute {routing.http_route} sends no traffic to "
+                        f"{routing.stable_backend.describe()}: name the backend that serves "
+                        "the stable version (after a promotion that kept the canary "
+                        "backend, that one)",
+                    )
+        except RouteProblem as problem:
+            return self.ready(
+                False, "InvalidSpec", f"spec.{problem.field}: {problem} (nothing was changed)"
             )
         return None
 
@@ -409,6 +447,7 @@ class _Reconcile:
                 stable=status.stable_variant or stable_variant_id(stable.version),
                 canary=canary,
                 evaluators=spec.analysis.quality.weights() if spec.analysis.quality else (),
+                **_placeholders(spec, status, llmc, canary),
             ),
         )
         replicas_mode = spec.traffic_routing == "replicas"
@@ -438,7 +477,9 @@ class _Reconcile:
                 apps=self.apps,
                 custom=self.custom,
                 now=self.stamp,
+                route=self.route,
             )
+            self.route = None  # written: the next write reads it again
         return events
 
     def act(
@@ -457,7 +498,19 @@ class _Reconcile:
             tick = self.stable_changed(tick.status, newer)
             events += [*tick.events, *self.carry_out_all(spec, tick, llmc)]
         replicas_mode = spec.traffic_routing == "replicas"
-        if not tick.actions and tick.status.phase in ACTIVE_PHASES and not replicas_mode:
+        if not tick.actions and tick.status.phase in ACTIVE_PHASES and spec.gateway_api:
+            # Drift repair of the route: the weights this rollout stands at.
+            weight = tick.status.canary_weight or 0
+            if set_split(self.custom, self.namespace, spec.gateway_api, weight, self.route):
+                events.append(
+                    (
+                        "Warning",
+                        "HTTPRouteRepaired",
+                        f"HTTPRoute {spec.gateway_api.http_route} drifted from the split; "
+                        f"weights set back to {100 - weight}/{weight} (stable/canary)",
+                    )
+                )
+        elif not tick.actions and tick.status.phase in ACTIVE_PHASES and not replicas_mode:
             # Drift repair: the split this rollout stands at, written again only if the
             # ConfigMap differs (deleted, or edited by hand).
             current = canary_of(self.name, spec, tick.status)
@@ -546,6 +599,33 @@ def _bandit_arms(spec: RolloutSpec, evidence: _Evidence, v: Variants) -> BanditA
         )
 
     return BanditArms(configs, rewards, direction, guard if critical else None)
+
+
+def _placeholders(
+    spec: RolloutSpec, status: RolloutStatus, llmc: LLMConfigObject, canary: str
+) -> dict[str, Any]:
+    """{{model}}, {{backend}} and the request count for the variants' queries."""
+    stable = llmc.stable
+    assert stable is not None
+    old = status.stable_variant or stable_variant_id(stable.version)
+    was = next((r for r in llmc.status.history if r.hash == status.stable_hash), stable)
+    models = {old: was.model, canary: spec.candidate.model}
+    backends: dict[str, str] = {}
+    routing = spec.gateway_api
+    if routing is not None:
+        promoted_on = (
+            routing.canary_backend
+            if routing.after_promotion == "canaryBackend"
+            else routing.stable_backend
+        )
+        backends = {
+            old: routing.stable_backend.name,
+            canary: promoted_on.name if status.phase == "Baking" else routing.canary_backend.name,
+        }
+    out: dict[str, Any] = {"models": models, "backends": backends}
+    if spec.analysis.requests_query:
+        out["requests"] = spec.analysis.requests_query
+    return out
 
 
 def _automatic(spec: RolloutSpec, meta: dict[str, Any]) -> bool:

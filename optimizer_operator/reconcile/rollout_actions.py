@@ -10,8 +10,14 @@ from typing import Any
 from kubernetes import client
 
 from ..act.deployment import DeploymentMissing
+from ..act.httproute import Route, set_split
 from ..act.llmconfigs import quarantine, release
-from ..act.replicas import ensure_canary, remove_canary
+from ..act.replicas import (
+    ensure_canary,
+    remove_canary,
+    remove_candidate_configmap,
+    write_candidate_configmap,
+)
 from ..act.variants import Canary, bandit_canary, render
 from ..api.llmconfig import LLMConfigObject
 from ..api.rollout import Bandit, RolloutSpec, RolloutStatus
@@ -31,7 +37,13 @@ def carry_out(
     apps: client.AppsV1Api,
     custom: client.CustomObjectsApi,
     now: str,
+    route: Route | None = None,
 ) -> list[tuple[str, str, str]]:
+    if spec.gateway_api is not None:
+        return _on_route(
+            action, body, spec, status, llmc, core=core, apps=apps, custom=custom, now=now,
+            route=route,
+        )  # fmt: skip
     rollout = body["metadata"]["name"]
     stable = llmc.stable
     assert stable is not None
@@ -118,3 +130,66 @@ def _promote(
         )
     return [("Normal", "Promoted", f"{winner.model} is v{promoted.version} of {llmc.name}"),
             *events]  # fmt: skip
+
+
+def _on_route(
+    action: Any,
+    body: dict[str, Any],
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    llmc: LLMConfigObject,
+    *,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+    now: str,
+    route: Route | None,
+) -> list[tuple[str, str, str]]:
+    """trafficRouting gatewayAPI: the same actions, the split written into the HTTPRoute.
+    With ``afterPromotion: stableBackend`` the canary backend's pods read the candidate
+    from ``<configmap>-canary`` while the rollout runs."""
+    routing = spec.gateway_api
+    assert routing is not None
+    rollout = body["metadata"]["name"]
+    ns = llmc.namespace
+    stable = llmc.stable
+    assert stable is not None
+    back_to_stable = routing.after_promotion == "stableBackend"
+    route_name = routing.http_route
+    if isinstance(action, SetWeight):
+        if back_to_stable:
+            write_candidate_configmap(core, body, llmc, spec.candidate)
+        set_split(custom, ns, routing, action.weight, route)
+        return []
+    events: list[tuple[str, str, str]] = []
+    if isinstance(action, Revert):
+        # The promoted version served from the canary backend: the previous one is on
+        # the stable backend still, so the route goes back to it.
+        if not back_to_stable:
+            set_split(custom, ns, routing, 0)
+            events.append(("Normal", "HTTPRouteRestored", f"HTTPRoute {route_name}: "
+                           f"all traffic back on {routing.stable_backend.describe()}"))  # fmt: skip
+        return [*events, *revert(
+            action, rollout, spec, status, llmc, core=core, apps=apps, custom=custom, now=now
+        )]  # fmt: skip
+    if isinstance(action, RestoreStable):
+        set_split(custom, ns, routing, 0, route)
+        if back_to_stable:
+            remove_candidate_configmap(core, llmc)
+        render(core, llmc, stable, None)
+        release(custom, llmc, rollout)
+        if action.quarantine:
+            quarantine(
+                custom, llmc, spec.candidate, rollout, action.reason, now,
+                counted=spec.trial is None,
+            )  # fmt: skip
+        return [("Normal", "StableRestored", f"HTTPRoute {route_name}: all traffic back on "
+                 f"{routing.stable_backend.describe()} (v{stable.version})")]  # fmt: skip
+    assert isinstance(action, Promote)
+    events = _promote(action, rollout, spec, status, llmc, core, apps, custom, now)
+    serving = routing.stable_backend if back_to_stable else routing.canary_backend
+    set_split(custom, ns, routing, 0 if back_to_stable else 100)
+    if back_to_stable:
+        remove_candidate_configmap(core, llmc)
+    return [*events, ("Normal", "HTTPRouteSwitched",
+                      f"HTTPRoute {route_name}: all traffic on {serving.describe()}")]  # fmt: skip
