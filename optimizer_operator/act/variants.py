@@ -46,8 +46,10 @@ def canary_of(name: str, spec: RolloutSpec, status: RolloutStatus) -> Canary | N
     weight, mirror = status.canary_weight or 0, status.mirror_percent or 0
     if status.phase not in ACTIVE_PHASES or (weight <= 0 and mirror <= 0):
         return None
-    if spec.traffic_routing == "replicas":
-        return None  # the canary runs in its own Deployment with its own ConfigMap
+    if spec.traffic_routing in ("replicas", "gatewayAPI"):
+        # The canary runs in its own Deployment, or behind its own backend of the route,
+        # with its own ConfigMap: the LLMConfig's ConfigMap holds stable alone.
+        return None
     if spec.strategy == "bandit":
         arms = spec.bandit.arms if spec.bandit is not None else []
         return bandit_canary(name, spec.candidate, list(arms), dict(status.arm_weights))

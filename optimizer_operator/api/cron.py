@@ -1,53 +1,66 @@
-"""Cron syntax for policy schedules: five fields, minute hour day-of-month month
-day-of-week (0 = Sunday), in UTC."""
+"""Cron syntax for policy schedules, with standard semantics (croniter): five fields,
+minute hour day-of-month month day-of-week, names (``MON``, ``JAN``), ranges, steps and
+lists, the ``@hourly``/``@daily``/``@weekly``/``@monthly``/``@yearly`` shorthands, and
+day-of-month OR day-of-week when both are restricted, as cron has always done. Times
+are read in an IANA time zone (UTC by default)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
+from croniter import croniter
+
+ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
 class CronError(ValueError):
-    """A cron expression that is not five valid fields."""
+    """A cron expression or time zone that is not valid."""
 
 
-def _field(text: str, low: int, high: int) -> set[int]:
-    out: set[int] = set()
-    for part in text.split(","):
-        base, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if base == "*":
-            start, end = low, high
-        elif "-" in base:
-            a, b = base.split("-", 1)
-            start, end = int(a), int(b)
-        else:
-            start = int(base)
-            end = high if step_text else start
-        if not (low <= start <= end <= high) or step < 1:
-            raise CronError(f"{part!r} is outside {low}-{high}")
-        out.update(range(start, end + 1, step))
-    return out
-
-
-def parse_cron(expr: str) -> list[set[int]]:
-    """Five fields: minute hour day-of-month month day-of-week (0 = Sunday)."""
-    fields = expr.split()
+def parse_cron(expr: str) -> None:
+    """Refuse anything but five valid fields or a shorthand."""
+    text = expr.strip()
+    if text.startswith("@"):
+        if text.lower() not in ALIASES:
+            raise CronError(f"{expr!r}: unknown shorthand; one of {', '.join(ALIASES)}")
+        return
+    fields = text.split()
     if len(fields) != 5:
-        raise CronError(f"{expr!r}: want five fields, got {len(fields)}")
+        raise CronError(
+            f"{expr!r}: want five fields (minute hour day-of-month month day-of-week), "
+            f"got {len(fields)}"
+        )
+    if not croniter.is_valid(text):
+        raise CronError(f"{expr!r}: not a valid cron expression")
+
+
+def zone(name: str | None) -> tzinfo:
+    """The IANA time zone ``name`` (UTC when None)."""
+    if name is None:
+        return UTC
     try:
-        return [_field(f, lo, hi) for f, (lo, hi) in zip(fields, _RANGES, strict=True)]
-    except ValueError as exc:
-        raise CronError(f"{expr!r}: {exc}") from None
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CronError(f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
 
 
-def cron_matches(expr: str, when: datetime) -> bool:
-    minute, hour, dom, month, dow = parse_cron(expr)
-    return (
-        when.minute in minute
-        and when.hour in hour
-        and when.day in dom
-        and when.month in month
-        and (when.isoweekday() % 7) in dow
-    )
+def previous_fire(expr: str, now: datetime, time_zone: str | None = None) -> datetime:
+    """The latest scheduled time at or before ``now`` (aware, in UTC)."""
+    local = now.astimezone(zone(time_zone))
+    prev: datetime = croniter(expr.strip(), local).get_prev(datetime)
+    if croniter.match(expr.strip(), local.replace(second=0, microsecond=0)):
+        prev = local.replace(second=0, microsecond=0)
+    return prev.astimezone(UTC)
+
+
+def cron_due(expr: str, since: datetime, now: datetime, time_zone: str | None = None) -> bool:
+    """Whether a scheduled time has passed after ``since`` (the last cycle) up to ``now``:
+    a late tick still fires, and once per scheduled time."""
+    return previous_fire(expr, now, time_zone) > since
+
+
+def cron_matches(expr: str, when: datetime, time_zone: str | None = None) -> bool:
+    """Whether ``when`` falls in a scheduled minute."""
+    local = when.astimezone(zone(time_zone))
+    return bool(croniter.match(expr.strip(), local))

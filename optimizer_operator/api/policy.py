@@ -179,7 +179,16 @@ class Trigger(ApiModel):
     type: Literal["interval", "cron", "threshold", "event"]
     every: Duration | None = Field(default=None, description="For interval.")
     cron: Annotated[str, StringConstraints(max_length=128)] | None = Field(
-        default=None, description='For cron: five fields, e.g. "0 9-17 * * 1-5".'
+        default=None,
+        description='For cron: five fields, e.g. "0 9-17 * * MON-FRI", or @hourly, @daily, '
+        "@weekly, @monthly, @yearly. Standard semantics: names, ranges, steps; day-of-month "
+        "and day-of-week both restricted means either. Fires once per scheduled time that "
+        "has passed since the last cycle (a late tick still fires).",
+    )
+    time_zone: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None,
+        description='For cron: the IANA time zone the schedule is read in, e.g. '
+        '"Europe/Berlin". Default: UTC.',
     )
     metric: MetricName | None = Field(default=None, description="For threshold.")
     operator: Literal["gt", "gte", "lt", "lte"] | None = Field(default=None)
@@ -199,12 +208,18 @@ class Trigger(ApiModel):
         if missing:
             raise FieldProblem(missing[0], f"{self.type} trigger needs {', '.join(missing)}")
         if self.cron is not None:
-            from .cron import CronError, parse_cron
+            from .cron import CronError, parse_cron, zone
 
             try:
                 parse_cron(self.cron)
             except CronError as exc:
                 raise FieldProblem("cron", str(exc)) from None
+            try:
+                zone(self.time_zone)
+            except CronError as exc:
+                raise FieldProblem("timeZone", str(exc)) from None
+        elif self.time_zone is not None:
+            raise FieldProblem("timeZone", "only for a cron trigger")
         return self
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..api.common import parse_decimal, parse_duration
-from ..api.cron import cron_matches
+from ..api.cron import cron_due, cron_matches
 from ..api.llmconfig import LLMConfigObject
 from ..api.policy import OptimizationPolicyStatus, Schedule, Trigger
 from ..api.timestamps import parse_optional as _parse
@@ -27,6 +27,7 @@ def fired(
     source: MetricSource | None,
     now: datetime,
     namespace: str,
+    created: datetime | None = None,
 ) -> bool:
     last = _parse(status.last_cycle_time)
     if trigger.type == "interval":
@@ -34,10 +35,12 @@ def fired(
         return last is None or (now - last).total_seconds() >= parse_duration(trigger.every)
     if trigger.type == "cron":
         assert trigger.cron is not None
-        same_minute = last is not None and last.replace(second=0) == now.replace(
-            second=0, microsecond=0
-        )
-        return cron_matches(trigger.cron, now) and not same_minute
+        # A scheduled time passed since the last cycle (or, before the first, since the
+        # policy was created, as a CronJob counts from its creation).
+        since = last or created
+        if since is None:
+            return cron_matches(trigger.cron, now, trigger.time_zone)
+        return cron_due(trigger.cron, since, now, trigger.time_zone)
     if trigger.type == "event":
         if trigger.event == "llmConfigChanged":
             current = target.status.current_hash
@@ -77,9 +80,13 @@ def due(
     source: MetricSource | None,
     now: datetime,
     namespace: str,
+    created: datetime | None = None,
 ) -> str | None:
-    """A description of what fired, or None when the cycle should not run now."""
-    results = [(t, fired(t, status, target, source, now, namespace)) for t in schedule.triggers]
+    """A description of what fired, or None when the cycle should not run now.
+    ``created``: the policy's creation time, the start of a cron schedule's count."""
+    results = [
+        (t, fired(t, status, target, source, now, namespace, created)) for t in schedule.triggers
+    ]
     status.seen_config_hash = target.status.current_hash
     hits = [t for t, ok in results if ok]
     if not hits or (schedule.combine == "all" and len(hits) != len(results)):
@@ -91,7 +98,7 @@ def _describe(t: Trigger) -> str:
     if t.type == "interval":
         return f"every {t.every}"
     if t.type == "cron":
-        return f"cron {t.cron}"
+        return f"cron {t.cron}" + (f" ({t.time_zone})" if t.time_zone else "")
     if t.type == "event":
         return f"event {t.event}"
     return f"{t.metric} {t.operator} {t.value}"

@@ -255,7 +255,8 @@ def _gates(c: CycleState, forced: str | None) -> str | None:
     arrived = policy_quality.quality_arrived(c)
     if arrived is False:
         return None  # no trial could be judged without quality scores; said why
-    trigger = due(spec.schedule, s, c.target, c.metrics.source, c.now, c.namespace)
+    created = parse_optional(c.body["metadata"].get("creationTimestamp"))
+    trigger = due(spec.schedule, s, c.target, c.metrics.source, c.now, c.namespace, created)
     if forced is not None:
         trigger = forced
     if arrived and trigger is None:

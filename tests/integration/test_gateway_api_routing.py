@@ -12,6 +12,7 @@ scrapes it and the Rollout from examples/gateway-api/vllm.yaml judges it.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -183,6 +184,9 @@ def test_a_canary_moves_the_routes_weights_step_by_step_and_a_hand_edit_is_repai
     wait_for(reached_60, 60, "the route at 40/60 and the rollout paused")
     assert seen[0] == [100, 0] or seen[0] == [80, 20], seen
     assert [80, 20] in seen, f"the 20% step never reached the route: {seen}"
+    # The split is the route's: the sidecar's ConfigMap holds stable alone (no split twice).
+    cm = client.CoreV1Api(api).read_namespaced_config_map("bot-llm-config", ns)
+    assert [v["role"] for v in json.loads(cm.data["variants.json"])["variants"]] == ["stable"]
     admin = _read(api, ns, "httproutes", "chat", GW)["spec"]["rules"][1]
     assert admin["backendRefs"] == [
         {"group": "", "kind": "Service", "name": "admin", "port": 80, "weight": 1}
