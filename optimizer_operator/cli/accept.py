@@ -28,7 +28,6 @@ from ..api.validation import parse_spec
 from ..decide import optimizer, trials
 from .cluster import (
     REQUESTED_BY,
-    TIMEOUT,
     NotFound,
     Refused,
     connect,
@@ -36,6 +35,7 @@ from .cluster import (
     namespace,
     request_rollout,
     requester,
+    timeout,
 )
 
 ANNOTATION_ACCEPTED = f"{GROUP}/accepted-trial"
@@ -122,7 +122,7 @@ def _accept(ns: str, policy: str, trial: int | None) -> int:
     custom = connect()
     try:
         obj = custom.get_namespaced_custom_object(
-            GROUP, VERSION, ns, OPTIMIZATION_POLICY.plural, policy, _request_timeout=TIMEOUT
+            GROUP, VERSION, ns, OPTIMIZATION_POLICY.plural, policy, _request_timeout=timeout()
         )
     except ApiException as exc:
         if exc.status == 404:

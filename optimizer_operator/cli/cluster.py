@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config
@@ -17,17 +18,57 @@ from ..api.validation import InvalidSpec
 
 # (connect, read) seconds for one API request: a hung API server gives a clear error.
 TIMEOUT = (5, 20)
+
+
+@dataclass
+class Target:
+    """Which cluster and how patiently: ``--kubeconfig``, ``--context``,
+    ``--request-timeout`` (kubectl's flags), set once by ``main``."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    request_timeout: float | None = None
+
+
+TARGET = Target()
+
+
+def timeout() -> tuple[float, float]:
+    """(connect, read) seconds for one API request: ``--request-timeout`` for both when
+    given, else the defaults."""
+    if TARGET.request_timeout:
+        return (TARGET.request_timeout, TARGET.request_timeout)
+    return TIMEOUT
+
+
+def _kubeconfig() -> str | None:
+    return TARGET.kubeconfig or os.environ.get("KUBECONFIG")
+
+
+def _context() -> dict[str, Any]:
+    """The kubeconfig context in use (``--context``, else the current one)."""
+    contexts, active = config.list_kube_config_contexts(config_file=_kubeconfig())
+    if TARGET.context:
+        for c in contexts:
+            if c.get("name") == TARGET.context:
+                return dict(c.get("context") or {})
+        raise config.ConfigException(f"context {TARGET.context!r} not in the kubeconfig")
+    return dict(active.get("context") or {})
 # The CLI's writes, as managedFields and the audit show them.
 FIELD_MANAGER = "llm-optimizer-cli"
 REQUESTED_BY = "optimizer.llmops.dev/requested-by"
 
 
 def connect() -> client.CustomObjectsApi:
-    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG);
-    raises ``config.ConfigException`` or ``OSError`` when neither works."""
-    from ..handlers.clients import load_config
+    """The kubeconfig's context (``--kubeconfig``/``--context``) when either is given,
+    else in-cluster credentials when running in a pod, else the kubeconfig
+    ($KUBECONFIG); raises ``config.ConfigException`` or ``OSError`` when none works."""
+    if TARGET.kubeconfig or TARGET.context:
+        config.load_kube_config(config_file=_kubeconfig(), context=TARGET.context)
+    else:
+        from ..handlers.clients import load_config
 
-    load_config()
+        load_config()
     return client.CustomObjectsApi()
 
 
@@ -36,8 +77,7 @@ def namespace(arg: str | None) -> str:
     if arg:
         return arg
     try:
-        _, active = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG"))
-        return str(active.get("context", {}).get("namespace") or "default")
+        return str(_context().get("namespace") or "default")
     except (config.ConfigException, OSError, TypeError):
         return "default"
 
@@ -56,8 +96,7 @@ def requester() -> str:
         except (OSError, IndexError, ValueError):
             return "unknown"
     try:
-        _, active = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG"))
-        return str(active.get("context", {}).get("user") or "unknown")
+        return str(_context().get("user") or "unknown")
     except (config.ConfigException, OSError, TypeError):
         return "unknown"
 

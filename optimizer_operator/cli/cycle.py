@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..act.outcome import write_outcome
 from ..api.common import GROUP, VERSION
-from .cluster import TIMEOUT
+from .cluster import timeout as api_timeout
 
 
 def add_parser(sub: Any) -> None:
@@ -46,17 +46,16 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..decide.actions import TERMINAL
-    from ..handlers.clients import load_config
     from ..handlers.environment import prometheus_cooldown, prometheus_timeout
     from ..observe.prometheus import PrometheusSource
     from ..observe.prometheus_access import PrometheusAccess
     from ..reconcile.policy import run_cycle
     from ..reconcile.rollout import reconcile_rollout
     from ..store.postgres import HistoryStore
-    from .cluster import namespace
+    from .cluster import connect, namespace
 
     try:
-        load_config()
+        connect()  # --kubeconfig/--context, in-cluster, or $KUBECONFIG
     except (config.ConfigException, OSError) as exc:
         print(f"error: cannot reach the cluster: {exc}", file=sys.stderr)
         return 2
@@ -78,13 +77,13 @@ def run(args: argparse.Namespace) -> int:
     def listing(plural: str) -> list[dict[str, Any]]:
         if ns is None:
             return list(
-                custom.list_cluster_custom_object(GROUP, VERSION, plural, _request_timeout=TIMEOUT)[
-                    "items"
-                ]
+                custom.list_cluster_custom_object(
+                    GROUP, VERSION, plural, _request_timeout=api_timeout()
+                )["items"]
             )
         return list(
             custom.list_namespaced_custom_object(
-                GROUP, VERSION, ns, plural, _request_timeout=TIMEOUT
+                GROUP, VERSION, ns, plural, _request_timeout=api_timeout()
             )["items"]
         )
 

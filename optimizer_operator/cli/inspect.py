@@ -21,7 +21,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from ..api.common import GROUP, VERSION
-from .cluster import TIMEOUT, connect
+from . import live
+from .cluster import connect, timeout
 
 KINDS = {
     "policies": "optimizationpolicies",
@@ -146,7 +147,7 @@ def _get_one(custom: client.CustomObjectsApi, ns: str, plural: str, name: str) -
     obj: dict[str, Any] = _call(
         f"{plural} {ns}/{name}",
         lambda: custom.get_namespaced_custom_object(
-            GROUP, VERSION, ns, plural, name, _request_timeout=TIMEOUT
+            GROUP, VERSION, ns, plural, name, _request_timeout=timeout()
         ),
     )
     return obj
@@ -284,14 +285,28 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915  one b
     try:
         custom = _custom()
         ns = namespace(args.namespace)
+        if args.command == "get" and args.name:
+            plural = KINDS[args.kind]
+            if plural != "rollouts" and args.watch:
+                raise Failure("--watch: only for a rollout (get rollout NAME -w)", 2)
+            obj = _get_one(custom, ns, plural, args.name)
+            if args.output == "json":
+                print(json.dumps(obj, indent=2))
+            elif plural == "rollouts" and args.watch:
+                return live.watch(custom, ns, args.name, interval=args.interval)
+            elif plural == "rollouts":
+                print(live.view(obj))
+            else:
+                print(_table(*_rows(plural, [obj], False)))
+            return 0
         if args.command == "get":
             plural = KINDS[args.kind]
             if getattr(args, "all_namespaces", False):
                 items = _call(plural, lambda: custom.list_cluster_custom_object(
-                    GROUP, VERSION, plural, _request_timeout=TIMEOUT))["items"]  # fmt: skip
+                    GROUP, VERSION, plural, _request_timeout=timeout()))["items"]  # fmt: skip
             else:
                 items = _call(plural, lambda: custom.list_namespaced_custom_object(
-                    GROUP, VERSION, ns, plural, _request_timeout=TIMEOUT))["items"]  # fmt: skip
+                    GROUP, VERSION, ns, plural, _request_timeout=timeout()))["items"]  # fmt: skip
             if args.output == "json":
                 print(json.dumps(items, indent=2))
             elif not items:
@@ -318,7 +333,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915  one b
             names = [args.policy] if args.policy else [
                 p["metadata"]["name"] for p in _call("policies", lambda: custom.
                 list_namespaced_custom_object(GROUP, VERSION, ns, "optimizationpolicies",
-                _request_timeout=TIMEOUT))["items"]]  # fmt: skip
+                _request_timeout=timeout()))["items"]]  # fmt: skip
             recs = {}
             for name in names:
                 st = _get_one(custom, ns, "optimizationpolicies", name).get("status") or {}
@@ -360,12 +375,22 @@ def add_parsers(sub: Any) -> None:
     get = sub.add_parser(
         "get",
         help="list policies, configs or rollouts as a table",
-        description="List one kind. Examples:\n  llm-optimizer get policies -A\n"
-        "  kubectl llmopt get rollouts -n shop -o json",
+        description="List one kind, or show one object. Examples:\n"
+        "  llm-optimizer get policies -A\n"
+        "  kubectl llmopt get rollouts -n shop -o json\n"
+        "  llm-optimizer get rollout checkout-canary -w   (steps, weights, evidence, live)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     get.add_argument("kind", choices=sorted(KINDS))
+    get.add_argument("name", nargs="?", help="one object; a rollout is drawn in full")
     get.add_argument("-A", "--all-namespaces", action="store_true")
+    get.add_argument(
+        "-w", "--watch", action="store_true",
+        help="with a rollout's name: draw it again on every change, until Ctrl-C",
+    )  # fmt: skip
+    get.add_argument(
+        "--interval", type=float, default=1.0, help="with --watch: seconds between reads"
+    )
     common(get)
     desc = sub.add_parser(
         "describe",

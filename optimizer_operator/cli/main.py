@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -273,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  argparse declar
 exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usage,
 3 not found. `llm-optimizer COMMAND --help` explains each command.""",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _cluster_flags(parser, None)
+    parser.set_defaults(root_parser=parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     op = sub.add_parser("operator", help="run the operator (kopf)")
@@ -439,14 +443,75 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
 
     add_inspect_parsers(sub)
 
+    from .completion import add_parser as add_completion_parser
+    from .rollout import add_status_parser
+    from .set_config import add_parser as add_set_parser
+
+    add_status_parser(sub)
+    add_set_parser(sub)
+    add_completion_parser(sub)
+
     val = sub.add_parser("validate", help="validate YAML files of our kinds offline (for CI)")
     val.add_argument("files", nargs="+")
     val.set_defaults(func=_cmd_validate)
+    for name, command in sub.choices.items():
+        if name in CLUSTER_COMMANDS:
+            _cluster_flags(command, argparse.SUPPRESS)  # also after the command, as kubectl
     return parser
+
+
+# Commands that talk to the cluster through the kubeconfig: kubectl's flags apply.
+CLUSTER_COMMANDS = {
+    "get", "describe", "history", "recommendations", "export-study", "rollout", "status",
+    "set", "undo", "accept", "cycle",
+}  # fmt: skip
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-optimizer")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _cluster_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    """kubectl's --kubeconfig, --context and --request-timeout."""
+    parser.add_argument(
+        "--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG)"
+    )
+    parser.add_argument(
+        "--context", default=default, help="kubeconfig context (default: the current one)"
+    )
+    parser.add_argument(
+        "--request-timeout",
+        default=default,
+        type=_request_timeout,
+        help='seconds (or "30s", "1m") each API request may take (default: 5 to connect, '
+        "20 to answer)",
+    )
+
+
+def _request_timeout(text: str) -> float:
+    from ..api.common import parse_duration
+
+    try:
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: want seconds or a duration") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .cluster import TARGET
+
+    TARGET.kubeconfig = getattr(args, "kubeconfig", None)
+    TARGET.context = getattr(args, "context", None)
+    TARGET.request_timeout = getattr(args, "request_timeout", None)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -463,6 +528,6 @@ def kubectl_plugin() -> int:
     from .rollout import ACTIONS
 
     argv = sys.argv[1:]
-    if argv and argv[0] in (*ACTIONS, "status"):
+    if argv and argv[0] in ACTIONS:
         return main(["rollout", *argv])
     return main(argv)
