@@ -169,6 +169,14 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     except (ValueError, KeyError) as exc:
         print(f"error: --evaluators: {exc}", file=sys.stderr)
         return 2
+    if args.api_keys_file:
+        from ..gateway.auth import KeyFile
+
+        try:
+            KeyFile(Path(args.api_keys_file))
+        except (OSError, ValueError) as exc:
+            print(f"error: --api-keys-file: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -194,6 +202,8 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
             record=Path(args.record) if args.record else None,
             record_redaction=args.record_redaction,
             otlp_endpoint=args.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            fallback_to_stable=args.fallback_to_stable,
+            api_keys_file=Path(args.api_keys_file) if args.api_keys_file else None,
         )
     )
     return 0
@@ -340,6 +350,17 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
     )
     gw.add_argument("--upstream-timeout", type=float, default=120.0, help="seconds per attempt")
     gw.add_argument("--max-attempts", type=int, default=2, help="attempts on retryable errors")
+    gw.add_argument(
+        "--fallback-to-stable",
+        action="store_true",
+        help="answer a candidate's request from stable when it fails after its retries "
+        "(5xx, timeout, 429); still counted as the candidate's error, and as a fallback",
+    )
+    gw.add_argument(
+        "--api-keys-file",
+        help="accept /v1 requests only with Authorization: Bearer <key>, keys one per line "
+        "in this file (a Secret's key mounted as a file; re-read when it changes)",
+    )
     gw.add_argument("--max-body-bytes", type=int, default=1 << 20)
     gw.add_argument(
         "--max-in-flight",

@@ -141,6 +141,13 @@ class GatewayMetrics:
         self.retries = Counter(
             "llmopt_upstream_retries", "Upstream attempts retried.", (*VARIANT,), registry=r
         )
+        self.fallbacks = Counter(
+            "llmopt_fallbacks",
+            "Requests of this (candidate) variant that failed after their retries and were "
+            "answered by stable (--fallback-to-stable).",
+            (*VARIANT,),
+            registry=r,
+        )
         self.weight = Gauge(
             "llmopt_variant_weight",
             "Live weight of each variant in basis points.",

@@ -45,6 +45,11 @@ class RoutingTable:
     def llm_config(self) -> str:
         return self.variant_set.llm_config
 
+    @property
+    def stable(self) -> Variant | None:
+        """The stable variant (listed first), whatever its weight."""
+        return next((v for v in self.variant_set.variants if v.role == "stable"), None)
+
     def pick(self, key: str) -> Variant:
         """The variant for ``key``: bucket b goes to the first variant whose cumulative
         weight exceeds b, so a weight of w basis points gets exactly w of 10000 buckets."""

@@ -36,6 +36,7 @@ from ..providers.openai_wire import chunk_body, completion_body, error_body
 from ..providers.pricing import PricingCatalog
 from ..providers.tokens import prompt_text
 from ..tracing import Tracer, forwarded_trace_headers, genai_attributes
+from .auth import KeyFile
 from .body import BadJson, parse_json
 from .config_source import ConfigHolder, watch_configmap, watch_file
 from .evaluators import PAIRWISE, EvaluationQueue, Sample, parse_specs
@@ -95,6 +96,11 @@ class GatewaySettings:
     feedback_capacity: int = 50_000
     max_in_flight: int = 2048  # beyond this, shed load with 503 instead of queueing
     config_poll_interval: float = 1.0
+    # A candidate's request that fails after its retries (5xx, timeout, 429) is answered
+    # by stable: counted as the candidate's error, and in llmopt_fallbacks_total.
+    fallback_to_stable: bool = False
+    # Standalone mode: accepted bearer keys, one per line (a Secret mounted as a file).
+    api_keys_file: Path | None = None
     providers: dict[str, Provider] = field(default_factory=dict)  # tests may inject
 
 
@@ -192,6 +198,7 @@ class Gateway:
             if pairwise
             else None
         )
+        self.keys = KeyFile(settings.api_keys_file) if settings.api_keys_file else None
         self.recorder: Recorder | None = None
         self.tracer: Tracer | None = None
         self._served: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -259,8 +266,29 @@ class Gateway:
         for p in self.providers.values():
             await p.close()
 
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """With keys configured, /v1/… needs ``Authorization: Bearer <key>`` (401 else);
+        health, readiness and metrics stay open."""
+        if (
+            self.keys is not None
+            and request.path.startswith("/v1/")
+            and not self.keys.allows(request.headers.get("Authorization"))
+        ):
+            self.metrics.rejected.labels("unauthorized").inc()
+            return _error(
+                401,
+                "missing or invalid API key: send Authorization: Bearer <key>",
+                "invalid_api_key",
+                headers={"WWW-Authenticate": 'Bearer realm="llm-gateway"'},
+            )
+        response: web.StreamResponse = await handler(request)
+        return response
+
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.s.max_body_bytes)
+        app = web.Application(
+            client_max_size=self.s.max_body_bytes, middlewares=[self._authenticate]
+        )
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/feedback", self.feedback)
@@ -372,7 +400,7 @@ class Gateway:
         finally:
             self.in_flight -= 1
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:  # noqa: C901, PLR0912  the hot path, kept in one frame
+    async def _chat(self, request: web.Request) -> web.StreamResponse:  # noqa: C901, PLR0912, PLR0915  the hot path, kept in one frame
         started = time.perf_counter()
         headers = request.headers
         if self.limiter is not None:
@@ -455,23 +483,35 @@ class Gateway:
             self._mirror(creq, client_params, shadow, llm_config, headers)
         if self.s.log_content:
             log.debug("request %s prompt=%r", request_id, prompt_text(messages))
-        try:
-            if stream:
-                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                return await self._stream(
-                    request,
-                    creq,
-                    variant,
-                    llm_config,
-                    response_id,
-                    started,
-                    include_usage,
-                    span,
-                    headers.get(self.s.reference_header),
-                )
-            result = await self._complete(creq, variant, llm_config)
-        except ProviderError as exc:
-            return self._upstream_failed(exc, variant, llm_config, started, request_id, span)
+        fallback_from: str | None = None
+        while True:  # once, or twice when a failed candidate's request falls back to stable
+            try:
+                if stream:
+                    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                    return await self._stream(
+                        request,
+                        creq,
+                        variant,
+                        llm_config,
+                        response_id,
+                        started,
+                        include_usage,
+                        span,
+                        headers.get(self.s.reference_header),
+                        fallback_from,
+                    )
+                result = await self._complete(creq, variant, llm_config)
+                break
+            except ProviderError as exc:
+                stable = self._fallback(exc, variant, table)
+                if stable is None:
+                    return self._upstream_failed(
+                        exc, variant, llm_config, started, request_id, span
+                    )
+                self._fell_back(exc, variant, stable, llm_config, started, request_id, span)
+                fallback_from, variant = variant.id, stable
+                creq = request_as(creq, stable, client_params, "")
+                started = time.perf_counter()
         self._succeeded(
             result,
             creq,
@@ -483,14 +523,50 @@ class Gateway:
             span,
         )
         self._judge_against_stable(creq, variant, result, llm_config, client_params)
+        answer_headers = {
+            "X-Request-Id": request_id,
+            "X-LLMOpt-Variant": variant.id,
+            "X-LLMOpt-Config-Hash": variant.hash,
+        }
+        if fallback_from is not None:
+            answer_headers["X-LLMOpt-Fallback-From"] = fallback_from
         return web.json_response(
-            completion_body(result, response_id, int(time.time())),
-            headers={
-                "X-Request-Id": request_id,
-                "X-LLMOpt-Variant": variant.id,
-                "X-LLMOpt-Config-Hash": variant.hash,
-            },
+            completion_body(result, response_id, int(time.time())), headers=answer_headers
         )
+
+    def _fell_back(
+        self,
+        err: ProviderError,
+        variant: Variant,
+        stable: Variant,
+        llm_config: str,
+        started: float,
+        request_id: str,
+        span: Any,
+    ) -> None:
+        """The candidate's failure is its error for analysis, as without the fallback
+        (stable's answer is stable's, timed from its own start); counted and logged."""
+        self._record_failure(err, variant, llm_config, started, None)
+        self.metrics.fallbacks.labels(self.metrics.ns, llm_config, variant.id).inc()
+        log.warning(
+            "request %s variant=%s failed (%s %s): answered by stable %s",
+            request_id, variant.id, err.status, err.error_type, stable.id,
+        )  # fmt: skip
+        if span is not None:
+            span.set_attribute("llmopt.fallback_from", variant.id)
+
+    def _fallback(
+        self, err: ProviderError, variant: Variant, table: RoutingTable
+    ) -> Variant | None:
+        """Stable, when a candidate's request failed after its retries on the provider's
+        side (5xx, timeout, 429) and the gateway falls back; else None. A request the
+        provider refused as invalid (4xx) is the client's error either way."""
+        if not self.s.fallback_to_stable or variant.role == "stable":
+            return None
+        if err.status < 500 and err.status != 429:
+            return None
+        stable = table.stable
+        return stable if stable is not None and stable.id != variant.id else None
 
     def _mirror(
         self,
@@ -572,6 +648,7 @@ class Gateway:
         include_usage: bool,
         span: Any,
         reference: str | None,
+        fallback_from: str | None = None,
     ) -> web.StreamResponse:
         provider = self.provider(variant.provider)
         attempt = 0
@@ -606,6 +683,7 @@ class Gateway:
                 "X-Request-Id": creq.request_id,
                 "X-LLMOpt-Variant": variant.id,
                 "X-LLMOpt-Config-Hash": variant.hash,
+                **({"X-LLMOpt-Fallback-From": fallback_from} if fallback_from else {}),
             }
         )
         try:

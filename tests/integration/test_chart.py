@@ -74,6 +74,10 @@ VALUE_SETS: dict[str, list[str]] = {
         "operator.database.existingSecret=llmopt-db",
         "--set",
         "grafanaDashboard.enabled=true",
+        "--set",
+        "gateway.deployment.fallbackToStable=true",
+        "--set",
+        "gateway.deployment.auth.secret.name=gateway-keys",
     ],
 }
 
