@@ -724,10 +724,15 @@ class Gateway:
         chunk = first
         try:
             while True:
-                if chunk.delta:
+                if chunk.delta or chunk.tool_calls:
                     await resp.write(
-                        self._sse(chunk_body(response_id, created, variant.model, chunk.delta))
-                    )
+                        self._sse(
+                            chunk_body(
+                                response_id, created, variant.model, chunk.delta or None,
+                                tool_calls=chunk.tool_calls,
+                            )
+                        )
+                    )  # fmt: skip
                 if chunk.result is not None:
                     result = chunk.result
                     break

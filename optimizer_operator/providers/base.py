@@ -40,14 +40,20 @@ class ChatResult:
     ground_truth: float | None = None
     # Seconds from sending the request to the first token, when measured.
     time_to_first_token: float | None = None
+    # Function calls the model asked for, in OpenAI's shape: [{"id", "type":
+    # "function", "function": {"name", "arguments" (a JSON string)}}].
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 @dataclass
 class ChatChunk:
-    """One piece of a streamed answer; the last one carries ``result``."""
+    """One piece of a streamed answer; the last one carries ``result``. ``tool_calls``:
+    OpenAI's streamed tool-call deltas ({"index", "id"?, "type"?, "function": {"name"?,
+    "arguments"}}), relayed as they come."""
 
     delta: str
     result: ChatResult | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ProviderError(Exception):

@@ -18,7 +18,7 @@ from .http import (
     stream_errors,
     upstream_error,
 )
-from .openai_wire import EXTENSION, parameters_to_openai, parse_completion
+from .openai_wire import EXTENSION, merge_tool_deltas, parameters_to_openai, parse_completion
 
 
 def trusted(request: ChatRequest) -> bool:
@@ -83,6 +83,7 @@ class OpenAIProvider:
         usage: dict[str, Any] = {}
         finish, truth, model = "stop", None, request.model
         ttft: float | None = None
+        calls: dict[int, dict[str, Any]] = {}
         with stream_errors(self.name):
             async with self._http.session().post(url, json=body, headers=headers) as resp:
                 if resp.status != 200:
@@ -93,12 +94,15 @@ class OpenAIProvider:
                     truth = (event.get(EXTENSION) or {}).get("ground_truth", truth)
                     for choice in event.get("choices") or []:
                         delta = (choice.get("delta") or {}).get("content")
+                        tool_deltas = (choice.get("delta") or {}).get("tool_calls")
                         finish = choice.get("finish_reason") or finish
-                        if delta:
+                        if delta or tool_deltas:
                             if ttft is None:
                                 ttft = time.perf_counter() - started
-                            parts.append(delta)
-                            yield ChatChunk(delta=delta)
+                            parts.append(delta or "")
+                            if tool_deltas:
+                                merge_tool_deltas(calls, tool_deltas)
+                            yield ChatChunk(delta=delta or "", tool_calls=tool_deltas or None)
         yield ChatChunk(
             delta="",
             result=ChatResult(
@@ -109,6 +113,7 @@ class OpenAIProvider:
                 model=model,
                 ground_truth=None if truth is None or not trusted(request) else float(truth),
                 time_to_first_token=ttft,
+                tool_calls=[calls[i] for i in sorted(calls)] or None,
             ),
         )
 

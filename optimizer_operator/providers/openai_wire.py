@@ -50,7 +50,7 @@ def completion_body(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.text},
+                "message": _message(result),
                 "finish_reason": result.finish_reason,
             }
         ],
@@ -59,6 +59,14 @@ def completion_body(
     if extension and result.ground_truth is not None:
         body[EXTENSION] = {"ground_truth": result.ground_truth}
     return body
+
+
+def _message(result: ChatResult) -> dict[str, Any]:
+    """The assistant message: its text, and its tool calls when it made any (then the
+    content is null when there is no text, as OpenAI sends it)."""
+    if not result.tool_calls:
+        return {"role": "assistant", "content": result.text}
+    return {"role": "assistant", "content": result.text or None, "tool_calls": result.tool_calls}
 
 
 def chunk_body(
@@ -70,10 +78,13 @@ def chunk_body(
     result: ChatResult | None = None,
     *,
     extension: bool = False,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     choice: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": finish_reason}
     if delta is not None:
         choice["delta"] = {"content": delta}
+    if tool_calls:
+        choice["delta"] = {**choice["delta"], "tool_calls": tool_calls}
     body: dict[str, Any] = {
         "id": response_id,
         "object": "chat.completion.chunk",
@@ -108,6 +119,9 @@ def parse_completion(body: dict[str, Any], model: str) -> ChatResult:
         text = choice["message"].get("content") or ""
         use = body.get("usage") or {}
         truth = (body.get(EXTENSION) or {}).get("ground_truth")
+        calls = choice["message"].get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise ValueError("message.tool_calls is not a list")
         return ChatResult(
             text=text,
             finish_reason=choice.get("finish_reason") or "stop",
@@ -115,6 +129,21 @@ def parse_completion(body: dict[str, Any], model: str) -> ChatResult:
             output_tokens=int(use.get("completion_tokens", 0)),
             model=body.get("model") or model,
             ground_truth=None if truth is None else float(truth),
+            tool_calls=calls or None,
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"malformed chat.completion: {exc!r}") from exc
+
+
+def merge_tool_deltas(calls: dict[int, dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
+    """Fold streamed tool-call deltas into whole calls, by their index."""
+    for d in deltas:
+        call = calls.setdefault(
+            int(d.get("index", 0)),
+            {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+        )
+        if d.get("id"):
+            call["id"] = d["id"]
+        fn = d.get("function") or {}
+        call["function"]["name"] += fn.get("name") or ""
+        call["function"]["arguments"] += fn.get("arguments") or ""
