@@ -23,7 +23,7 @@ from .common import (
 from .steps import Analysis, Step
 from .validation import parse_spec
 
-ProviderName = Literal["openai", "anthropic", "simulator", "replay"]
+ProviderName = Literal["openai", "anthropic", "google", "simulator", "replay"]
 # Printable ASCII, no spaces: real model names ("gpt-4o-mini", "meta-llama/Llama-3.1-8B",
 # "anthropic.claude-3-5-sonnet-v2:0", "ft:gpt-4o-mini:org::id") fit, while control and
 # bidirectional characters that would make `kubectl get` show another name do not.
@@ -189,9 +189,9 @@ class LLMConfigSpec(ModelConfig):
 
     @model_validator(mode="after")
     def _endpoint_needed(self) -> LLMConfigSpec:
-        if self.provider in ("openai", "anthropic") and self.endpoint is None:
+        if self.provider in ("openai", "anthropic", "google") and self.endpoint is None:
             # A default public endpoint would silently send traffic off-cluster; be explicit.
-            raise FieldProblem("endpoint", "required for provider openai and anthropic")
+            raise FieldProblem("endpoint", f"required for provider {self.provider}")
         return self
 
 

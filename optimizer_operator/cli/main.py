@@ -169,6 +169,14 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     except (ValueError, KeyError) as exc:
         print(f"error: --evaluators: {exc}", file=sys.stderr)
         return 2
+    if args.pricing:
+        from ..providers.pricing import load_catalog
+
+        try:
+            load_catalog(args.pricing)
+        except (OSError, ValueError) as exc:
+            print(f"error: --pricing: {exc}", file=sys.stderr)
+            return 2
     if args.api_keys_file:
         from ..gateway.auth import KeyFile
 
@@ -382,7 +390,12 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
         help='name=rate list, e.g. "ground_truth=1,refusal=0.2,length=1", or a JSON '
         'list of {"name","rate","options"}',
     )
-    gw.add_argument("--pricing", help="YAML pricing catalog to merge over the default")
+    gw.add_argument(
+        "--pricing",
+        help="pricing to merge over the default: our YAML catalog (models: {NAME: {input, "
+        "output}} per 1M tokens) or LiteLLM's cost map JSON (model_prices_and_context_"
+        "window.json)",
+    )
     gw.add_argument("--rate-limit", help="per-client limit RPS[:BURST] (client: X-Client-Id)")
     gw.add_argument("--record", help="append traffic to this JSONL file (replay format)")
     gw.add_argument("--record-redaction", default="pii", choices=["none", "pii", "hash"])

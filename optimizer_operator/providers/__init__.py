@@ -2,12 +2,13 @@
 
 from .anthropic import AnthropicProvider
 from .base import ChatChunk, ChatRequest, ChatResult, Provider, ProviderError, create, register
-from .openai import OpenAIProvider
+from .openai import GoogleProvider, OpenAIProvider
 from .replay import ReplayProvider
 from .simulator import SimulatorProvider
 
 register("openai", OpenAIProvider)
 register("anthropic", AnthropicProvider)
+register("google", GoogleProvider)
 register("simulator", SimulatorProvider)
 register("replay", ReplayProvider)
 
@@ -16,6 +17,7 @@ __all__ = [
     "ChatChunk",
     "ChatRequest",
     "ChatResult",
+    "GoogleProvider",
     "OpenAIProvider",
     "Provider",
     "ProviderError",

@@ -29,6 +29,8 @@ def trusted(request: ChatRequest) -> bool:
 
 class OpenAIProvider:
     name = "openai"
+    default_base_url: str | None = None  # the variant's endpoint.baseUrl is required
+    key_env = "OPENAI_API_KEY"
 
     def __init__(self) -> None:
         self._http = SessionHolder()
@@ -36,7 +38,7 @@ class OpenAIProvider:
     def _request(
         self, request: ChatRequest, stream: bool
     ) -> tuple[str, dict[str, Any], dict[str, str]]:
-        url = base_url(request.endpoint, None, self.name) + "/chat/completions"
+        url = base_url(request.endpoint, self.default_base_url, self.name) + "/chat/completions"
         body: dict[str, Any] = {
             **request.passthrough,
             "model": request.model,
@@ -52,7 +54,7 @@ class OpenAIProvider:
             "X-Request-Id": request.request_id,
             "X-LLMOpt-Attempt": str(request.attempt),
         }
-        key = api_key(request.endpoint, "OPENAI_API_KEY")
+        key = api_key(request.endpoint, self.key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return url, body, headers
@@ -119,3 +121,13 @@ class OpenAIProvider:
 
     async def close(self) -> None:
         await self._http.close()
+
+
+class GoogleProvider(OpenAIProvider):
+    """The ``google`` provider: Gemini through Google's OpenAI-compatible endpoint (chat
+    completions, streaming, tools), keyed by $GEMINI_API_KEY or the variant's Secret. A
+    Vertex AI endpoint is an ``endpoint.baseUrl`` away."""
+
+    name = "google"
+    default_base_url = "https://generativelanguage.googleapis.com/v1beta/openai"
+    key_env = "GEMINI_API_KEY"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -162,3 +164,59 @@ def test_pricing_catalog_default_and_override(tmp_path: Path) -> None:
     override.write_text("models:\n  bad: {input: 1}\n")
     with pytest.raises(ValueError, match=r"models\.bad"):
         load_catalog(override)
+
+
+# Entries shaped as in LiteLLM's model_prices_and_context_window.json: USD per token,
+# a sample_spec of placeholder text, embeddings without output cost, provider prefixes.
+LITELLM_MAP = {
+    "sample_spec": {
+        "max_tokens": "LEGACY parameter. set to max_output_tokens if provider specifies it.",
+        "input_cost_per_token": 0.0,
+        "output_cost_per_token": 0.0,
+        "litellm_provider": "one of https://docs.litellm.ai/docs/providers",
+        "mode": "one of: chat, embedding, completion, image_generation, audio_transcription",
+    },
+    "gpt-4o-mini": {
+        "max_tokens": 16384, "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07,
+        "cache_read_input_token_cost": 7.5e-08, "litellm_provider": "openai", "mode": "chat",
+    },
+    "azure/gpt-4o-mini": {
+        "input_cost_per_token": 1.65e-07, "output_cost_per_token": 6.6e-07,
+        "litellm_provider": "azure", "mode": "chat",
+    },
+    "gemini/gemini-2.0-flash": {
+        "input_cost_per_token": 1e-07, "output_cost_per_token": 4e-07,
+        "litellm_provider": "gemini", "mode": "chat",
+    },
+    "text-embedding-3-small": {
+        "input_cost_per_token": 2e-08, "litellm_provider": "openai", "mode": "embedding",
+    },
+}  # fmt: skip
+
+
+def test_pricing_reads_litellms_cost_map(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "model_prices_and_context_window.json"
+    path.write_text(json.dumps(LITELLM_MAP, indent=2))
+    catalog = load_catalog(path)
+    # USD per token, read exactly: 1.5e-07 is $0.15 per million.
+    assert catalog.price("gpt-4o-mini").input_per_mtok == Decimal("0.15")  # type: ignore[union-attr]
+    assert catalog.cost("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
+    # A provider-prefixed key is also its bare name, unless the map has the bare name.
+    assert catalog.cost("gemini-2.0-flash", 1_000_000, 0) == pytest.approx(0.10)
+    assert catalog.cost("gemini/gemini-2.0-flash", 0, 1_000_000) == pytest.approx(0.40)
+    assert catalog.cost("azure/gpt-4o-mini", 1_000_000, 0) == pytest.approx(0.165)
+    assert catalog.price("text-embedding-3-small") is None  # no output cost: not a chat price
+    assert catalog.price("sample_spec") is None
+    assert catalog.cost("gpt-4o", 1_000_000, 0) == pytest.approx(2.5)  # the default, kept
+
+    from optimizer_operator.cli.main import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"m": {"input_cost_per_token": "lots", "output_cost_per_token": 1}}))
+    config = tmp_path / "variants.json"
+    config.write_text("{}")
+    assert main(["gateway", "--config", str(config), "--pricing", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --pricing:") and "m: costs per token are not numbers" in err
