@@ -36,11 +36,11 @@ kube-build: system-deps ## build kube-apiserver/kube-controller-manager v1.20.2 
 
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(BIN)/llm-optimizer crds --out crds
-	$(BIN)/llm-optimizer crds --out charts/llm-optimizer/crds
+	$(BIN)/llm-optimizer crds --out charts/llm-optimizer/files/crds
 
 crds-check: venv
 	$(BIN)/llm-optimizer crds --out crds --check
-	$(BIN)/llm-optimizer crds --out charts/llm-optimizer/crds --check
+	$(BIN)/llm-optimizer crds --out charts/llm-optimizer/files/crds --check
 
 lint: venv ## ruff, mypy and the import layers (import-linter)
 	$(BIN)/ruff check optimizer_operator tests bench

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import socket
 import sys
@@ -34,7 +35,14 @@ def _cmd_operator(args: argparse.Namespace) -> int:
             priority = 100 - int(ordinal)
         os.environ["LLMOPT_PEERING_NAME"] = args.peering
         os.environ["LLMOPT_PEERING_PRIORITY"] = str(priority)
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    level = "debug" if args.verbose else args.log_level
+    kopf.configure(
+        verbose=level == "debug",
+        log_format=kopf.LogFormat[args.log_format.upper()],
+        # JSON lines name the object they are about under "object", as kopf does.
+        log_refkey="object" if args.log_format == "json" else None,
+    )
+    logging.getLogger().setLevel(level.upper())
     namespaces = args.namespace or []
     os.environ["LLMOPT_NAMESPACES"] = ",".join(namespaces)
     from ..handlers.environment import check_environment
@@ -153,8 +161,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
-    import logging
-
     from ..gateway.evaluators import check_specs, parse_specs
     from ..gateway.server import GatewaySettings, run
 
@@ -185,10 +191,13 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"error: --api-keys-file: {exc}", file=sys.stderr)
             return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonLines()
+        if args.log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     run(
         GatewaySettings(
             host=args.host,
@@ -215,6 +224,23 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object a line: time, level, logger, message (and the error, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        line = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line)
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
@@ -332,7 +358,16 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
         default=int(os.environ.get("LLMOPT_METRICS_PORT", "0")),
         help="serve /metrics and /readyz on this port (0: off)",
     )
-    op.add_argument("-v", "--verbose", action="store_true")
+    op.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="info"
+    )
+    op.add_argument(
+        "--log-format",
+        choices=["plain", "full", "json"],
+        default="plain",
+        help="plain lines, full (with the object each is about) or json (one object a line)",
+    )
+    op.add_argument("-v", "--verbose", action="store_true", help="the same as --log-level debug")
     op.set_defaults(func=_cmd_operator)
 
     crds = sub.add_parser("crds", help="write (or --check) the CRDs generated from the API models")
@@ -405,6 +440,7 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
         action="store_true",
         help="log prompts and responses at debug level (never API keys)",
     )
+    gw.add_argument("--log-format", choices=["plain", "json"], default="plain")
     gw.add_argument("-v", "--verbose", action="store_true")
     gw.set_defaults(func=_cmd_gateway)
 

@@ -192,7 +192,7 @@ def _handled(log: Path) -> int:
 def test_two_operators_with_peering_one_acts_and_the_standby_takes_over(
     plane: ControlPlane, tmp_path: Path
 ) -> None:
-    peering = (REPO / "charts" / "llm-optimizer" / "crds" / "kopf-peering.yaml").read_text()
+    peering = (REPO / "charts/llm-optimizer/files/crds/kopf-peering.yaml").read_text()
     _kubectl(plane, "apply", "-f", "-", stdin=peering)
     _kubectl(plane, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     _kubectl(

@@ -33,19 +33,97 @@ AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 VALUE_SETS: dict[str, list[str]] = {
     "default": [],
     "secured-prometheus-and-webhooks": [
-        "--set", "operator.prometheusUrl=https://thanos-querier.openshift-monitoring.svc:9091",
-        "--set", "operator.prometheus.tls.caSecret.name=prometheus-ca",
-        "--set", "operator.prometheus.tls.clientCertSecret=prometheus-client",
-        "--set", "operator.prometheus.auth.basic.username=llmopt",
-        "--set", "operator.prometheus.auth.basic.passwordSecret.name=prometheus-password",
-        "--set", "operator.prometheus.headers.X-Scope-OrgID=team-a",
-        "--set", "batch.enabled=true", "--set", "batch.rollouts=false",
-        "--set", "notifications.webhooks[0].url=https://hooks.example.com/llm",
-        "--set", "notifications.webhooks[0].events={Promoted,RolledBack}",
-        "--set", "notifications.webhooks[1].urlSecret.name=slack-webhook",
-        "--set", "notifications.webhooks[1].format=slack",
+        "--set",
+        "operator.prometheusUrl=https://thanos-querier.openshift-monitoring.svc:9091",
+        "--set",
+        "operator.prometheus.tls.caSecret.name=prometheus-ca",
+        "--set",
+        "operator.prometheus.tls.clientCertSecret=prometheus-client",
+        "--set",
+        "operator.prometheus.auth.basic.username=llmopt",
+        "--set",
+        "operator.prometheus.auth.basic.passwordSecret.name=prometheus-password",
+        "--set",
+        "operator.prometheus.headers.X-Scope-OrgID=team-a",
+        "--set",
+        "batch.enabled=true",
+        "--set",
+        "batch.rollouts=false",
+        "--set",
+        "notifications.webhooks[0].url=https://hooks.example.com/llm",
+        "--set",
+        "notifications.webhooks[0].events={Promoted,RolledBack}",
+        "--set",
+        "notifications.webhooks[1].urlSecret.name=slack-webhook",
+        "--set",
+        "notifications.webhooks[1].format=slack",
     ],
     "namespaced": ["--set", "operator.watch.mode=namespaced"],
+    # OpenShift's restricted-v2 SCC assigns user and group per namespace: unset ours.
+    "openshift": [
+        "--set",
+        "podSecurityContext.runAsUser=null",
+        "--set",
+        "podSecurityContext.runAsGroup=null",
+        "--set",
+        "podSecurityContext.fsGroup=null",
+        "--set",
+        "nameOverride=llmo",
+    ],
+    "names-placement-and-extras": [
+        "--set",
+        "fullnameOverride=optimizer",
+        "--set",
+        "imagePullSecrets[0].name=registry",
+        "--set",
+        "operator.tolerations[0].key=dedicated",
+        "--set",
+        "operator.tolerations[0].operator=Exists",
+        "--set",
+        "operator.topologySpreadConstraints[0].maxSkew=1",
+        "--set",
+        "operator.topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname",
+        "--set",
+        "operator.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+        "--set",
+        "operator.extraArgs[0]=--log-level=warning",
+        "--set",
+        "operator.logFormat=json",
+        "--set",
+        "operator.extraVolumes[0].name=scratch",
+        "--set",
+        "operator.extraVolumes[0].emptyDir.medium=Memory",
+        "--set",
+        "operator.extraVolumeMounts[0].name=scratch",
+        "--set",
+        "operator.extraVolumeMounts[0].mountPath=/scratch",
+        "--set",
+        "operator.extraContainers[0].name=proxy",
+        "--set",
+        "operator.extraContainers[0].image=registry.example/proxy:1",
+        "--set",
+        "batch.enabled=true",
+        "--set",
+        "batch.rollouts=false",
+        "--set",
+        "batch.nodeSelector.pool=batch",
+        "--set",
+        "gateway.deployment.enabled=true",
+        "--set",
+        "gateway.deployment.configMap=bot-llm-config",
+        "--set",
+        "gateway.deployment.tolerations[0].key=gpu",
+        "--set",
+        "gateway.deployment.tolerations[0].operator=Exists",
+        "--set",
+        "gateway.deployment.logFormat=json",
+        "--set",
+        "gateway.deployment.extraEnv[0].name=HTTPS_PROXY",
+        "--set",
+        "gateway.deployment.extraEnv[0].value=http://proxy:3128",
+        "--set",
+        "crds.keep=false",
+    ],
     "ha": ["--set", "operator.ha.enabled=true"],
     "batch-only": [
         "--set",
@@ -109,6 +187,9 @@ def test_the_schema_refuses_bad_values_with_the_field(kubeconfig: Path) -> None:
         "operator.prometheus.tls.verify=false": "/operator/prometheus/tls",
         "notifications.webhooks[0].format=teams": "/notifications/webhooks/0",
         "unknownKey=1": "unknownKey",
+        "operator.logLevel=loud": "/operator/logLevel",
+        "gatewayMonitor.interval=often": "/gatewayMonitor/interval",
+        "crds.upgrade=true": "/crds",
     }
     for setting, field in bad.items():
         result = helm(kubeconfig, "template", "x", str(CHART), "--set", setting, check=False)
@@ -138,9 +219,16 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
     # The peering kinds' CRDs are in the chart's crds/: apply them for real first so the
     # KopfPeering objects of the HA sets can be checked; the rest is a dry run.
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    for crd in crds:  # as `kubectl apply -f crds/` would: not this render's release labels
+        crd["metadata"].pop("labels", None)
+        crd["metadata"].pop("annotations", None)
     kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(crds))
     kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    # The helm test pod runs as the chart's ServiceAccount, which exists by the time
+    # `helm test` creates it: create the accounts for real, dry-run the rest.
+    accounts = [d for d in docs if d["kind"] == "ServiceAccount"]
+    kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(accounts))
+    rest = [d for d in docs if d["kind"] not in ("CustomResourceDefinition", "ServiceAccount")]
     out = kubectl(
         kubeconfig,
         "apply",
@@ -152,6 +240,149 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
         stdin=yaml.safe_dump_all(rest),
     ).stdout
     assert out.count("(server dry run)") == len(rest), out
+
+
+def _render(kubeconfig: Path, *values: str) -> list[dict[str, Any]]:
+    out = helm(kubeconfig, "template", "r", str(CHART), *values).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def _pods(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each workload's pod spec, by kind/name."""
+    out = {}
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            out[f"{d['kind']}/{d['metadata']['name']}"] = d["spec"]["template"]["spec"]
+        elif d["kind"] == "CronJob":
+            out[f"CronJob/{d['metadata']['name']}"] = d["spec"]["jobTemplate"]["spec"]["template"][
+                "spec"
+            ]
+        elif d["kind"] == "Pod":
+            out[f"Pod/{d['metadata']['name']}"] = d["spec"]
+    return out
+
+
+def test_names_security_placement_and_extras_reach_every_workload(kubeconfig: Path) -> None:
+    docs = _render(kubeconfig, *VALUE_SETS["names-placement-and-extras"])
+    pods = _pods(docs)
+    assert set(pods) == {"Deployment/optimizer", "Deployment/optimizer-gateway",
+                         "CronJob/optimizer-cycle", "Pod/optimizer-test-readyz"}  # fmt: skip
+    for name, pod in pods.items():
+        assert pod["imagePullSecrets"] == [{"name": "registry"}], name
+        assert pod["securityContext"]["runAsUser"] == 65532, name
+    operator, gateway = pods["Deployment/optimizer"], pods["Deployment/optimizer-gateway"]
+    assert operator["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    assert operator["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    assert [c["name"] for c in operator["containers"]] == ["operator", "proxy"]
+    args = operator["containers"][0]["args"]
+    assert "--log-format=json" in args and args[-1] == "--log-level=warning"
+    assert {"name": "scratch", "mountPath": "/scratch"} in operator["containers"][0]["volumeMounts"]
+    assert {"name": "scratch", "emptyDir": {"medium": "Memory"}} in operator["volumes"]
+    assert gateway["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
+    assert "--log-format=json" in gateway["containers"][0]["args"]
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in gateway["containers"][0]["env"]
+    assert pods["CronJob/optimizer-cycle"]["nodeSelector"] == {"pool": "batch"}
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 5 and all("annotations" not in c["metadata"] for c in crds)  # keep off
+    # The operator's own flags parse what the chart passes.
+    from optimizer_operator.cli.main import build_parser
+
+    parsed = build_parser().parse_args(args)
+    assert parsed.log_format == "json" and parsed.log_level == "warning"
+
+    shift = _pods(_render(kubeconfig, *VALUE_SETS["openshift"]))
+    for name, pod in shift.items():
+        assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(pod["securityContext"]), name
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert all(c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+                   for c in pod["containers"]), name  # fmt: skip
+    assert "Deployment/r-llmo" in shift
+
+
+def test_the_chart_works_as_a_subchart_with_global_values(kubeconfig: Path, tmp_path: Path) -> None:
+    parent = tmp_path / "platform"
+    (parent / "charts").mkdir(parents=True)
+    (parent / "templates").mkdir()
+    (parent / "templates" / "NOTES.txt").write_text("the platform, with llm-optimizer\n")
+    (parent / "Chart.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v2", "name": "platform", "version": "1.0.0",
+        "dependencies": [{"name": "llm-optimizer", "version": "*",
+                          "repository": f"file://{CHART}"}],
+    }))  # fmt: skip
+    (parent / "values.yaml").write_text(yaml.safe_dump({
+        "global": {"imageRegistry": "registry.example", "team": "ml-platform"},
+        "llm-optimizer": {"fullnameOverride": "llmopt", "gatewayMonitor": {"enabled": True}},
+    }))  # fmt: skip
+    helm(kubeconfig, "dependency", "update", str(parent))
+    lint = helm(kubeconfig, "lint", "--strict", str(parent), check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    docs = [d for d in yaml.safe_load_all(
+        helm(kubeconfig, "template", "p", str(parent)).stdout) if d]  # fmt: skip
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("Deployment", "llmopt") in names and ("PodMonitor", "llmopt-gateways") in names
+
+
+def test_the_gateway_monitor_scrapes_what_the_gateways_expose(kubeconfig: Path) -> None:
+    """The PodMonitor's CRD (prometheus-operator) is not in the local cluster: its
+    selector and port are checked against the pods it is for, the chart's own gateway
+    and the shipped sidecar examples."""
+    docs = _render(kubeconfig, "--set", "gatewayMonitor.enabled=true",
+                   "--set", "gateway.deployment.enabled=true",
+                   "--set", "gateway.deployment.configMap=bot-llm-config")  # fmt: skip
+    (pm,) = [d for d in docs if d["kind"] == "PodMonitor"]
+    assert pm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert pm["spec"]["namespaceSelector"] == {"any": True}
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    assert endpoint == {"port": "llm-metrics", "path": "/metrics", "interval": "15s"}
+    wanted = pm["spec"]["selector"]["matchLabels"]
+    sidecars = [REPO / "config" / "examples" / "gateway-sidecar.yaml",
+                REPO / "examples" / "kubectl" / "app.yaml"]  # fmt: skip
+    templates = [d["spec"]["template"] for d in docs if d["kind"] == "Deployment"
+                 and d["metadata"]["name"].endswith("-gateway")]  # fmt: skip
+    for path in sidecars:
+        templates += [d["spec"]["template"] for d in yaml.safe_load_all(path.read_text())
+                      if d and d.get("kind") == "Deployment"]  # fmt: skip
+    assert len(templates) == 3
+    for template in templates:
+        labels = template["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in wanted.items()), labels
+        ports = [p.get("name") for c in template["spec"]["containers"] for p in c.get("ports", [])]
+        assert endpoint["port"] in ports, ports
+
+
+def test_the_helm_test_pod_asks_the_operators_service(kubeconfig: Path) -> None:
+    """No kubelet runs pods on the local control plane, so `helm test` cannot run here:
+    the hook pod is checked for what it asks and of whom."""
+    docs = _render(kubeconfig)
+    (pod,) = [d for d in docs if d["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (svc,) = [d for d in docs if d["kind"] == "Service"]
+    script = pod["spec"]["containers"][0]["command"][-1]
+    port = svc["spec"]["ports"][0]["port"]
+    assert f"http://{svc['metadata']['name']}.default.svc:{port}/readyz" in script
+    # The script itself, against a server answering as the operator's /readyz does.
+    import http.server
+    import threading
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/readyz" else 404)
+            self.end_headers()
+            self.wfile.write(b'{"status": "ready"}')
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    local = script.replace(f"{svc['metadata']['name']}.default.svc:{port}",
+                           f"127.0.0.1:{server.server_address[1]}")  # fmt: skip
+    import sys
+
+    ran = subprocess.run([sys.executable, "-c", local], capture_output=True, text=True,
+                         timeout=30)  # fmt: skip
+    server.shutdown()
+    assert ran.returncode == 0 and "200" in ran.stdout, ran
 
 
 def test_the_service_monitor_renders_for_prometheus_operator(kubeconfig: Path) -> None:
@@ -206,6 +437,9 @@ def test_install_then_the_operator_works_with_only_the_charts_rbac(
         str(CHART),
         "--namespace",
         namespace,
+        # The session applied the CRDs by hand: the release adopts them, as a user's
+        # cluster where they were applied before the chart managed them.
+        "--take-ownership",
         "--set",
         f"operator.watch.mode={mode}",
         "--set",
@@ -215,6 +449,39 @@ def test_install_then_the_operator_works_with_only_the_charts_rbac(
         _check_installed(api, kubeconfig, namespace, release, tmp_path, mode)
     finally:
         helm(kubeconfig, "uninstall", release, "--namespace", namespace)
+
+
+@pytest.mark.timeout(240)
+def test_helm_installs_upgrades_and_keeps_the_crds(
+    api: client.ApiClient, kubeconfig: Path, namespace: str, crds_installed: None
+) -> None:
+    ext = client.ApiextensionsV1Api(api)
+    name = "rollouts.optimizer.llmops.dev"
+    release = f"k{uuid.uuid4().hex[:6]}"
+    base = ["--namespace", namespace, "--take-ownership", "--set", "operator.enabled=false"]
+    helm(kubeconfig, "install", release, str(CHART), *base)
+    try:
+        crd = ext.read_custom_resource_definition(name)
+        assert crd.metadata.annotations["meta.helm.sh/release-name"] == release
+        assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
+        # An old CRD in the cluster (a column lost): the upgrade brings the chart's back.
+        columns = crd.spec.versions[0].additional_printer_columns
+        ext.patch_custom_resource_definition(
+            name, [{"op": "remove", "path": "/spec/versions/0/additionalPrinterColumns/0"}]
+        )
+        assert len(ext.read_custom_resource_definition(name).spec.versions[0]
+                   .additional_printer_columns) == len(columns) - 1  # fmt: skip
+        # Changed by another field manager (this test's client): Helm 4's server-side
+        # apply takes the fields back only when told to, as the chart README says.
+        helm(kubeconfig, "upgrade", release, str(CHART), *base, "--force-conflicts")
+        again = ext.read_custom_resource_definition(name).spec.versions[0]
+        assert [c.name for c in again.additional_printer_columns] == [c.name for c in columns]
+    finally:
+        helm(kubeconfig, "uninstall", release, "--namespace", namespace)
+    # Kept: deleting the CRD would have deleted every Rollout in the cluster.
+    assert ext.read_custom_resource_definition(name).metadata.name == name
+    without = helm(kubeconfig, "template", "x", str(CHART), "--set", "crds.install=false").stdout
+    assert "kind: CustomResourceDefinition" not in without
 
 
 def _check_installed(

@@ -29,7 +29,7 @@ def test_api_server_enforces_openapi_validation(
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "LLMConfig",
         "metadata": {"name": "bad"},
-        "spec": {"provider": "google", "model": "x", "parameters": {"temperature": "hot"}},
+        "spec": {"provider": "cohere", "model": "x", "parameters": {"temperature": "hot"}},
     }
     with pytest.raises(ApiException) as err:
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmconfigs", body)

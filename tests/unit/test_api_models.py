@@ -47,7 +47,7 @@ def test_wire_form_round_trips_without_loss() -> None:
         ({"parameters": {"temperature": "2.5"}}, "spec.parameters.temperature"),
         ({"parameters": {"topP": "1.5"}}, "spec.parameters.topP"),
         ({"parameters": {"maxTokens": 0}}, "spec.parameters.maxTokens"),
-        ({"provider": "google"}, "spec.provider"),
+        ({"provider": "cohere"}, "spec.provider"),
         ({"historyLimit": 0}, "spec.historyLimit"),
         ({"unknownField": 1}, "spec.unknownField"),
     ],
