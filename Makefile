@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: help deps venv system-deps kube-tools kube-build crds crds-check lint test \
         test-unit cluster-up cluster-down demo kind-up kind-down image kind-load deploy demo-kind \
         clean bench-gateway \
-        bench-canary bench-judging bench-optimizer bench-scale fuzz
+        bench-canary bench-judging bench-optimizer bench-router bench-scale fuzz
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -85,6 +85,9 @@ bench-scale: deps ## one operator with 1,000 Rollouts + 200 policies, then two s
 fuzz: deps ## hostile specs with fresh randomness and many examples (FUZZ_EXAMPLES, default 500)
 	LLMOPT_FUZZ_RANDOM=1 LLMOPT_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),500) \
 	  $(BIN)/pytest tests/faults/test_hostile_specs.py -k "generated or hostile_values"
+
+bench-router: venv ## per-request routers vs random and oracle, k-fold on GSM8K (APGR, CPT) -> bench/results/router.{md,json}
+	$(BIN)/python bench/router_bench.py $(BENCH_ARGS)
 
 bench-optimizer: venv ## trials to the oracle's cost at the quality floor vs random / scalar TPE -> bench/results/optimizer.{md,json}
 	$(BIN)/python bench/optimizer_bench.py $(BENCH_ARGS)

@@ -51,7 +51,6 @@ same columns, ``--seeds N``, ``--trials N``). Writes bench/results/optimizer.{md
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import statistics
@@ -73,6 +72,7 @@ from optimizer_operator.api.policy import OptimizationPolicySpec, TrialRecord  #
 from optimizer_operator.decide import optimizer, predictor  # noqa: E402
 from optimizer_operator.decide.trials import first_weight_divisor  # noqa: E402
 from optimizer_operator.providers.simulator import load_fleet  # noqa: E402
+from optimizer_operator.routers import dataset as replay_dataset  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from trial_model import REQUESTS_PER_INTERVAL, STEPS, Kind, Rule, run_trial, scores  # noqa: E402
@@ -181,19 +181,23 @@ def simulator_env() -> Env:
 
 
 def replay_env(path: Path) -> Env:
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    cols = [c for c in rows[0] if not c.endswith("_response") and c != "prompt"]
+    # Columns by their meaning: the prompt, a correctness column per model, its answer
+    # text; anything else in the file is ignored.
+    ds = replay_dataset.load(path)
+    missing = [m for m in ds.models if m not in ds.responses]
+    if missing:
+        raise SystemExit(f"error: {path}: no answer text ({missing[0]}_response) to count "
+                         "the answer budget's tokens from")  # fmt: skip
     prices = {"mistralai/Mixtral-8x7B-Instruct-v0.1": (0.6, 0.6), "gpt-4-1106-preview": (10, 30)}
-    short = {c: c.split("/")[-1].lower() for c in cols}
+    short = {c: c.split("/")[-1].lower() for c in ds.models}
     data = {
         short[c]: {
-            "correct": np.array([r[c] == "True" for r in rows]),
-            "tokens": np.array([len(r[f"{c}_response"]) / 4 for r in rows]),
-            "prompt": np.array([len(r["prompt"]) / 4 for r in rows]),
+            "correct": np.array(ds.correct[c]),
+            "tokens": np.array([len(r) / 4 for r in ds.responses[c]]),
+            "prompt": np.array([len(p) / 4 for p in ds.prompts]),
             "price": prices.get(c, (1.0, 1.0)),
         }
-        for c in cols
+        for c in ds.models
     }
 
     def truth(params: dict[str, str]) -> tuple[float, float]:

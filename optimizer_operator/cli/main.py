@@ -516,10 +516,12 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
     from .completion import add_parser as add_completion_parser
     from .rollout import add_status_parser
     from .set_config import add_parser as add_set_parser
+    from .train_router import add_parser as add_train_router_parser
 
     add_status_parser(sub)
     add_set_parser(sub)
     add_completion_parser(sub)
+    add_train_router_parser(sub)
 
     val = sub.add_parser("validate", help="validate YAML files of our kinds offline (for CI)")
     val.add_argument("files", nargs="+")
