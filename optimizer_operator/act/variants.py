@@ -6,6 +6,7 @@ through here, from the same state, so they never fight over weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +18,13 @@ from ..api.rollout import RolloutSpec, RolloutStatus
 from ..api.variants import (
     TOTAL_WEIGHT,
     Variant,
+    VariantRouter,
     VariantSet,
     canary_variant_id,
     stable_variant_id,
 )
 from .configmap import apply_configmap, build_configmap, default_configmap_name
+from .router_artifacts import variant_router
 
 ACTIVE_PHASES = {"Progressing", "Paused", "Holding"}
 
@@ -86,7 +89,18 @@ def bandit_canary(
     return Canary(rollout, candidate, pct(candidate), 0, others)
 
 
-def _candidate(config: ModelConfig, weight_bp: int, mirror_bp: int = 0) -> Variant:
+Routers = Callable[[ModelConfig], VariantRouter | None]
+
+
+def _no_routers(config: ModelConfig) -> VariantRouter | None:
+    if config.router is not None:
+        raise ValueError("a router config needs its artifact read (render does)")
+    return None
+
+
+def _candidate(
+    config: ModelConfig, weight_bp: int, mirror_bp: int = 0, routers: Routers = _no_routers
+) -> Variant:
     return Variant(
         id=canary_variant_id(config.config_hash()),
         role="candidate",
@@ -97,11 +111,16 @@ def _candidate(config: ModelConfig, weight_bp: int, mirror_bp: int = 0) -> Varia
         model=config.model,
         parameters=config.parameters,
         endpoint=config.endpoint,
+        router=routers(config),
     )
 
 
 def build_variant_set(
-    llm_config: str, namespace: str, stable: VersionRecord, canary: Canary | None
+    llm_config: str,
+    namespace: str,
+    stable: VersionRecord,
+    canary: Canary | None,
+    routers: Routers = _no_routers,
 ) -> VariantSet:
     config = stable.model_config_part()
     canary_bp = canary.weight * TOTAL_WEIGHT // 100 if canary else 0
@@ -116,12 +135,14 @@ def build_variant_set(
             model=config.model,
             parameters=config.parameters,
             endpoint=config.endpoint,
+            router=routers(config),
         )
     ]
     if canary is not None:
-        variants.append(_candidate(canary.config, canary_bp, canary.mirror * TOTAL_WEIGHT // 100))
+        mirror_bp = canary.mirror * TOTAL_WEIGHT // 100
+        variants.append(_candidate(canary.config, canary_bp, mirror_bp, routers))
         for (other, _), bp in zip(canary.others, others_bp, strict=True):
-            variants.append(_candidate(other, bp))
+            variants.append(_candidate(other, bp, routers=routers))
     return VariantSet(
         llm_config=llm_config,
         namespace=namespace,
@@ -136,7 +157,13 @@ def render(
     """Write the LLMConfig's ConfigMap; returns its name and whether it changed."""
     spec = target.spec
     name = spec.target.config_map.name or default_configmap_name(target.name)
-    variant_set = build_variant_set(target.name, target.namespace, stable, canary)
+    variant_set = build_variant_set(
+        target.name,
+        target.namespace,
+        stable,
+        canary,
+        lambda config: variant_router(core, target.namespace, config),
+    )
     changed = apply_configmap(
         core,
         build_configmap(

@@ -100,6 +100,53 @@ class Endpoint(ApiModel):
     )
 
 
+class RouterTarget(ApiModel):
+    """The configuration a router escalates to."""
+
+    provider: ProviderName = Field(description="Provider of the strong model.")
+    model: ModelName = Field(description="The strong model.")
+    parameters: Parameters = Field(default_factory=Parameters, description="Its parameters.")
+    endpoint: Endpoint | None = Field(default=None, description="Its endpoint and key.")
+
+
+class RouterArtifactRef(ApiModel):
+    """A trained router (``llm-optimizer train-router``) in a ConfigMap of the namespace,
+    pinned by its digest so that a changed artifact is a new configuration."""
+
+    name: ObjectName = Field(description="ConfigMap holding the artifact.")
+    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = (
+        Field(default="router.json", description="Its key. Default: router.json.")
+    )
+    digest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="The artifact's digest (its `digest` field, printed by train-router)."
+    )
+
+
+class RouterConfig(ApiModel):
+    """Per-request routing: each request goes to this config's own model (the cheap one)
+    or to ``strong``, by the trained router's chance that the cheap answer is good
+    enough against ``threshold``."""
+
+    mode: Literal["prompt", "cascade"] = Field(
+        default="prompt",
+        description="prompt: decide before any call; cascade: call the cheap model first "
+        "and escalate from its answer (both calls paid on escalation).",
+    )
+    threshold: DecimalString = Field(
+        description='The cheap model answers when the router gives it at least this chance '
+        '("0" to "1"; higher sends more to strong).'
+    )
+    artifact: RouterArtifactRef = Field(description="The trained router.")
+    strong: RouterTarget = Field(description="Where the other requests go.")
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_range(cls, v: str) -> str:
+        checked = _check_range(v, "0", "1", "threshold")
+        assert checked is not None
+        return checked
+
+
 class ModelConfig(ApiModel):
     """What one variant runs: provider, model, parameters. Hashed to identify it."""
 
@@ -107,6 +154,11 @@ class ModelConfig(ApiModel):
     model: ModelName = Field(description="Model name as the provider knows it.")
     parameters: Parameters = Field(default_factory=Parameters, description="Generation parameters.")
     endpoint: Endpoint | None = Field(default=None, description="Provider endpoint and key.")
+    router: RouterConfig | None = Field(
+        default=None,
+        description="Per-request routing between this model (the cheap one) and "
+        "router.strong, by a trained router and a threshold.",
+    )
 
     def config_hash(self) -> str:
         """A short, stable hash of what the variant runs (key order does not matter)."""
@@ -185,6 +237,7 @@ class LLMConfigSpec(ModelConfig):
             model=self.model,
             parameters=self.parameters,
             endpoint=self.endpoint,
+            router=self.router,
         )
 
     @model_validator(mode="after")
@@ -204,6 +257,7 @@ class VersionRecord(ApiModel):
     model: ModelName
     parameters: Parameters = Field(default_factory=Parameters)
     endpoint: Endpoint | None = None
+    router: RouterConfig | None = None
     source: Annotated[str, StringConstraints(max_length=512)] = Field(
         description='Where the version came from: "spec" or "rollout/<name>".'
     )
@@ -216,6 +270,7 @@ class VersionRecord(ApiModel):
             model=self.model,
             parameters=self.parameters,
             endpoint=self.endpoint,
+            router=self.router,
         )
 
 

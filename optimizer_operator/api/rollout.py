@@ -220,6 +220,12 @@ class RolloutSpec(ApiModel):
             raise FieldProblem("bandit", "only valid with strategy bandit")
         if self.strategy == "bandit" and self.traffic_routing != "configMap":
             raise FieldProblem("trafficRouting", "bandit needs the per-request split (configMap)")
+        routers = [c for c in [self.candidate, *(self.bandit.arms if self.bandit else [])]
+                   if c.router is not None]  # fmt: skip
+        if routers and self.traffic_routing != "configMap":
+            raise FieldProblem(
+                "trafficRouting", "a router config routes in the gateway: use configMap"
+            )
         if self.traffic_routing == "gatewayAPI" and self.gateway_api is None:
             raise FieldProblem("gatewayAPI", "trafficRouting gatewayAPI needs spec.gatewayAPI")
         if self.gateway_api is not None and self.traffic_routing != "gatewayAPI":

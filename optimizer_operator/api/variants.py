@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .common import API_VERSION, ApiModel
-from .llmconfig import Endpoint, ModelName, Parameters, ProviderName
+from .llmconfig import Endpoint, ModelName, Parameters, ProviderName, RouterTarget
 
 TOTAL_WEIGHT = 10000
 
@@ -25,6 +25,17 @@ def stable_variant_id(version: int | object) -> str:
 def canary_variant_id(config_hash: str) -> str:
     """The variant id of a candidate: ``canary-`` and the first 8 of its config hash."""
     return f"canary-{config_hash[:8]}"
+
+
+class VariantRouter(ApiModel):
+    """A router variant's routing, as the gateway needs it: the trained router itself
+    (the artifact's JSON, inlined by the operator from its ConfigMap), the threshold,
+    and the strong target (the variant's own model is the cheap one)."""
+
+    mode: Literal["prompt", "cascade"]
+    threshold: str
+    strong: RouterTarget
+    artifact: str = Field(max_length=1 << 20, description="The router artifact (JSON).")
 
 
 class Variant(ApiModel):
@@ -45,6 +56,7 @@ class Variant(ApiModel):
     model: ModelName
     parameters: Parameters = Field(default_factory=Parameters)
     endpoint: Endpoint | None = None
+    router: VariantRouter | None = None
 
 
 class VariantSet(ApiModel):

@@ -57,6 +57,7 @@ class ConfigHolder:
             return False
         try:
             variant_set = parse_document(text)
+            table = RoutingTable.build(variant_set)  # a router's artifact is checked here
         except ValueError as exc:
             self.last_error = f"{source}: {exc}"
             self.reloads_failed += 1
@@ -67,7 +68,7 @@ class ConfigHolder:
                 "refusing new variant config from %s (keeping the last good one): %s", source, exc
             )
             return False
-        self.table = RoutingTable.build(variant_set)
+        self.table = table
         self.last_error = None
         self.reloads_ok += 1
         self._last_text = text

@@ -141,6 +141,12 @@ class GatewayMetrics:
         self.retries = Counter(
             "llmopt_upstream_retries", "Upstream attempts retried.", (*VARIANT,), registry=r
         )
+        self.router_decisions = Counter(
+            "llmopt_router_decisions",
+            "A router variant's requests by the configuration that answered (cheap, strong).",
+            (*VARIANT, "target"),
+            registry=r,
+        )
         self.fallbacks = Counter(
             "llmopt_fallbacks",
             "Requests of this (candidate) variant that failed after their retries and were "

@@ -5,11 +5,48 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..api.llmconfig import Parameters
 from ..api.variants import TOTAL_WEIGHT, Variant, VariantSet
 from ..providers import ChatRequest
+from ..routers.model import Router
+
+
+@dataclass(frozen=True)
+class Route:
+    """A router variant's routing: its trained router, threshold, and the two variants
+    it sends to (both under the router variant's id, so every metric is its own)."""
+
+    router: Router
+    threshold: float
+    cheap: Variant
+    strong: Variant
+
+    @property
+    def mode(self) -> str:
+        return self.router.mode
+
+    @classmethod
+    def of(cls, variant: Variant) -> Route:
+        """The route of a router variant; ValueError when its artifact is unusable."""
+        r = variant.router
+        assert r is not None
+        router = Router.loads(r.artifact)
+        if router.mode != r.mode:
+            raise ValueError(f"variant {variant.id}: its router is a {router.mode} router, "
+                             f"the config says {r.mode}")  # fmt: skip
+        plain = variant.model_copy(update={"router": None})
+        strong = plain.model_copy(update={
+            "provider": r.strong.provider, "model": r.strong.model,
+            "parameters": r.strong.parameters, "endpoint": r.strong.endpoint,
+        })  # fmt: skip
+        return cls(router, float(r.threshold), plain, strong)
+
+    def pick(self, prompt: str, cheap_answer: str | None = None) -> tuple[Variant, float]:
+        """The variant to answer, and the router's chance that the cheap one suffices."""
+        chance = self.router.score(prompt, cheap_answer)
+        return (self.cheap if chance >= self.threshold else self.strong), chance
 
 
 def bucket(key: str) -> int:
@@ -26,9 +63,12 @@ class RoutingTable:
     _bounds: tuple[int, ...]
     _live: tuple[Variant, ...]
     mirror: Variant | None = None
+    routes: dict[str, Route] = field(default_factory=dict)
 
     @classmethod
     def build(cls, variant_set: VariantSet) -> RoutingTable:
+        """The table for ``variant_set``; ValueError when a router variant's artifact
+        cannot be loaded (the caller keeps the last good table)."""
         bounds: list[int] = []
         live: list[Variant] = []
         total = 0
@@ -39,7 +79,8 @@ class RoutingTable:
             bounds.append(total)
             live.append(variant)
         mirror = next((v for v in variant_set.variants if v.mirror > 0), None)
-        return cls(variant_set, tuple(bounds), tuple(live), mirror)
+        routes = {v.id: Route.of(v) for v in variant_set.variants if v.router is not None}
+        return cls(variant_set, tuple(bounds), tuple(live), mirror, routes)
 
     @property
     def llm_config(self) -> str:

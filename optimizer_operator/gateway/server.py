@@ -44,7 +44,7 @@ from .metrics import GatewayMetrics
 from .pairwise import PairwiseJudge, PairwiseSettings
 from .ratelimit import RateLimiter, parse_rate_limit
 from .recording import Recorder
-from .routing import RoutingTable, request_as
+from .routing import Route, RoutingTable, request_as
 
 log = logging.getLogger("llmopt.gateway")
 
@@ -448,6 +448,9 @@ class Gateway:
         request_id = headers.get("x-request-id") or uuid.uuid4().hex
         variant = table.pick(headers.get(self.s.sticky_header) or request_id)
         llm_config = table.llm_config
+        route = table.routes.get(variant.id)
+        if route is not None and route.mode == "prompt":
+            variant = self._routed(route, route.pick(prompt_text(messages))[0], llm_config)
         params = client_params.model_copy(
             update={k: v for k, v in variant.parameters.model_dump().items() if v is not None}
         )
@@ -483,6 +486,12 @@ class Gateway:
             self._mirror(creq, client_params, shadow, llm_config, headers)
         if self.s.log_content:
             log.debug("request %s prompt=%r", request_id, prompt_text(messages))
+        if route is not None and route.mode == "cascade":
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await self._cascade(
+                request, route, creq, client_params, llm_config, response_id, started,
+                stream, include_usage, span, headers.get(self.s.reference_header),
+            )  # fmt: skip
         fallback_from: str | None = None
         while True:  # once, or twice when a failed candidate's request falls back to stable
             try:
@@ -533,6 +542,101 @@ class Gateway:
         return web.json_response(
             completion_body(result, response_id, int(time.time())), headers=answer_headers
         )
+
+    def _routed(self, route: Route, target: Variant, llm_config: str) -> Variant:
+        """Count a router's decision; the variant that answers."""
+        side = "cheap" if target is route.cheap else "strong"
+        self.metrics.router_decisions.labels(self.metrics.ns, llm_config, target.id, side).inc()
+        return target
+
+    async def _cascade(
+        self,
+        request: web.Request,
+        route: Route,
+        creq: ChatRequest,
+        client_params: Parameters,
+        llm_config: str,
+        response_id: str,
+        started: float,
+        stream: bool,
+        include_usage: bool,
+        span: Any,
+        reference: str | None,
+    ) -> web.StreamResponse:
+        """The cheap model answers first; the router reads its answer and keeps it or asks
+        the strong model (a failed cheap call escalates too). Both calls are the router
+        variant's cost; its latency is the whole wait. A stream escalates before its first
+        byte: the cheap answer is complete before it is judged."""
+        cheap_req = request_as(creq, route.cheap, client_params, "")
+        try:
+            first: ChatResult | None = await self._complete(cheap_req, route.cheap, llm_config)
+        except ProviderError as exc:
+            log.info("request %s: cheap call failed (%s), escalating", creq.request_id, exc)
+            first = None
+        prompt = prompt_text(creq.messages)
+        target = route.pick(prompt, first.text)[0] if first is not None else route.strong
+        self._routed(route, target, llm_config)
+        if first is not None and target is route.cheap:
+            self._succeeded(first, cheap_req, target, llm_config, response_id, started,
+                            reference, span)  # fmt: skip
+            if stream:
+                return await self._stream_result(request, first, target, response_id,
+                                                 include_usage)  # fmt: skip
+            return web.json_response(
+                completion_body(first, response_id, int(time.time())),
+                headers={"X-Request-Id": creq.request_id, "X-LLMOpt-Variant": target.id,
+                         "X-LLMOpt-Config-Hash": target.hash, "X-LLMOpt-Routed-To": "cheap"},
+            )  # fmt: skip
+        if first is not None:  # paid for either way
+            cost = self.pricing.cost(route.cheap.model, first.input_tokens, first.output_tokens)
+            series = self.metrics.series(self.metrics.ns, llm_config, route.cheap.id,
+                                         route.cheap.provider, route.cheap.model)  # fmt: skip
+            series.cost.inc(cost or 0.0)
+        strong_req = request_as(creq, route.strong, client_params, "")
+        try:
+            if stream:
+                return await self._stream(
+                    request, strong_req, route.strong, llm_config, response_id, started,
+                    include_usage, span, reference,
+                )  # fmt: skip
+            result = await self._complete(strong_req, route.strong, llm_config)
+        except ProviderError as exc:
+            return self._upstream_failed(exc, route.strong, llm_config, started,
+                                         creq.request_id, span)  # fmt: skip
+        self._succeeded(result, strong_req, route.strong, llm_config, response_id, started,
+                        reference, span)  # fmt: skip
+        return web.json_response(
+            completion_body(result, response_id, int(time.time())),
+            headers={"X-Request-Id": creq.request_id, "X-LLMOpt-Variant": route.strong.id,
+                     "X-LLMOpt-Config-Hash": route.strong.hash, "X-LLMOpt-Routed-To": "strong"},
+        )  # fmt: skip
+
+    async def _stream_result(
+        self,
+        request: web.Request,
+        result: ChatResult,
+        variant: Variant,
+        response_id: str,
+        include_usage: bool,
+    ) -> web.StreamResponse:
+        """A finished answer sent as server-sent events (a cascade's kept cheap answer)."""
+        resp = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+            "X-LLMOpt-Variant": variant.id, "X-LLMOpt-Config-Hash": variant.hash,
+            "X-LLMOpt-Routed-To": "cheap",
+        })  # fmt: skip
+        await resp.prepare(request)
+        created = int(time.time())
+        await resp.write(self._sse(chunk_body(response_id, created, variant.model, result.text,
+                                              tool_calls=result.tool_calls)))  # fmt: skip
+        await resp.write(self._sse(chunk_body(response_id, created, variant.model, None,
+                                              result.finish_reason)))  # fmt: skip
+        if include_usage:
+            await resp.write(self._sse(chunk_body(response_id, created, variant.model, None,
+                                                  result=result)))  # fmt: skip
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
 
     def _fell_back(
         self,

@@ -20,6 +20,7 @@ from ..act.llmconfigs import read_llmconfig, release
 from ..act.outcome import Outcome
 from ..act.ownership import owner_reference
 from ..act.rollouts import read_rollout
+from ..act.router_artifacts import RouterArtifactProblem, read_artifact
 from ..act.variants import parsed_canary, render
 from ..api.common import GROUP, VERSION
 from ..api.conditions import now_rfc3339, set_condition
@@ -48,6 +49,30 @@ def reconcile_llmconfig(
         target = LLMConfigObject.parse(body)
     except InvalidSpec as exc:
         return _not_ready(conditions, generation, "InvalidSpec", str(exc), now)
+    config = target.spec.model_config_part()
+    if config.router is not None:
+        try:  # before any version is recorded: a router that cannot run never becomes one
+            read_artifact(core, meta["namespace"], config)
+        except RouterArtifactProblem as exc:
+            return _not_ready(
+                conditions, generation, "RouterArtifactInvalid",
+                f"spec.router.artifact: {exc} (the stable version keeps serving)", now,
+            )  # fmt: skip
+    return _reconcile(body, target, core=core, apps=apps, custom=custom, now=now)
+
+
+def _reconcile(
+    body: dict[str, Any],
+    target: LLMConfigObject,
+    *,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi | None,
+    now: str,
+) -> Outcome:
+    meta, status = body["metadata"], dict(body.get("status") or {})
+    generation = meta.get("generation")
+    conditions = status.get("conditions")
     spec, known = target.spec, target.status
 
     owned: dict[str, Any] = {}

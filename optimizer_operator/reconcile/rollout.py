@@ -22,6 +22,7 @@ from ..act.llmconfigs import (
 from ..act.outcome import Outcome
 from ..act.replicas import canary_ready, remove_canary, target_exists
 from ..act.rollouts import LABEL_SAFETY
+from ..act.router_artifacts import RouterArtifactProblem, read_artifact
 from ..act.variants import (
     ACTIVE_PHASES,
     canary_of,
@@ -225,6 +226,15 @@ class _Reconcile:
             return self.ready(
                 False, "TargetNotReady", f"LLMConfig {target} has no stable version yet"
             )
+        if spec.candidate.router is not None and status.phase not in TERMINAL:
+            try:
+                read_artifact(self.core, self.namespace, spec.candidate)
+            except RouterArtifactProblem as exc:
+                return self.ready(
+                    False,
+                    "InvalidSpec",
+                    f"spec.candidate.router.artifact: {exc} (nothing was changed)",
+                )
         if spec.traffic_routing == "gatewayAPI":
             return self.check_route(spec, status)
         if spec.traffic_routing != "replicas":

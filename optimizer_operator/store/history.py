@@ -35,6 +35,7 @@ def record_version(
             model=config.model,
             parameters=config.parameters,
             endpoint=config.endpoint,
+            router=config.router,
             source=source,
             applied_at=now,
         )
