@@ -259,7 +259,9 @@ def test_a_route_or_backend_it_cannot_find_is_refused_naming_the_field(
         assert ready["status"] == "False" and ready["reason"] == "InvalidSpec", (name, ready)
         assert ready["message"].startswith(message), (name, ready["message"])
         assert ready["message"].endswith("(nothing was changed)")
-        assert "Warning InvalidSpec" in _describe_events(api, ns, name)
+        # The Event follows the status write: wait for it, as a person would see it.
+        wait_for(lambda n=name: "Warning InvalidSpec" in _describe_events(api, ns, n), 30,
+                 f"{name}: the InvalidSpec Event")  # fmt: skip
         client.CustomObjectsApi(api).delete_namespaced_custom_object(
             GROUP, VERSION, ns, "rollouts", name
         )
@@ -319,7 +321,8 @@ def test_back_to_stable_after_promotion_and_a_deleted_rollout_gives_the_route_ba
         lambda: (o := _read(api, ns, "llmconfigs", "bot"))["status"].get("activeRollout")
         is None and o, 30, "the claim released",
     )  # fmt: skip
-    deleted = _events(api, ns, "bot").get("RolloutDeleted", "")
+    deleted = wait_for(lambda: _events(api, ns, "bot").get("RolloutDeleted"), 30,
+                       "the LLMConfig's RolloutDeleted Event")  # fmt: skip
     assert "HTTPRoute chat: Service chat-a" in deleted, deleted
     assert llmc["status"]["history"][-1]["model"] == "sim-small"
 
@@ -450,8 +453,9 @@ def test_the_vllm_examples_critical_trigger_restores_stable_on_the_route(
     assert _weights(api, ns) == [100, 0]
     bound = next(b for b in status["bounds"] if b["trigger"] == "latency_p95_seconds")
     assert bound["state"] == "violated", bound
-    events = _events(api, ns, "chat-awq")
-    assert "HTTPRoute chat: all traffic back on InferencePool llama-8b" in events["StableRestored"]
+    restored = wait_for(lambda: _events(api, ns, "chat-awq").get("StableRestored"), 30,
+                        "the StableRestored Event")  # fmt: skip
+    assert "HTTPRoute chat: all traffic back on InferencePool llama-8b" in restored
     ready = _ready(api, ns, "chat-awq")
     assert ready is not None and ready["status"] == "True"
     assert _read(api, ns, "llmconfigs", "chat")["status"]["history"][-1]["model"] == stable_model
