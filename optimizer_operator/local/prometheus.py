@@ -38,6 +38,7 @@ class LocalPrometheus:
     tls: tuple[Path, Path] | None = None  # (certificate, key) to serve HTTPS with
     ca_file: Path | None = None  # what signed that certificate (for its own probes)
     basic_auth: tuple[str, str] | None = None  # (user, password) every request needs
+    extra_jobs: list[dict[str, Any]] = field(default_factory=list)  # more scrape_configs
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -97,7 +98,8 @@ class LocalPrometheus:
                     "file_sd_configs": [
                         {"files": [str(self.targets_file)], "refresh_interval": "1s"}
                     ],
-                }
+                },
+                *self.extra_jobs,
             ],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -11,6 +11,7 @@ ServiceAccount's credentials, as a local process instead.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -666,3 +667,62 @@ def test_decoded_token_is_for_the_api_audience(api: client.ApiClient, namespace:
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["aud"] == [AUDIENCE]
     assert claims["sub"] == f"system:serviceaccount:{namespace}:probe"
+
+
+@pytest.mark.timeout(120)
+async def test_a_prometheus_scrape_job_built_from_the_pod_monitor_scrapes_a_real_gateway(
+    kubeconfig: Path, tmp_path: Path
+) -> None:
+    """prometheus-operator (which turns a PodMonitor into scrape configs) cannot run here:
+    the job is built from the rendered PodMonitor and the rendered gateway pod as it would
+    (the endpoint's path and interval; the container port its port name names), and the
+    real Prometheus scrapes a real gateway with it."""
+    from optimizer_operator.gateway.server import Gateway, GatewaySettings, server_options
+    from optimizer_operator.local.prometheus import LocalPrometheus
+    from optimizer_operator.providers.simulator import SimulatorProvider
+    from tests.gateway.conftest import post_chat, serve, variant, write_variants
+
+    docs = _render(kubeconfig, "--set", "gatewayMonitor.enabled=true",
+                   "--set", "gateway.deployment.enabled=true",
+                   "--set", "gateway.deployment.configMap=bot-llm-config")  # fmt: skip
+    (pm,) = [d for d in docs if d["kind"] == "PodMonitor"]
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"]
+                 .endswith("-gateway")]  # fmt: skip
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    port = next(p["containerPort"] for p in container["ports"] if p["name"] == endpoint["port"])
+    args = {a.split("=", 1)[0]: a.split("=", 1)[-1] for a in container["args"][1:]}
+    assert int(args["--port"]) == port  # the gateway listens where the monitor looks
+    config = tmp_path / "variants.json"
+    write_variants(config, [variant("v1", 10000, role="stable")])
+    simulator = SimulatorProvider(time_scale=0.01)
+    settings = GatewaySettings(
+        config_file=config, config_poll_interval=0.05, providers={"simulator": simulator}
+    )
+    gateway = Gateway(settings)
+    runner, url = await serve(gateway.app(), server_options(gateway.s))
+    job = {
+        "job_name": f"podMonitor/{pm['metadata']['namespace']}/{pm['metadata']['name']}/0",
+        "metrics_path": endpoint["path"],
+        "scrape_interval": endpoint["interval"],
+        "static_configs": [{"targets": [url.removeprefix("http://")],
+                            "labels": {"container_port_name": endpoint["port"]}}],
+    }  # fmt: skip
+    prom = LocalPrometheus(tmp_path / "prom", [], interval="1s", extra_jobs=[job])
+    prom.start()
+    try:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as s:
+            status, _, _ = await post_chat(s, url)
+        assert status == 200
+        query = 'llmopt_requests_total{container_port_name="llm-metrics",variant="v1"}'
+        for _ in range(60):  # the monitor's interval (15 s) sets when the first scrape comes
+            found = prom.query(query)
+            if found:
+                break
+            await asyncio.sleep(0.5)
+        assert found and float(found[0]["value"][1]) == 1.0, found
+    finally:
+        prom.stop()
+        await runner.cleanup()
