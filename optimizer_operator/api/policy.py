@@ -20,12 +20,13 @@ from .common import (
     parse_decimal,
     parse_duration,
 )
-from .llmconfig import Endpoint, ModelName, Parameters, ProviderName
+from .llmconfig import Endpoint, ModelName, Parameters, ProviderName, RouterConfig
 from .rollout import Analysis, MetricName, PostPromotion, PromQL, Step
 from .steps import QualitySignalStatus, QualitySource
 
 ParameterName = Literal[
-    "temperature", "topP", "topK", "maxTokens", "presencePenalty", "frequencyPenalty"
+    "temperature", "topP", "topK", "maxTokens", "presencePenalty", "frequencyPenalty",
+    "routerThreshold",
 ]
 
 
@@ -105,6 +106,12 @@ class ModelChoice(ApiModel):
     endpoint: Endpoint | None = Field(
         default=None, description="Endpoint and key (default: stable's, same provider)."
     )
+    router: RouterConfig | None = Field(
+        default=None,
+        description="A router choice: this (cheap) model or router.strong per request, by "
+        "a trained router; a routerThreshold parameter, when the space has one, sets its "
+        "threshold (else router.threshold).",
+    )
 
 
 class ModelCondition(ApiModel):
@@ -137,6 +144,10 @@ class ParameterRange(ApiModel):
             raise FieldProblem("low", f"{self.name}: low must be below high")
         if self.log and parse_decimal(self.low) <= 0:
             raise FieldProblem("low", f"{self.name}: log scale needs low > 0")
+        if self.name == "routerThreshold" and (
+            self.type != "float" or parse_decimal(self.low) < 0 or parse_decimal(self.high) > 1
+        ):
+            raise FieldProblem("type", "routerThreshold: a float range within 0 to 1")
         return self
 
 

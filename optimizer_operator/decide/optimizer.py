@@ -26,9 +26,10 @@ from optuna.distributions import (
 )
 
 from ..api.common import parse_decimal
-from ..api.llmconfig import ModelConfig, Parameters
+from ..api.llmconfig import ModelConfig, Parameters, RouterConfig
 from ..api.policy import (
     Constraints,
+    ModelChoice,
     Objective,
     OptimizationPolicySpec,
     ParameterRange,
@@ -51,6 +52,29 @@ def model_key(provider: str, model: str) -> str:
     return f"{provider}/{model}"
 
 
+ROUTED = "@router:"
+THRESHOLD = "routerThreshold"
+
+
+def _routed_key(provider: str, model: str, router: RouterConfig | None) -> str:
+    """A router choice is its cheap model's key and the strong one's: both may be in a
+    space, as two choices."""
+    base = model_key(provider, model)
+    if router is None:
+        return base
+    return f"{base}{ROUTED}{model_key(router.strong.provider, router.strong.model)}"
+
+
+def choice_key(m: ModelChoice) -> str:
+    """The categorical value of a model choice of the search space."""
+    return _routed_key(m.provider, m.model, m.router)
+
+
+def config_key(c: ModelConfig) -> str:
+    """The categorical value a configuration stands at."""
+    return _routed_key(c.provider, c.model, c.router)
+
+
 def _f(value: str | None) -> float | None:
     return None if value is None else float(parse_decimal(value))
 
@@ -69,7 +93,10 @@ def distribution(p: ParameterRange) -> BaseDistribution:
 
 
 def _active(p: ParameterRange, model: str) -> bool:
-    return p.when is None or model.split("/", 1)[-1] in p.when.models
+    base = model.split(ROUTED, 1)[0]
+    if p.name == THRESHOLD and ROUTED not in model:
+        return False  # a threshold means something to a router choice only
+    return p.when is None or base.split("/", 1)[-1] in p.when.models
 
 
 def distributions(space: SearchSpace, model: str) -> dict[str, BaseDistribution]:
@@ -77,7 +104,7 @@ def distributions(space: SearchSpace, model: str) -> dict[str, BaseDistribution]
     only when their ``when`` matches)."""
     out: dict[str, BaseDistribution] = {}
     if space.models:
-        out[MODEL] = CategoricalDistribution([model_key(m.provider, m.model) for m in space.models])
+        out[MODEL] = CategoricalDistribution([choice_key(m) for m in space.models])
     for p in space.parameters:
         if _active(p, model):
             out[p.name] = distribution(p)
@@ -124,7 +151,7 @@ def _decode(params: dict[str, str], dists: dict[str, BaseDistribution]) -> dict[
 
 
 def _model_of(params: dict[str, str], stable: ModelConfig) -> str:
-    return params.get(MODEL) or model_key(stable.provider, stable.model)
+    return params.get(MODEL) or config_key(stable)
 
 
 def build_study(
@@ -230,14 +257,16 @@ def _tell_records(
 def baseline_params(spec: OptimizationPolicySpec, stable: ModelConfig) -> dict[str, str] | None:
     """The stable configuration as a point of the search space (the warm start: trial 0
     measures it as it runs), or None when the space cannot express it."""
-    key = model_key(stable.provider, stable.model)
+    key = config_key(stable)
     params: dict[str, str] = {}
     space = spec.search_space
     if space.models:
-        if key not in [model_key(m.provider, m.model) for m in space.models]:
+        if key not in [choice_key(m) for m in space.models]:
             return None
         params[MODEL] = key
     current = stable.parameters.to_wire()
+    if stable.router is not None:
+        current[THRESHOLD] = stable.router.threshold
     for p in space.parameters:
         if not _active(p, key) or p.name not in current:
             continue  # the stable config leaves it to the provider: not part of this point
@@ -277,7 +306,7 @@ def screening_params(
     if not spec.sampler.screen_models or spec.sampler.name == "random" or len(space.models) < 2:
         return None
     tried = {r.params.get(MODEL) for r in records}
-    keys = [model_key(m.provider, m.model) for m in space.models]
+    keys = [choice_key(m) for m in space.models]
     todo = [k for k in keys if k not in tried]
     if not todo:
         return None
@@ -318,9 +347,7 @@ def grid_points(
     parameters), or None when the space is continuous or has more than ``limit``
     points."""
     space = spec.search_space
-    keys = [model_key(m.provider, m.model) for m in space.models] or [
-        model_key(stable.provider, stable.model)
-    ]
+    keys = [choice_key(m) for m in space.models] or [config_key(stable)]
     points: list[dict[str, str]] = []
     for key in keys:
         per: list[dict[str, str]] = [{MODEL: key} if space.models else {}]
@@ -364,16 +391,14 @@ def ask(
     (a point of the space, e.g. from :func:`screening_params`) is asked instead of the
     sampler's choice."""
     if first is not None:
-        key = first.get(MODEL) or model_key(stable.provider, stable.model)
+        key = first.get(MODEL) or config_key(stable)
         dists = distributions(spec.search_space, key)
         study.enqueue_trial(_decode(first, dists))
     trial = study.ask()
     space = spec.search_space
-    key = model_key(stable.provider, stable.model)
+    key = config_key(stable)
     if space.models:
-        key = str(
-            trial.suggest_categorical(MODEL, [model_key(m.provider, m.model) for m in space.models])
-        )
+        key = str(trial.suggest_categorical(MODEL, [choice_key(m) for m in space.models]))
     values: dict[str, Any] = {}
     for p in space.parameters:
         if not _active(p, key):
@@ -395,7 +420,7 @@ def config_of(
 ) -> ModelConfig:
     """The configuration a trial's recorded ``params`` stand for, over ``stable`` (the
     same one ``ask`` built when it proposed them)."""
-    key = params.get(MODEL) or model_key(stable.provider, stable.model)
+    key = params.get(MODEL) or config_key(stable)
     dists = distributions(spec.search_space, key)
     values = _decode({k: v for k, v in params.items() if k in dists and k != MODEL}, dists)
     return _config(spec, stable, key, values)
@@ -405,12 +430,19 @@ def _config(
     spec: OptimizationPolicySpec, stable: ModelConfig, key: str, values: dict[str, Any]
 ) -> ModelConfig:
     space = spec.search_space
-    provider, model = key.split("/", 1)
+    provider, model = key.split(ROUTED, 1)[0].split("/", 1)
+    values = dict(values)
+    threshold = values.pop(THRESHOLD, None)
     parameters = {**stable.parameters.to_wire(), **{k: _encode(v) for k, v in values.items()}}
     for name, v in values.items():
         if isinstance(v, int) and name in ("maxTokens", "topK"):
             parameters[name] = v
-    choice = next((m for m in space.models if m.provider == provider and m.model == model), None)
+    choice = next((m for m in space.models if choice_key(m) == key), None)
+    router = choice.router if choice is not None else None
+    if router is None and key == config_key(stable):
+        router = stable.router  # the space has no models: the stable choice, routed or not
+    if router is not None and threshold is not None:
+        router = router.model_copy(update={"threshold": f"{float(threshold):.4f}"})
     endpoint = (
         choice.endpoint
         if choice is not None and choice.endpoint is not None
@@ -421,6 +453,7 @@ def _config(
         model=model,
         parameters=Parameters.model_validate(parameters),
         endpoint=endpoint,
+        router=router,
     )
 
 

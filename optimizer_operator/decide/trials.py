@@ -42,8 +42,12 @@ def unavailable(spec: OptimizationPolicySpec, config: ModelConfig) -> str:
     costed = any(o.metric == "cost_per_request_usd" for o in spec.objectives) or any(
         v is not None for v in (c.max_cost_per_request_usd, c.max_daily_cost_usd)
     )
-    if costed and list_price(key) is None:
-        return f"{key}: no price in the pricing catalog (add it with LLMOPT_PRICING)"
+    keys = [key]
+    if config.router is not None:  # a router pays for its strong model too
+        keys.append(f"{config.router.strong.provider}/{config.router.strong.model}")
+    for k in keys:
+        if costed and list_price(k) is None:
+            return f"{k}: no price in the pricing catalog (add it with LLMOPT_PRICING)"
     return ""
 
 

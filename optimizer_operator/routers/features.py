@@ -13,9 +13,12 @@ import math
 import re
 import zlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:  # scipy only where a matrix is built (training): not in the gateway
+    from scipy import sparse
 
 DIMS = 1 << 18
 _TOKEN = re.compile(r"[a-z]+|\d+(?:\.\d+)?|[^\sa-z\d]")
@@ -51,6 +54,8 @@ def vector(fields: Sequence[tuple[str, str]]) -> dict[int, float]:
 
 def matrix(rows: Sequence[Sequence[tuple[str, str]]]) -> sparse.csr_matrix:
     """Rows of fields as a CSR matrix (one row per request)."""
+    from scipy import sparse
+
     data: list[float] = []
     indices: list[int] = []
     indptr = [0]

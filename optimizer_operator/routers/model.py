@@ -17,11 +17,12 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import minimize
+
+if TYPE_CHECKING:  # scipy is for training only: scoring (the gateway) runs without it
+    from scipy import sparse
 
 from .features import DIMS, matrix, vector
 
@@ -34,6 +35,8 @@ MAX_WEIGHTS = 40_000
 
 
 def _fit(x: sparse.csr_matrix, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    from scipy.optimize import minimize
+
     n = x.shape[0]
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
