@@ -227,6 +227,86 @@ def replay_env(path: Path) -> Env:
     )
 
 
+def router_env(path: Path, folds: int = 5) -> Env:
+    """GSM8K again, with a third choice: a router between the two models (the cheap one
+    answers when the router gives it at least ``routerThreshold``). Its scores are
+    out-of-fold (each question scored by a prompt router trained on the other folds), so
+    the oracle over models x maxTokens x threshold is exact for what a router trained on
+    the app's traffic would do on new questions."""
+    from optimizer_operator.routers.model import Router
+
+    base = replay_env(path)
+    ds = replay_dataset.load(path)
+    strong = max(ds.models, key=ds.accuracy)
+    cheap = min(ds.models, key=ds.accuracy)
+    split = np.random.default_rng(0).permutation(len(ds.prompts)) % folds
+    good = np.array(ds.correct[cheap])
+    oof = np.zeros(len(ds.prompts))
+    for k in range(folds):
+        train, test = np.flatnonzero(split != k), np.flatnonzero(split == k)
+        router = Router.train("prompt", [ds.prompts[i] for i in train], good[train].tolist(),
+                              c=1.0)  # fmt: skip
+        oof[test] = router.scores([ds.prompts[i] for i in test])
+    prices = {"mistralai/Mixtral-8x7B-Instruct-v0.1": (0.6, 0.6), "gpt-4-1106-preview": (10, 30)}
+    per = {
+        m: {
+            "correct": np.array(ds.correct[m]),
+            "tokens": np.array([len(r) / 4 for r in ds.responses[m]]),
+            "price": prices.get(m, (1.0, 1.0)),
+        }
+        for m in (cheap, strong)
+    }
+    prompt_tokens = np.array([len(p) / 4 for p in ds.prompts])
+    short = {m: m.split("/")[-1].lower() for m in (cheap, strong)}
+    routed_key = f"simulator/{short[cheap]}@router:simulator/{short[strong]}"
+
+    def served(model: str, cap: int) -> tuple[np.ndarray, np.ndarray]:
+        d = per[model]
+        pin, pout = d["price"]
+        right = d["correct"] & (d["tokens"] <= cap)
+        cost = (prompt_tokens * pin + np.minimum(d["tokens"], cap) * pout) / 1e6
+        return right, cost
+
+    def truth(params: dict[str, str]) -> tuple[float, float]:
+        if params["model"] != routed_key:
+            return base.truth(params)
+        cap = int(params["maxTokens"])
+        use_cheap = oof >= float(params["routerThreshold"])
+        (cr, cc), (sr, sc) = served(cheap, cap), served(strong, cap)
+        return float(np.where(use_cheap, cr, sr).mean()), float(np.where(use_cheap, cc, sc).mean())
+
+    tokens = ["32", "48", "64", "80", "96", "112", "128", "160", "192", "256", "384", "512", "768"]
+    thresholds = [f"{t:.2f}" for t in np.arange(0.0, 1.0001, 0.05)]
+    plain = [f"simulator/{short[m]}" for m in (strong, cheap)]
+    grid = _grid([("model", plain), ("maxTokens", tokens)]) + _grid(
+        [("model", [routed_key]), ("maxTokens", tokens), ("routerThreshold", thresholds)]
+    )
+    floor = base.floor
+    feasible = [(truth(p)[1], p) for p in grid if truth(p)[0] >= floor]
+    oracle_cost, oracle = min(feasible, key=lambda x: x[0])
+    router_choice = {
+        "provider": "simulator", "model": short[cheap],
+        "router": {"mode": "prompt", "threshold": "0.5",
+                   "artifact": {"name": "gsm8k-router", "digest": "0" * 64},
+                   "strong": {"provider": "simulator", "model": short[strong]}},
+    }  # fmt: skip
+    spec = base.spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+    spec["searchSpace"]["models"].append(router_choice)
+    spec["searchSpace"]["parameters"].append(
+        {"name": "routerThreshold", "type": "float", "low": "0", "high": "1", "step": "0.05"}
+    )
+
+    def price_of(key: str) -> float | None:
+        if key == routed_key:  # a router pays the strong model's price at most
+            return base.price_of(f"simulator/{short[strong]}")
+        return base.price_of(key)
+
+    return Env(
+        "router", OptimizationPolicySpec.model_validate(spec), base.stable, truth, floor,
+        oracle_cost, oracle, price_of, base.kind,
+    )  # fmt: skip
+
+
 def _finish_env(
     name: str,
     models: list[str],
@@ -548,6 +628,7 @@ def main() -> int:
     envs = [simulator_env()]
     if args.dataset.exists():
         envs.append(replay_env(args.dataset))
+        envs.append(router_env(args.dataset))
     else:
         print(f"replay dataset not found at {args.dataset}: simulator only", file=sys.stderr)
     results = {e.name: bench(e, args.seeds, args.trials) for e in envs}

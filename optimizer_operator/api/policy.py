@@ -455,7 +455,10 @@ class OptimizationPolicySpec(ApiModel):
             raise FieldProblem(
                 "searchSpace", "is empty: give models, parameters, or both to search over"
             )
-        seen = [(m.provider, m.model) for m in self.search_space.models]
+        seen = [
+            (m.provider, m.model, m.router.strong.model if m.router else None)
+            for m in self.search_space.models
+        ]  # a router on a model is a choice of its own beside the plain model
         if len(set(seen)) != len(seen):
             raise FieldProblem("searchSpace.models", "lists a model twice")
         names = [p.name for p in self.search_space.parameters]
