@@ -1,7 +1,8 @@
 """``llm-optimizer train-router``: a per-request router from labelled traffic.
 
-Reads a replay dataset (the gateway's recordings with quality labels, or any file with
-a prompt column and one correctness column per model, optionally ``<model>_response``)
+Reads a replay dataset (the gateway's ``--record`` JSONL with quality labels, or any
+file with a prompt column and one correctness column per model, optionally
+``<model>_response``; the cheap model's labels are enough to train)
 and writes the router's artifact: JSON, versioned, small enough for a ConfigMap.
 
   llm-optimizer train-router --dataset traffic.csv --cheap mixtral --strong gpt-4 \\
@@ -48,16 +49,19 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        ds = datasets.load(args.dataset)
+    try:  # the cheap model's labels are what a router learns from
+        ds = datasets.load(args.dataset, min_models=1)
     except (OSError, ValueError) as exc:
         print(f"error: --dataset: {exc}", file=sys.stderr)
         return 2
-    for flag, model in (("--cheap", args.cheap), ("--strong", args.strong)):
-        if model not in ds.correct:
-            print(f"error: {flag}: {model!r} is not a correctness column; the dataset has "
-                  f"{', '.join(ds.models)}", file=sys.stderr)  # fmt: skip
-            return 2
+    if args.cheap not in ds.correct:
+        print(f"error: --cheap: {args.cheap!r} is not a correctness column; the dataset has "
+              f"{', '.join(ds.models)}", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.folds > 1 and args.strong not in ds.correct:
+        print(f"error: --folds needs the strong model's labels too ({args.strong!r} has "
+              "none in the dataset)", file=sys.stderr)  # fmt: skip
+        return 2
     answers = ds.responses.get(args.cheap)
     if args.mode == "cascade" and answers is None:
         print(f"error: --mode cascade needs the cheap model's answers "

@@ -166,3 +166,39 @@ def test_train_router_writes_an_artifact_the_router_loads(
     assert main(["train-router", "--dataset", str(tmp_path / "missing.csv"), "--cheap", "a",
                  "--strong", "b", "--out", str(out)]) == 2  # fmt: skip
     assert capsys.readouterr().err.startswith("error: --dataset:")
+
+
+async def test_the_gateways_recordings_train_a_router(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `llm-optimizer gateway --record` writes (the real Recorder), labelled by the
+    evaluators, is a training set: the cheap model's labels are enough."""
+    from optimizer_operator.cli.main import main
+    from optimizer_operator.gateway.recording import Recorder
+
+    prompts, good, answers = _synthetic(240, 7)
+    path = tmp_path / "traffic.jsonl"
+    recorder = Recorder(path, "pii")
+    recorder.start()
+    for p, g, a in zip(prompts, good, answers, strict=True):
+        recorder.record(prompt=p, model="small", response=a, correct=g,
+                        llm_config="bot", variant="v1")  # fmt: skip
+    recorder.record(prompt="unlabelled", model="small", response="x", correct=None,
+                    llm_config="bot", variant="v1")  # fmt: skip
+    await recorder.stop()
+    ds = datasets.load(path, min_models=1)
+    assert ds.models == ["small"] and len(ds.prompts) == len(set(prompts))
+    out = tmp_path / "router.json"
+    args = ["train-router", "--dataset", str(path), "--cheap", "small", "--strong", "big"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert Router.loads(out.read_text()).cheap == "small"
+    assert main([*args, "--out", str(out), "--folds", "3"]) == 2
+    assert "--folds needs the strong model's labels" in capsys.readouterr().err
+    hashed = tmp_path / "hashed.jsonl"
+    recorder = Recorder(hashed, "hash")
+    recorder.start()
+    recorder.record(prompt="q", model="small", response="a", correct=True,
+                    llm_config="bot", variant="v1")  # fmt: skip
+    await recorder.stop()
+    with pytest.raises(ValueError, match="record-redaction hash"):
+        datasets.load(hashed, min_models=1)
