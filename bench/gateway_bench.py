@@ -209,6 +209,89 @@ def judging_overhead(
     return out
 
 
+def _router_variants(path: Path, sim_port: int) -> tuple[Path, Path]:
+    """One stable variant, plain; and the same as a prompt router between two copies of
+    the fixed model (so the upstream is the same and only the routing differs). The
+    router is trained on GSM8K's prompts when ../shared/data has them (its real size:
+    some 30,000 weights), else on a synthetic set."""
+    from optimizer_operator.routers import dataset as datasets
+    from optimizer_operator.routers.model import Router
+
+    gsm8k = ROOT.parent.parent / "shared" / "data" / "gsm8k_responses.csv"
+    if gsm8k.exists():
+        ds = datasets.load(gsm8k)
+        cheap = min(ds.models, key=ds.accuracy)
+        router = Router.train("prompt", ds.prompts, ds.correct[cheap], c=1.0)
+    else:
+        prompts = [f"what is {a} plus {b}" for a in range(40) for b in range(5)]
+        router = Router.train("prompt", prompts, [i % 3 != 0 for i in range(len(prompts))],
+                              c=1.0)  # fmt: skip
+    endpoint = {"baseUrl": f"http://127.0.0.1:{sim_port}/v1"}
+    plain = {"id": "v1", "role": "stable", "hash": "v1", "weight": 10000, "provider": "openai",
+             "model": MODEL, "parameters": {}, "endpoint": endpoint}  # fmt: skip
+    routed = {**plain, "router": {"mode": "prompt", "threshold": "0.5", "artifact": router.dumps(),
+                                  "strong": {"provider": "openai", "model": MODEL,
+                                             "endpoint": endpoint}}}  # fmt: skip
+    out = []
+    for name, variant in (("plain", plain), ("router", routed)):
+        file = path.with_name(f"bench-variants-{name}.json")
+        file.write_text(json.dumps({"apiVersion": "optimizer.llmops.dev/v1alpha1",
+                                    "kind": "VariantSet", "llmConfig": "bench",
+                                    "namespace": "bench", "variants": [variant]}))  # fmt: skip
+        out.append(file)
+    return out[0], out[1]
+
+
+def router_overhead(
+    py: list[str], sim_port: int, rates: list[float], seconds: float, repeats: int
+) -> dict[str, Any]:
+    """What a router variant adds to a request: two gateways, one plain and one routing
+    each request by a trained prompt router (scoring the prompt), measured back to back;
+    the median of the differences."""
+    plain, routed = _router_variants(RESULTS / "bench-variants.json", sim_port)
+    servers: dict[str, tuple[Server, str]] = {}
+    runs: list[dict[str, Any]] = []
+    try:
+        for name, variants in (("plain", plain), ("router", routed)):
+            port = free_port()
+            server = Server(
+                f"gateway-{name}",
+                [*py, "gateway", "--config", str(variants), "--host", "127.0.0.1",
+                 "--port", str(port), "--evaluators", "length=1"],
+                f"http://127.0.0.1:{port}/readyz",
+                env={"OPENAI_API_KEY": "sk-bench"},
+            )  # fmt: skip
+            servers[name] = (server, f"http://127.0.0.1:{port}")
+        for rate in rates:
+            for rep in range(repeats):
+                for name, (server, url) in servers.items():
+                    r = measure(name, url, rate, seconds, server)
+                    r["repeat"] = rep
+                    runs.append(r)
+        peaks = {name: server.peak_rss_mb() for name, (server, _) in servers.items()}
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+    out: dict[str, Any] = {"runs": runs, "peak_rss_mb": peaks, "measured_alone": True}
+    for rate in rates:
+        diffs = {
+            key: [
+                on[key] - off[key]
+                for off in runs
+                for on in runs
+                if off["target"] == "plain" and on["target"] == "router"
+                and off["offered_rps"] == on["offered_rps"] == rate
+                and off["repeat"] == on["repeat"]
+            ]
+            for key in ("p50_ms", "p99_ms")
+        }  # fmt: skip
+        out[f"{int(rate)}rps"] = {
+            "added_p50_ms": float(np.median(diffs["p50_ms"])),
+            "added_p99_ms": float(np.median(diffs["p99_ms"])),
+        }
+    return out
+
+
 def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top to bottom
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=15.0, help="per measurement")
@@ -234,6 +317,11 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
         action="store_true",
         help="re-measure only the pairwise-judging comparison, into the existing report",
     )
+    parser.add_argument(
+        "--only-router",
+        action="store_true",
+        help="measure only the router variant against a plain one, into the existing report",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     rates = [float(r) for r in args.rates.split(",")]
@@ -245,6 +333,19 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
         [*py, "simulator", "--port", str(sim_port), "--time-scale", "1"],
         f"http://127.0.0.1:{sim_port}/healthz",
     )
+    if args.only_router:
+        try:
+            routing = router_overhead(
+                py, sim_port, [float(r) for r in args.judging_rates.split(",")],
+                args.seconds, args.repeats,
+            )  # fmt: skip
+        finally:
+            sim.stop()
+        report = json.loads((RESULTS / "gateway.json").read_text())
+        report["router"] = routing
+        (RESULTS / "gateway.json").write_text(json.dumps(report, indent=2) + "\n")
+        rerender()
+        return 0
     if args.only_judging:
         try:
             judging = judging_overhead(
@@ -371,6 +472,12 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
             args.seconds,
             args.repeats,
         )
+        print("a router variant against a plain one", flush=True)
+        routing = router_overhead(
+            py, sim_port, [float(r) for r in args.judging_rates.split(",")],
+            args.seconds, args.repeats,
+        )  # fmt: skip
+        routing["measured_alone"] = False
     finally:
         for server in (gateway, litellm, sim):
             if server is not None:
@@ -404,6 +511,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
         "runs": runs,
         "ramp": ramp,
         "judging": judging,
+        "router": routing,
     }
     for rate in rates:
         d = at("direct", rate)
@@ -456,6 +564,42 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915  a benchmark script, read top
     (RESULTS / "gateway.md").write_text(render_markdown(report, rates))
     print(f"wrote {RESULTS / 'gateway.md'} and {RESULTS / 'gateway.json'}")
     return 0
+
+
+def _router_lines(routing: dict[str, Any] | None) -> list[str]:
+    """The router variant's section of the report (none before it was measured)."""
+    if not routing:
+        return []
+    lines: list[str] = []
+    lines += [
+        "",
+        "## A router variant",
+        "",
+        "Two gateways on the same upstream: one variant, plain; the same variant as a "
+        "prompt router (a trained router scores each prompt and picks the cheap or the "
+        "strong configuration, here two copies of the fixed model). Added = router minus "
+        "plain, median over the back-to-back repeats"
+        + (
+            "; measured in a run of its own (`--only-router`)"
+            if routing.get("measured_alone")
+            else ""
+        )
+        + ". Target: at most 2 ms at the median.",
+        "",
+        "| rate | added p50 ms | added p99 ms |",
+        "|---:|---:|---:|",
+    ]
+    for key, row in routing.items():
+        if key.endswith("rps"):
+            lines.append(
+                f"| {key.removesuffix('rps')} | {row['added_p50_ms']:.2f} | "
+                f"{row['added_p99_ms']:.2f} |"
+            )
+    peaks = routing.get("peak_rss_mb")
+    if peaks:
+        lines += ["", "Peak RSS: " + ", ".join(f"{n} {mb:.0f} MB" for n, mb in peaks.items())
+                  + "."]  # fmt: skip
+    return lines
 
 
 def render_markdown(report: dict[str, Any], rates: list[float]) -> str:
@@ -540,8 +684,7 @@ def render_markdown(report: dict[str, Any], rates: list[float]) -> str:
             "answers' similarity, gateway.similarity). Added = judging on minus off, median "
             "over the back-to-back repeats."
             + (
-                " Measured in a run of its own (`--only-judging`), after the rest of this "
-                "report."
+                " Measured in a run of its own (`--only-judging`), after the rest of this report."
                 if judging.get("measured_alone")
                 else ""
             ),
@@ -563,6 +706,7 @@ def render_markdown(report: dict[str, Any], rates: list[float]) -> str:
                 + ", ".join(f"{name} {mb:.0f} MB" for name, mb in peaks.items())
                 + ".",
             ]
+    lines += _router_lines(report.get("router"))
     lines += [
         "",
         "## Ramp (gateway)",
