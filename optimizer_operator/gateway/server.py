@@ -579,6 +579,7 @@ class Gateway:
         if first is not None and target is route.cheap:
             self._succeeded(first, cheap_req, target, llm_config, response_id, started,
                             reference, span)  # fmt: skip
+            self._judge_against_stable(cheap_req, target, first, llm_config, client_params)
             if stream:
                 return await self._stream_result(request, first, target, response_id,
                                                  include_usage)  # fmt: skip
@@ -605,6 +606,7 @@ class Gateway:
                                          creq.request_id, span)  # fmt: skip
         self._succeeded(result, strong_req, route.strong, llm_config, response_id, started,
                         reference, span)  # fmt: skip
+        self._judge_against_stable(strong_req, route.strong, result, llm_config, client_params)
         return web.json_response(
             completion_body(result, response_id, int(time.time())),
             headers={"X-Request-Id": creq.request_id, "X-LLMOpt-Variant": route.strong.id,
