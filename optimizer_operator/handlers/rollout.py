@@ -19,7 +19,7 @@ from ..decide.actions import TERMINAL
 from ..reconcile.llmconfig import rollout_deleted
 from ..reconcile.rollout import reconcile_rollout
 from . import audit, clients, telemetry
-from .status import apply_outcome, body_dict
+from .status import body_dict, write_outcome_now
 
 TICK_SECONDS = float(os.environ.get("LLMOPT_ROLLOUT_TICK", "10"))
 
@@ -54,7 +54,7 @@ def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     if told is not None:
         key, notice = told
         notifier().notify(key, notice, namespace_webhooks()(notice.namespace))
-    apply_outcome(outcome, body, patch)
+    write_outcome_now(outcome, body, ROLLOUT.plural)
 
 
 @functools.cache

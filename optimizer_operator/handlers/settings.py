@@ -31,8 +31,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = int(os.environ.get("LLMOPT_WATCH_SERVER_TIMEOUT", "300"))
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     settings.watching.connect_timeout = 10
-    settings.networking.request_timeout = 30
-    settings.networking.connect_timeout = 10
+    # A request cut in flight (a reset that leaves its connection half-open) waits this
+    # long before kopf retries it; its status patch holds the object's next tick meanwhile,
+    # so it is the same bound as the operator's own API calls (15 s to answer).
+    settings.networking.request_timeout = 15
+    settings.networking.connect_timeout = 5
     settings.execution.max_workers = int(os.environ.get("LLMOPT_MAX_WORKERS", "8"))
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     # Handler errors become Warning Events on the object, not only log lines.
