@@ -154,22 +154,20 @@ def _two_variants(path: Path, sim_port: int) -> Path:
     return path
 
 
-def judging_overhead(
-    py: list[str], sim_port: int, rates: list[float], seconds: float, repeats: int
+def _back_to_back(
+    py: list[str],
+    gateways: list[tuple[str, Path, str]],
+    rates: list[float],
+    seconds: float,
+    repeats: int,
 ) -> dict[str, Any]:
-    """What pairwise judging at 10% of the candidate's requests adds on the user's path:
-    two gateways with the same stable + candidate split, one judging (the simulator's
-    judge model, in the background), measured back to back at each rate; the median of
-    the differences, as for the gateway against direct."""
-    variants = _two_variants(RESULTS / "bench-variants-two.json", sim_port)
-    endpoint = {"baseUrl": f"http://127.0.0.1:{sim_port}/v1"}
-    options = {"provider": "openai", "model": "sim-judge", "endpoint": endpoint,
-               "maxUsdPerHour": 1000}  # fmt: skip
-    judged = json.dumps([{"name": "pairwise", "rate": 0.1, "options": options}])
+    """Two gateways (name, variants file, evaluators) on the same upstream, measured back
+    to back at each rate; what the second adds to the first: the median of the
+    differences over the repeats, as for the gateway against direct."""
     servers: dict[str, tuple[Server, str]] = {}
     runs: list[dict[str, Any]] = []
     try:
-        for name, evaluators in (("judging off", "ground_truth=1"), ("judging on", judged)):
+        for name, variants, evaluators in gateways:
             port = free_port()
             server = Server(
                 name.replace(" ", "-"),
@@ -189,6 +187,7 @@ def judging_overhead(
     finally:
         for server, _ in servers.values():
             server.stop()
+    off_name, on_name = gateways[0][0], gateways[1][0]
     out: dict[str, Any] = {"runs": runs, "peak_rss_mb": peaks}
     for rate in rates:
         diffs = {
@@ -196,7 +195,7 @@ def judging_overhead(
                 on[key] - off[key]
                 for off in runs
                 for on in runs
-                if off["target"] == "judging off" and on["target"] == "judging on"
+                if off["target"] == off_name and on["target"] == on_name
                 and off["offered_rps"] == on["offered_rps"] == rate
                 and off["repeat"] == on["repeat"]
             ]
@@ -207,6 +206,24 @@ def judging_overhead(
             "added_p99_ms": float(np.median(diffs["p99_ms"])),
         }
     return out
+
+
+def judging_overhead(
+    py: list[str], sim_port: int, rates: list[float], seconds: float, repeats: int
+) -> dict[str, Any]:
+    """What pairwise judging at 10% of the candidate's requests adds on the user's path:
+    two gateways with the same stable + candidate split, one judging (the simulator's
+    judge model, in the background), measured back to back at each rate."""
+    variants = _two_variants(RESULTS / "bench-variants-two.json", sim_port)
+    endpoint = {"baseUrl": f"http://127.0.0.1:{sim_port}/v1"}
+    options = {"provider": "openai", "model": "sim-judge", "endpoint": endpoint,
+               "maxUsdPerHour": 1000}  # fmt: skip
+    judged = json.dumps([{"name": "pairwise", "rate": 0.1, "options": options}])
+    return _back_to_back(
+        py,
+        [("judging off", variants, "ground_truth=1"), ("judging on", variants, judged)],
+        rates, seconds, repeats,
+    )  # fmt: skip
 
 
 def _router_variants(path: Path, sim_port: int) -> tuple[Path, Path]:
@@ -246,49 +263,13 @@ def router_overhead(
     py: list[str], sim_port: int, rates: list[float], seconds: float, repeats: int
 ) -> dict[str, Any]:
     """What a router variant adds to a request: two gateways, one plain and one routing
-    each request by a trained prompt router (scoring the prompt), measured back to back;
-    the median of the differences."""
+    each request by a trained prompt router (scoring the prompt), measured back to back."""
     plain, routed = _router_variants(RESULTS / "bench-variants.json", sim_port)
-    servers: dict[str, tuple[Server, str]] = {}
-    runs: list[dict[str, Any]] = []
-    try:
-        for name, variants in (("plain", plain), ("router", routed)):
-            port = free_port()
-            server = Server(
-                f"gateway-{name}",
-                [*py, "gateway", "--config", str(variants), "--host", "127.0.0.1",
-                 "--port", str(port), "--evaluators", "length=1"],
-                f"http://127.0.0.1:{port}/readyz",
-                env={"OPENAI_API_KEY": "sk-bench"},
-            )  # fmt: skip
-            servers[name] = (server, f"http://127.0.0.1:{port}")
-        for rate in rates:
-            for rep in range(repeats):
-                for name, (server, url) in servers.items():
-                    r = measure(name, url, rate, seconds, server)
-                    r["repeat"] = rep
-                    runs.append(r)
-        peaks = {name: server.peak_rss_mb() for name, (server, _) in servers.items()}
-    finally:
-        for server, _ in servers.values():
-            server.stop()
-    out: dict[str, Any] = {"runs": runs, "peak_rss_mb": peaks, "measured_alone": True}
-    for rate in rates:
-        diffs = {
-            key: [
-                on[key] - off[key]
-                for off in runs
-                for on in runs
-                if off["target"] == "plain" and on["target"] == "router"
-                and off["offered_rps"] == on["offered_rps"] == rate
-                and off["repeat"] == on["repeat"]
-            ]
-            for key in ("p50_ms", "p99_ms")
-        }  # fmt: skip
-        out[f"{int(rate)}rps"] = {
-            "added_p50_ms": float(np.median(diffs["p50_ms"])),
-            "added_p99_ms": float(np.median(diffs["p99_ms"])),
-        }
+    out = _back_to_back(
+        py, [("plain", plain, "length=1"), ("router", routed, "length=1")], rates, seconds,
+        repeats,
+    )  # fmt: skip
+    out["measured_alone"] = True
     return out
 
 
