@@ -271,7 +271,8 @@ def router_env(path: Path, folds: int = 5) -> Env:
         if params["model"] != routed_key:
             return base.truth(params)
         cap = int(params["maxTokens"])
-        use_cheap = oof >= float(params["routerThreshold"])
+        # No threshold in the point: the choice's own (router.threshold), as _config does.
+        use_cheap = oof >= float(params.get("routerThreshold", "0.5"))
         (cr, cc), (sr, sc) = served(cheap, cap), served(strong, cap)
         return float(np.where(use_cheap, cr, sr).mean()), float(np.where(use_cheap, cc, sc).mean())
 
