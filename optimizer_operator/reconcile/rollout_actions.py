@@ -84,16 +84,32 @@ def carry_out(
             action, rollout, spec, status, llmc, core=core, apps=apps, custom=custom, now=now
         )]  # fmt: skip
     if isinstance(action, RestoreStable):
-        render(core, llmc, stable, None)
-        release(custom, llmc, rollout)
-        if action.quarantine:
-            quarantine(
-                custom, llmc, spec.candidate, rollout, action.reason, now,
-                counted=spec.trial is None,
-            )  # fmt: skip
+        _stable_again(action, rollout, spec, llmc, core, custom, now)
         return [*events, ("Normal", "StableRestored", f"all traffic back on v{stable.version}")]
     assert isinstance(action, Promote)
     return [*events, *_promote(action, rollout, spec, status, llmc, core, apps, custom, now)]
+
+
+def _stable_again(
+    action: RestoreStable,
+    rollout: str,
+    spec: RolloutSpec,
+    llmc: LLMConfigObject,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    now: str,
+) -> None:
+    """Stable alone in the ConfigMap, the claim released, the candidate quarantined when
+    the action says so: what every routing does on a restore."""
+    stable = llmc.stable
+    assert stable is not None
+    render(core, llmc, stable, None)
+    release(custom, llmc, rollout)
+    if action.quarantine:
+        quarantine(
+            custom, llmc, spec.candidate, rollout, action.reason, now,
+            counted=spec.trial is None,
+        )  # fmt: skip
 
 
 def _promote(
@@ -176,13 +192,7 @@ def _on_route(
         set_split(custom, ns, routing, 0, route)
         if back_to_stable:
             remove_candidate_configmap(core, llmc)
-        render(core, llmc, stable, None)
-        release(custom, llmc, rollout)
-        if action.quarantine:
-            quarantine(
-                custom, llmc, spec.candidate, rollout, action.reason, now,
-                counted=spec.trial is None,
-            )  # fmt: skip
+        _stable_again(action, rollout, spec, llmc, core, custom, now)
         return [("Normal", "StableRestored", f"HTTPRoute {route_name}: all traffic back on "
                  f"{routing.stable_backend.describe()} (v{stable.version})")]  # fmt: skip
     assert isinstance(action, Promote)
