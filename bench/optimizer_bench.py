@@ -69,7 +69,7 @@ sys.path.insert(0, str(ROOT))
 
 from optimizer_operator.api.llmconfig import ModelConfig  # noqa: E402
 from optimizer_operator.api.policy import OptimizationPolicySpec, TrialRecord  # noqa: E402
-from optimizer_operator.decide import optimizer, predictor  # noqa: E402
+from optimizer_operator.decide import optimizer, predictor, threshold_search  # noqa: E402
 from optimizer_operator.decide.trials import first_weight_divisor  # noqa: E402
 from optimizer_operator.providers.simulator import load_fleet  # noqa: E402
 from optimizer_operator.routers import dataset as replay_dataset  # noqa: E402
@@ -297,14 +297,10 @@ def router_env(path: Path, folds: int = 5) -> Env:
         {"name": "routerThreshold", "type": "float", "low": "0", "high": "1", "step": "0.05"}
     )
 
-    def price_of(key: str) -> float | None:
-        if key == routed_key:  # a router pays the strong model's price at most
-            return base.price_of(f"simulator/{short[strong]}")
-        return base.price_of(key)
-
+    # A router key is priced from its two models' (optimizer.routed_price).
     return Env(
         "router", OptimizationPolicySpec.model_validate(spec), base.stable, truth, floor,
-        oracle_cost, oracle, price_of, base.kind,
+        oracle_cost, oracle, base.price_of, base.kind,
     )  # fmt: skip
 
 
@@ -405,6 +401,9 @@ def run_ours(  # noqa: PLR0915  one run of the loop as the operator would take i
             done()
             continue
         screen = optimizer.screening_params(spec, env.stable, records, env.price_of)
+        if screen is None:  # then a router's threshold bisection, as trial_start does
+            searched = threshold_search.next_point(spec, records)
+            screen = searched[0] if searched else None
         proposal = optimizer.ask(study, spec, env.stable, first=screen)
         params = proposal.params
         seen = next((r for r in records if r.params == params), None)

@@ -288,6 +288,15 @@ def _in_space(p: ParameterRange, raw: object) -> Any:
     return value if d._contains(d.to_internal_repr(value)) else None
 
 
+def routed_price(key: str, price_of: Callable[[str], float | None]) -> float | None:
+    """A model key's price; a router choice's, between its two models' (the mean: what
+    it pays depends on the share it sends on), None when either is unknown."""
+    if ROUTED not in key:
+        return price_of(key)
+    cheap, strong = (price_of(k) for k in key.split(ROUTED, 1))
+    return None if cheap is None or strong is None else (cheap + strong) / 2
+
+
 def screening_params(
     spec: OptimizationPolicySpec,
     stable: ModelConfig,
@@ -298,7 +307,8 @@ def screening_params(
 
     A structured initial design in place of the sampler's random start-up trials: each
     model of the space is measured once at the stable configuration's parameters (or the
-    middle of a range the stable value falls outside). While the stable configuration
+    middle of a range the stable value falls outside; a router choice at its own
+    threshold). While the stable configuration
     misses a constraint the pricier models come first (quality is what is missing);
     otherwise the cheaper ones (savings are what is sought). ``price_of`` gives a model
     key's output price per token, or None when the catalog does not know it (last)."""
@@ -314,13 +324,16 @@ def screening_params(
     up = base is not None and any(float(v) > 0 for v in base.constraints.values())
 
     def order(key: str) -> tuple[int, float]:
-        price = price_of(key)
+        price = routed_price(key, price_of)
         if price is None:
             return (1, 0.0)
         return (0, -price if up else price)
 
     key = min(todo, key=order)
     current = stable.parameters.to_wire()
+    choice = next(m for m in space.models if choice_key(m) == key)
+    if choice.router is not None:  # a router is screened at its own (trained) threshold
+        current[THRESHOLD] = choice.router.threshold
     params = {MODEL: key}
     for p in space.parameters:
         if not _active(p, key):

@@ -188,19 +188,23 @@ def explain(
     records: list[TrialRecord],
     params: dict[str, str],
     screen: dict[str, str] | None,
+    searched: str | None = None,
 ) -> str:
-    """Why this candidate: the model screening it belongs to, and the nearest trials
-    measured so far with their outcomes."""
+    """Why this candidate: the model screening it belongs to, or ``searched`` (the
+    router threshold search's reason), and the nearest trials measured so far with
+    their outcomes."""
     near = "; ".join(
         f"t{r.number} {r.params} {r.outcome or r.state}" + (f" score {r.score}" if r.score else "")
         for r in similar_trials(spec.search_space, records, params)
     )
-    if screen is None:
+    if screen is not None:
+        searched = (
+            f"model screening: {screen['model']} at the stable parameters, before the sampler "
+            "explores"
+        )
+    if searched is None:
         return near
-    return (
-        f"model screening: {screen['model']} at the stable parameters, before the sampler "
-        "explores" + ("; similar: " + near if near else "")
-    )
+    return searched + ("; similar: " + near if near else "")
 
 
 def trial_steps(spec: OptimizationPolicySpec, divisor: int) -> list[Step]:

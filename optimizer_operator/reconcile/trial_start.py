@@ -12,7 +12,7 @@ from ..api.common import parse_decimal
 from ..api.names import object_name
 from ..api.policy import TrialRecord
 from ..api.timestamps import format_ts
-from ..decide import optimizer, predictor, proposal, trials
+from ..decide import optimizer, predictor, proposal, threshold_search, trials
 from ..providers.catalog import list_price
 from .cycle_state import CycleState
 from .policy_quality import needs_rebaseline
@@ -35,10 +35,13 @@ def propose(c: CycleState, trigger: str) -> None:
         _bandit(c, trigger)
         return
     screen = optimizer.screening_params(spec, stable, s.trial_records, list_price)
-    asked = c.study.ask(screen)
+    searched = None if screen is not None else threshold_search.next_point(spec, s.trial_records)
+    asked = c.study.ask(screen or (searched[0] if searched else None))
     number = asked.trial.number
     record = _record(c, number, asked.params, asked.config.config_hash())
-    record.explanation = trials.explain(spec, s.trial_records, record.params, screen)
+    record.explanation = trials.explain(
+        spec, s.trial_records, record.params, screen, searched[1] if searched else None
+    )
     if _asked_again(c, record):
         return
     if record.hash == stable.config_hash():
