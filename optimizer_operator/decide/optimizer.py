@@ -308,10 +308,10 @@ def screening_params(
     A structured initial design in place of the sampler's random start-up trials: each
     model of the space is measured once at the stable configuration's parameters (or the
     middle of a range the stable value falls outside; a router choice at its own
-    threshold). While the stable configuration
-    misses a constraint the pricier models come first (quality is what is missing);
-    otherwise the cheaper ones (savings are what is sought). ``price_of`` gives a model
-    key's output price per token, or None when the catalog does not know it (last)."""
+    threshold). While the stable configuration misses a constraint the pricier models
+    come first (quality is what is missing); otherwise the cheaper ones (savings are what
+    is sought). ``price_of`` gives a model key's output price per token, or None when the
+    catalog does not know it (last; a router's is ``routed_price``)."""
     space = spec.search_space
     if not spec.sampler.screen_models or spec.sampler.name == "random" or len(space.models) < 2:
         return None
