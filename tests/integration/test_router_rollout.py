@@ -235,3 +235,102 @@ async def test_a_router_cheaper_at_the_floor_is_promoted_and_a_greedy_one_rolled
     newest = llmc["status"]["history"][-1]
     assert newest["source"] == "rollout/balanced" and newest["router"]["threshold"] == threshold
     assert [q["rollout"] for q in llmc["status"].get("quarantine") or []] == ["greedy"]
+
+
+def _policy(ns: str, digest: str) -> dict[str, Any]:
+    """Cost first at a 0.80 floor over Mixtral alone (63.8% right: below it), GPT-4 alone
+    (85.7%, stable) and a router between them declared at 0.45 (in-sample: 5% to GPT-4,
+    67.9% right: too greedy); the threshold searched from 0.4 to 0.8 in steps of 0.05."""
+    router = {"mode": "prompt", "threshold": "0.45",
+              "artifact": {"name": "gsm8k-router", "digest": digest},
+              "strong": {"provider": "replay", "model": STRONG}}  # fmt: skip
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "OptimizationPolicy",
+        "metadata": {"name": "tune", "namespace": ns},
+        "spec": {
+            "targetRef": {"name": "bot"},
+            "mode": "auto",
+            "strategy": "trials",
+            "objectives": [
+                {"metric": "cost_per_request_usd", "direction": "minimize", "weight": "0.7"},
+                {"metric": "quality_score", "direction": "maximize", "weight": "0.3"},
+            ],
+            "constraints": {"minQuality": "0.80"},
+            "searchSpace": {
+                "models": [
+                    {"provider": "replay", "model": CHEAP},
+                    {"provider": "replay", "model": STRONG},
+                    {"provider": "replay", "model": CHEAP, "router": router},
+                ],
+                "parameters": [{"name": "routerThreshold", "type": "float", "low": "0.4",
+                                "high": "0.8", "step": "0.05"}],
+            },
+            "sampler": {"name": "tpe", "seed": 5},
+            "schedule": {"triggers": [{"type": "interval", "every": "2s"}], "cooldown": "1s"},
+            # The baseline, Mixtral, the router as declared, then its threshold search.
+            "budgets": {"maxTrials": 4, "maxRolloutsPerDay": 10},
+            "rolloutTemplate": {
+                "steps": [{"setWeight": 50}, {"analysis": {"measurements": 2}}],
+                "postPromotion": {"bake": "3s"},
+                "analysis": {"interval": "3s", "window": "15s", "minSampleSize": 80,
+                             "inconclusiveLimit": 30},
+            },
+        },
+    }  # fmt: skip
+
+
+@pytest.mark.timeout(480)
+async def test_a_policy_searching_a_router_promotes_one_cheaper_than_any_single_model(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    operator: Path,
+    namespace: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+    artifact: str,
+) -> None:
+    """The policy measures GPT-4 as it runs, screens Mixtral (rolled back by the floor)
+    and the router at its declared threshold (too greedy: rolled back by the floor), then
+    bisects the threshold and promotes a router at the floor for far less than GPT-4."""
+    ns, digest = namespace, json.loads(artifact)["digest"]
+    _apply(kubeconfig, _artifact_cm(ns, artifact),
+           _llmconfig(ns, {"provider": "replay", "model": STRONG}))  # fmt: skip
+    wait_for(lambda: (_read(api, ns, "llmconfigs", "bot").get("status") or {}).get("history"),
+             30, "GPT-4 as v1")  # fmt: skip
+    async with replay_traffic(kubeconfig, ns, prometheus, monkeypatch):
+        _apply(kubeconfig, _policy(ns, digest))
+        status: dict[str, Any] = {}
+        for _ in range(420):
+            status = _read(api, ns, "optimizationpolicies", "tune").get("status") or {}
+            if "budget spent" in (status.get("message") or ""):
+                break
+            await asyncio.sleep(1)
+        else:
+            raise AssertionError(f"the policy did not spend its 4 trials: {json.dumps(status)}")
+    routed = f"replay/{CHEAP}@router:replay/{STRONG}"
+    records = status["trialRecords"]
+    assert [r["params"].get("model") for r in records] == [
+        f"replay/{STRONG}", f"replay/{CHEAP}", routed, routed
+    ], records  # fmt: skip
+    baseline, mixtral, greedy, searched = records
+    assert baseline.get("rollout") is None  # GPT-4 measured on its own traffic
+    assert float(baseline["metrics"]["quality_score"]) >= 0.80
+    # Below the floor, each rolled back by the floor's critical trigger on its canary.
+    for r in (mixtral, greedy):
+        assert r["outcome"] in ("RolledBack", "Infeasible"), r
+        assert float(r["constraints"]["minQuality"]) > 0, r
+    assert greedy["params"]["routerThreshold"] == "0.45"
+    # Bisection between 0.45 (below the floor) and the range's high: 0.6 on the grid.
+    assert searched["explanation"].startswith("router threshold search: 0.6, between 0.45"), (
+        searched["explanation"]
+    )
+    assert searched["outcome"] == "Promoted", searched
+    quality = float(searched["metrics"]["quality_score"])
+    cost = float(searched["metrics"]["cost_per_request_usd"])
+    assert quality >= 0.80
+    # Cheaper than the best single model at the floor (GPT-4; Mixtral misses it) by far.
+    assert cost < 0.7 * float(baseline["metrics"]["cost_per_request_usd"]), (searched, baseline)
+    current = _read(api, ns, "llmconfigs", "bot")["status"]["history"][-1]
+    assert current["source"] == f"rollout/{searched['rollout']}"
+    assert current["model"] == CHEAP and current["router"]["threshold"] == "0.6000"
+    assert current["router"]["strong"]["model"] == STRONG
