@@ -5,6 +5,7 @@ the variant the gateway reads."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -13,6 +14,7 @@ from ..api.llmconfig import ModelConfig
 from ..api.variants import VariantRouter
 from ..routers.model import Router
 from .configmap import REQUEST_TIMEOUT
+from .ownership import owner_reference
 
 
 class RouterArtifactProblem(Exception):
@@ -60,3 +62,33 @@ def variant_router(
         strong=r.strong,
         artifact=read_artifact(core, namespace, config),
     )
+
+
+def write_artifact(
+    core: client.CoreV1Api,
+    namespace: str,
+    name: str,
+    text: str,
+    *,
+    owner: dict[str, Any],
+    labels: dict[str, str],
+) -> None:
+    """A retrained router's artifact as ConfigMap ``name`` (key router.json), owned by
+    ``owner``. Its name carries the digest: an existing one holds the same artifact and
+    is left as it is (a retried cycle writes nothing twice)."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "data": {"router.json": text},
+    }
+    try:
+        core.create_namespaced_config_map(namespace, body, _request_timeout=REQUEST_TIMEOUT)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise

@@ -248,6 +248,56 @@ class Schedule(ApiModel):
     )
 
 
+class RouterTraining(ApiModel):
+    """Retrain the stable router on the LLMConfig's own recorded traffic on a schedule,
+    and canary the retrained one against it like any change."""
+
+    every: Duration | None = Field(default=None, description='e.g. "24h".')
+    cron: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description='Five fields, e.g. "0 3 * * *", or @daily and the like.'
+    )
+    time_zone: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="For cron: the IANA time zone. Default: UTC."
+    )
+    min_requests: int = Field(
+        default=300,
+        ge=20,
+        le=1_000_000,
+        description="Labelled answers of the router's cheap model needed to retrain. "
+        "Default: 300.",
+    )
+    max_requests: int = Field(
+        default=20_000,
+        ge=20,
+        le=1_000_000,
+        description="The newest this many labelled answers are used. Default: 20000.",
+    )
+    min_auc_gain: DecimalString = Field(
+        default="0.01",
+        description="How much better the retrained router must tell good cheap answers "
+        "from bad on held-out recordings (AUC, 0.5 to 1) before it is canaried. "
+        'Default: "0.01".',
+    )
+
+    @model_validator(mode="after")
+    def _when(self) -> RouterTraining:
+        if (self.every is None) == (self.cron is None):
+            raise FieldProblem("every", "give one of every or cron")
+        if self.cron is not None:
+            from .cron import CronError, parse_cron, zone
+
+            try:
+                parse_cron(self.cron)
+                zone(self.time_zone)
+            except CronError as exc:
+                raise FieldProblem("cron", str(exc)) from None
+        elif self.time_zone is not None:
+            raise FieldProblem("timeZone", "only with cron")
+        if self.max_requests < self.min_requests:
+            raise FieldProblem("maxRequests", "must be at least minRequests")
+        return self
+
+
 class Budgets(ApiModel):
     """Limits on how much the optimizer may try."""
 
@@ -386,6 +436,12 @@ class OptimizationPolicySpec(ApiModel):
         default=None,
         description="Which evaluators make quality_score (with weights) for the "
         "objectives, the constraints and every Rollout of the policy. Default: all.",
+    )
+    router_training: RouterTraining | None = Field(
+        default=None,
+        description="Retrain the stable router (an LLMConfig whose config has a router) "
+        "on the gateway's recordings of this LLMConfig on a schedule; a retrained router "
+        "better on held-out recordings is canaried against the current one.",
     )
     strategy: Literal["trials", "bandit", "auto"] = Field(
         default="trials",
@@ -608,6 +664,25 @@ class BaselineResult(ApiModel):
     message: str = Field(default="", description="Why a metric could not be compared.")
 
 
+class RouterTrainingStatus(ApiModel):
+    """What the latest retraining did and why."""
+
+    last_run: str | None = Field(default=None, description="When it last ran.")
+    outcome: str | None = Field(
+        default=None,
+        description="Canaried, Recommended, NotBetter, NotEnoughData, NotARouter, "
+        "NoRecordings, Waiting or Failed.",
+    )
+    message: str | None = None
+    requests: int | None = Field(default=None, description="Labelled answers used.")
+    auc: dict[str, str] = Field(
+        default_factory=dict, description="Held-out AUC: current and retrained."
+    )
+    digest: str | None = Field(default=None, description="The retrained artifact's digest.")
+    config_map: str | None = Field(default=None, description="Where it was written.")
+    rollout: str | None = Field(default=None, description="Its canary Rollout.")
+
+
 class OptimizationPolicyStatus(ApiModel):
     """Observed state of an OptimizationPolicy."""
 
@@ -655,4 +730,7 @@ class OptimizationPolicyStatus(ApiModel):
     )
     baselines: list[BaselineResult] = Field(
         default_factory=list, description="The stable configuration against its baselines."
+    )
+    router_training: RouterTrainingStatus | None = Field(
+        default=None, description="The latest retraining of the stable router."
     )

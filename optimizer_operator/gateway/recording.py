@@ -1,7 +1,7 @@
 """Opt-in traffic recording to JSONL in the replay provider's format.
 
-Each line is ``{"prompt", "model", "response", "correct", "llm_config", "variant",
-"ts"}``, so recorded traffic can be replayed as an offline evaluation set.
+Each line is ``{"prompt", "model", "response", "correct", "llm_config", "namespace",
+"variant", "ts"}``, so recorded traffic can be replayed as an offline evaluation set.
 Redaction: ``none`` keeps the prompt, ``pii`` masks e-mail addresses, phone
 and card-like numbers, ``hash`` stores only a SHA-256 of the prompt.
 """
@@ -52,6 +52,7 @@ class Recorder:
         correct: bool | None,
         llm_config: str,
         variant: str,
+        namespace: str = "",
     ) -> None:
         self._file.write(
             json.dumps(
@@ -61,6 +62,7 @@ class Recorder:
                     "response": response,
                     "correct": correct,
                     "llm_config": llm_config,
+                    "namespace": namespace,
                     "variant": variant,
                     "ts": round(time.time(), 3),
                 }

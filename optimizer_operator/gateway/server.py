@@ -943,6 +943,7 @@ class Gateway:
                 correct=correct,
                 llm_config=llm_config,
                 variant=variant.id,
+                namespace=self.metrics.ns,
             )
         if span is not None:
             span.set_attribute("gen_ai.usage.input_tokens", result.input_tokens)

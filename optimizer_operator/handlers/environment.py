@@ -4,6 +4,7 @@ value stops it in one line naming the variable."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def env_number(name: str, default: float, minimum: float, *, whole: bool = True) -> float:
@@ -36,6 +37,8 @@ def check_environment() -> None:
     PrometheusAccess.from_env()
     parse_webhooks(os.environ.get(ENV))
     trim_seconds()
+    recordings_dir()
+    retrain_timeout()
 
 
 def prometheus_timeout() -> float:
@@ -86,3 +89,21 @@ def connection_limit() -> int:
 def trim_seconds() -> float:
     """Seconds between heap trims (LLMOPT_MALLOC_TRIM_SECONDS, default 30; 0: never)."""
     return env_number("LLMOPT_MALLOC_TRIM_SECONDS", 30, 0, whole=False)
+
+
+def recordings_dir() -> Path | None:
+    """Where the gateways' recordings are, for router retraining (LLMOPT_RECORDINGS_DIR:
+    a directory, e.g. a volume the gateways write ``--record`` files to; unset: no
+    retraining)."""
+    raw = os.environ.get("LLMOPT_RECORDINGS_DIR", "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_dir():
+        raise ValueError(f"LLMOPT_RECORDINGS_DIR: {raw!r} is not a directory")
+    return path
+
+
+def retrain_timeout() -> float:
+    """Seconds one router retraining may take (LLMOPT_RETRAIN_TIMEOUT, default 600)."""
+    return env_number("LLMOPT_RETRAIN_TIMEOUT", 600, 1, whole=False)

@@ -14,12 +14,19 @@ import kopf
 
 from ..api import GROUP, OPTIMIZATION_POLICY, VERSION
 from ..reconcile.policy import run_cycle
+from ..reconcile.router_retrain import Training
 from ..tracing import Tracer
 from . import clients, telemetry
-from .environment import policy_workers
+from .environment import policy_workers, recordings_dir, retrain_timeout
 from .status import apply_outcome, body_dict
 
 TICK_SECONDS = float(os.environ.get("LLMOPT_POLICY_TICK", "15"))
+
+
+@lru_cache(maxsize=1)
+def _training() -> Training:
+    """Router retraining's settings (checked once at start by check_environment)."""
+    return Training(recordings_dir(), retrain_timeout())
 
 
 @lru_cache(maxsize=1)
@@ -72,6 +79,7 @@ def _cycle(body: kopf.Body, patch: kopf.Patch) -> None:
             source=clients.metric_source(),
             tracer=_tracer(),
             store=clients.history_store(),
+            training=_training(),
         )
     except Exception:
         telemetry.record_cycle(

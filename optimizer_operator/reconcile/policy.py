@@ -42,7 +42,7 @@ from ..api.policy import OptimizationPolicySpec, OptimizationPolicyStatus
 from ..api.timestamps import format_ts, parse_optional
 from ..api.validation import InvalidSpec, parse_spec
 from ..api.variants import stable_variant_id
-from ..decide import gates, optimizer, proposal
+from ..decide import gates, optimizer, proposal, router_retrain
 from ..decide.triggers import due
 from ..observe.policy_metrics import PolicyMetrics
 from ..observe.prometheus import MetricSource, MetricsUnavailable
@@ -50,8 +50,10 @@ from ..providers.catalog import list_price
 from ..store.session import HistorySession
 from ..tracing import Tracer
 from . import policy_quality
+from . import router_retrain as retrain_step
 from .cycle_state import CycleState
 from .policy_rules import DONE, apply_rules
+from .router_retrain import Training
 from .trial_settle import settle
 from .trial_start import propose
 
@@ -124,6 +126,7 @@ class Cycle:
         custom: client.CustomObjectsApi,
         source: MetricSource | None,
         tracer: Tracer | None,
+        training: Training,
     ) -> Outcome:
         try:
             spec = parse_spec(OptimizationPolicySpec, self.body.get("spec"))
@@ -151,6 +154,8 @@ class Cycle:
                 f"spec.strategy: bandit needs a discrete search space (categorical or stepped "
                 f"parameters) of at most {proposal.BANDIT_ARMS + 1} configurations",
             )
+        stable_config = target.stable.model_config_part()
+        spec = router_retrain.effective_spec(spec, stable_config, self.name)
         history = self.history
         c = self.state = CycleState(
             body=self.body,
@@ -175,6 +180,10 @@ class Cycle:
                     forced = apply_rules(c, c.target.status.active_rollout)
             if forced == DONE or settle(c):
                 return self.ready()
+        if retrain_step.due_now(c):
+            with phase("retrain"):
+                if retrain_step.retrain(c, training):
+                    return self.ready()
         with phase("orient"):
             _summarize(c)
         with phase("decide"):
@@ -295,14 +304,16 @@ def run_cycle(
     now: datetime | None = None,
     tracer: Tracer | None = None,
     store: HistoryStore | None = None,
+    training: Training | None = None,
 ) -> Outcome:
     """One cycle of the policy's loop."""
     now = now or datetime.now(UTC)
+    training = training or Training()
     try:
         cycle = Cycle(body, now, store)
         if tracer is None:
-            return cycle.run(custom, source, tracer)
+            return cycle.run(custom, source, tracer, training)
         with tracer.span("policy.cycle", {"llmopt.policy": cycle.name}):
-            return cycle.run(custom, source, tracer)
+            return cycle.run(custom, source, tracer, training)
     except optimizer.SamplerUnavailable as exc:
         return Cycle(body, now, None).out(False, "SamplerUnavailable", str(exc))
