@@ -133,10 +133,18 @@ def sole_operator() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def recordings_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session operator's recordings directory (LLMOPT_RECORDINGS_DIR): gateways under
+    test record into it, as gateways in a cluster write to a volume the operator reads."""
+    return tmp_path_factory.mktemp("recordings")
+
+
+@pytest.fixture(scope="session")
 def operator_process(
     kubeconfig: Path,
     crds_installed: None,
     prometheus: LocalPrometheus,
+    recordings_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     """The real operator process, cluster-wide, analysing rollouts with the session's
@@ -149,6 +157,7 @@ def operator_process(
             "LLMOPT_PROMETHEUS_URL": prometheus.url,
             "LLMOPT_ROLLOUT_TICK": "1",
             "LLMOPT_POLICY_TICK": "1",
+            "LLMOPT_RECORDINGS_DIR": str(recordings_dir),
         },
     )
     yield proc

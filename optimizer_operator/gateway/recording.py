@@ -79,8 +79,11 @@ class Recorder:
         self._task = asyncio.create_task(self._flush_loop())
 
     async def stop(self) -> None:
+        """Flush and close; a second call does nothing."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        self._file.flush()
-        self._file.close()
+            self._task = None
+        if not self._file.closed:
+            self._file.flush()
+            self._file.close()

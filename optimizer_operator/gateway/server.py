@@ -593,6 +593,9 @@ class Gateway:
             series = self.metrics.series(self.metrics.ns, llm_config, route.cheap.id,
                                          route.cheap.provider, route.cheap.model)  # fmt: skip
             series.cost.inc(cost or 0.0)
+            # The answer the router turned down is recorded too: a cascade's recordings
+            # label the cheap model on every request, not only those it kept.
+            self._record(first, route.cheap, prompt, llm_config)
         strong_req = request_as(creq, route.strong, client_params, "")
         try:
             if stream:
@@ -934,17 +937,7 @@ class Gateway:
                 ground_truth=result.ground_truth,
             )
         )
-        if self.recorder is not None:
-            correct = None if result.ground_truth is None else result.ground_truth >= 0.5
-            self.recorder.record(
-                prompt=prompt,
-                model=variant.model,
-                response=result.text,
-                correct=correct,
-                llm_config=llm_config,
-                variant=variant.id,
-                namespace=self.metrics.ns,
-            )
+        self._record(result, variant, prompt, llm_config)
         if span is not None:
             span.set_attribute("gen_ai.usage.input_tokens", result.input_tokens)
             span.set_attribute("gen_ai.usage.output_tokens", result.output_tokens)
@@ -960,6 +953,21 @@ class Gateway:
                 variant.id,
                 elapsed * 1000,
             )
+
+    def _record(self, result: ChatResult, variant: Variant, prompt: str, llm_config: str) -> None:
+        """An answer to the recording (``--record``), labelled when it has ground truth."""
+        if self.recorder is None:
+            return
+        correct = None if result.ground_truth is None else result.ground_truth >= 0.5
+        self.recorder.record(
+            prompt=prompt,
+            model=variant.model,
+            response=result.text,
+            correct=correct,
+            llm_config=llm_config,
+            variant=variant.id,
+            namespace=self.metrics.ns,
+        )
 
     def _record_failure(
         self, err: ProviderError, variant: Variant, llm_config: str, started: float, span: Any

@@ -105,10 +105,12 @@ def retrain(c: CycleState, training: Training) -> bool:
         return done("NotARouter", "the stable config has no router: nothing to retrain")
     active = c.target.status.active_rollout
     if active:
-        # Not run: it runs once the LLMConfig is free (last_run unchanged).
-        s.router_training = previous.model_copy(
-            update={"outcome": "Waiting", "message": f"waits for Rollout {active} to end"}
-        )
+        # Not run: it runs once the LLMConfig is free (last_run unchanged). While its own
+        # canary runs, the status goes on saying what started it.
+        if active != previous.rollout:
+            s.router_training = previous.model_copy(
+                update={"outcome": "Waiting", "message": f"waits for Rollout {active} to end"}
+            )
         return False
     where = training.recordings
     if where is None or not where.is_dir():

@@ -98,6 +98,28 @@ async def test_a_cascade_keeps_a_good_cheap_answer_and_pays_both_calls_on_escala
     assert text and events[-1].strip() == b"data: [DONE]"
 
 
+async def test_a_cascade_records_the_cheap_answer_it_turned_down_as_well(
+    start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """What router retraining learns from: a cascade's recording labels the cheap model
+    on every request, the escalated ones included, beside the strong model's answer."""
+    record = tmp_path / "rec.jsonl"
+    gateway, url = await start_gateway(
+        [_routed("cascade", _router("cascade").dumps())], record=record, record_redaction="none"
+    )
+    async with aiohttp.ClientSession() as s:
+        kept = await post_chat(s, url, _ask("what is 13 plus 3"))
+        up = await post_chat(s, url, _ask(HARD_ONE))
+    assert kept[2]["X-LLMOpt-Routed-To"] == "cheap" and up[2]["X-LLMOpt-Routed-To"] == "strong"
+    assert gateway.recorder is not None
+    await gateway.recorder.stop()
+    rows = [json.loads(line) for line in record.read_text().splitlines()]
+    by = [(r["prompt"], r["model"]) for r in rows]
+    assert by == [("what is 13 plus 3", "sim-small"), (HARD_ONE, "sim-small"),
+                  (HARD_ONE, "sim-large")]  # fmt: skip
+    assert all(r["variant"] == "v1" and isinstance(r["correct"], bool) for r in rows)
+
+
 async def test_a_corrupt_router_is_refused_and_the_last_good_set_kept(
     start_gateway: GatewayFactory, tmp_path: Path
 ) -> None:

@@ -60,6 +60,12 @@ VALUE_SETS: dict[str, list[str]] = {
         "notifications.webhooks[1].format=slack",
     ],
     "namespaced": ["--set", "operator.watch.mode=namespaced"],
+    "recordings": [
+        "--set", "recordings.existingClaim=llm-recordings",
+        "--set", "recordings.redaction=none",
+        "--set", "gateway.deployment.enabled=true",
+        "--set", "gateway.deployment.configMap=bot-llm-config",
+    ],
     # OpenShift's restricted-v2 SCC assigns user and group per namespace: unset ours.
     "openshift": [
         "--set",
@@ -298,6 +304,38 @@ def test_names_security_placement_and_extras_reach_every_workload(kubeconfig: Pa
         assert all(c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
                    for c in pod["containers"]), name  # fmt: skip
     assert "Deployment/r-llmo" in shift
+
+
+def test_recordings_go_from_the_gateways_to_the_operator_through_one_claim(
+    kubeconfig: Path,
+) -> None:
+    """Router retraining's data path: the chart's gateways record to the claim, one file
+    per pod; the operator mounts it read-only and is told where (LLMOPT_RECORDINGS_DIR)."""
+    pods = _pods(_render(kubeconfig, *VALUE_SETS["recordings"]))
+    operator = pods["Deployment/r-llm-optimizer"]
+    gateway = pods["Deployment/r-llm-optimizer-gateway"]
+    where = "/var/lib/llm-optimizer/recordings"
+    claim = {"claimName": "llm-recordings"}
+    assert {"name": "recordings", "persistentVolumeClaim": {**claim, "readOnly": True}} in (
+        operator["volumes"]
+    )
+    main = operator["containers"][0]
+    assert {"name": "recordings", "mountPath": where, "readOnly": True} in main["volumeMounts"]
+    assert {"name": "LLMOPT_RECORDINGS_DIR", "value": where} in main["env"]
+    assert {"name": "recordings", "persistentVolumeClaim": claim} in gateway["volumes"]
+    gw = gateway["containers"][0]
+    assert {"name": "recordings", "mountPath": where} in gw["volumeMounts"]
+    assert gw["env"][0]["name"] == "POD_NAME"  # what $(POD_NAME) in --record expands to
+    from optimizer_operator.cli.main import build_parser
+
+    parsed = build_parser().parse_args(gw["args"])
+    assert parsed.record == f"{where}/$(POD_NAME).jsonl" and parsed.record_redaction == "none"
+    # Without a claim: nothing recorded, nothing mounted.
+    plain = _pods(_render(kubeconfig, *VALUE_SETS["recordings"][4:]))
+    gw = plain["Deployment/r-llm-optimizer-gateway"]["containers"][0]
+    assert not any(a.startswith("--record") for a in gw["args"])
+    env = plain["Deployment/r-llm-optimizer"]["containers"][0]["env"]
+    assert "LLMOPT_RECORDINGS_DIR" not in {e["name"] for e in env}
 
 
 def test_the_chart_works_as_a_subchart_with_global_values(kubeconfig: Path, tmp_path: Path) -> None:

@@ -122,15 +122,22 @@ def test_the_operator_checks_and_inlines_the_router_artifact(
 
 @contextlib.asynccontextmanager
 async def replay_traffic(
-    kubeconfig: Path, ns: str, prometheus: LocalPrometheus, monkeypatch: pytest.MonkeyPatch
+    kubeconfig: Path,
+    ns: str,
+    prometheus: LocalPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+    record: Path | None = None,
 ) -> AsyncIterator[Gateway]:
     """The real gateway on the LLMConfig's ConfigMap, answering GSM8K questions from the
-    recorded responses (ground truth: their correctness), scraped by Prometheus."""
+    recorded responses (ground truth: their correctness), scraped by Prometheus;
+    recording its traffic to ``record`` when given."""
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     gateway = Gateway(GatewaySettings(
         configmap=f"{ns}/bot-llm-config",
         providers={"replay": ReplayProvider(load_dataset(DEFAULT_DATASET), time_scale=0.01)},
         evaluators="ground_truth=1",
+        record=record,
+        record_redaction="none",
     ))  # fmt: skip
     runner, url = await serve(gateway.app())
     prometheus.set_targets([url.removeprefix("http://")])

@@ -116,6 +116,10 @@ renders and removes, and Events. */}}
 {{- define "llmopt.env" -}}
 - name: LLMOPT_PROMETHEUS_URL
   value: {{ .Values.operator.prometheusUrl | quote }}
+{{- if .Values.recordings.existingClaim }}
+- name: LLMOPT_RECORDINGS_DIR
+  value: {{ .Values.recordings.mountPath | quote }}
+{{- end }}
 {{- $p := .Values.operator.prometheus }}
 - name: LLMOPT_PROMETHEUS_TIMEOUT
   value: {{ $p.timeout | quote }}
