@@ -261,7 +261,10 @@ class EvaluationQueue:
         while True:
             evaluator, sample = await self._queue.get()
             try:
-                value = await asyncio.wait_for(evaluator.score(sample), self.timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                # that arrives with the result, and stop() would wait forever.
+                async with asyncio.timeout(self.timeout):
+                    value = await evaluator.score(sample)
             except (TimeoutError, ProviderError, ValueError, OSError) as exc:
                 log.debug("evaluator %s failed: %s", evaluator.name, exc)
                 self.metrics.evaluations.labels(evaluator.name, "error").inc()

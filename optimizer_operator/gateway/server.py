@@ -427,7 +427,8 @@ class Gateway:
                 413, "request_too_large", f"request body over {self.s.max_body_bytes} bytes"
             )
         try:
-            raw = await asyncio.wait_for(request.read(), self.s.client_body_timeout)
+            async with asyncio.timeout(self.s.client_body_timeout):
+                raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._fail(
                 413, "request_too_large", f"request body over {self.s.max_body_bytes} bytes"

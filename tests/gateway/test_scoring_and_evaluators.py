@@ -106,6 +106,23 @@ async def test_queue_scores_off_path_and_skips_inapplicable() -> None:
     )
 
 
+async def test_stop_ends_the_workers_whenever_it_comes() -> None:
+    """Stopping while a score is just being delivered ends the workers too. (Python 3.11's
+    ``asyncio.wait_for`` returned the result and swallowed the cancellation when both came
+    in the same turn of the loop; the worker then waited on the queue forever and the
+    gateway's shutdown with it.) Stop lands at each point of a score's delivery in turn."""
+    for turns in range(8):
+        queue = EvaluationQueue(parse_specs("ground_truth"), GatewayMetrics(), workers=1)
+        queue.start()
+        await asyncio.sleep(0)  # the worker waits on the queue
+        queue.submit(_sample(1))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        async with asyncio.timeout(5):
+            await queue.stop()
+        assert all(t.done() for t in queue._tasks), turns
+
+
 async def test_full_queue_drops_and_counts() -> None:
     metrics = GatewayMetrics()
     queue = EvaluationQueue(parse_specs("ground_truth"), metrics, maxsize=3)
