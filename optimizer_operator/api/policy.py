@@ -680,6 +680,11 @@ class RouterTrainingStatus(ApiModel):
     )
     digest: str | None = Field(default=None, description="The retrained artifact's digest.")
     config_map: str | None = Field(default=None, description="Where it was written.")
+    threshold: str | None = Field(
+        default=None,
+        description="The retrained router's threshold: where it escalates the share of the "
+        "recorded requests the current router escalates at its own.",
+    )
     rollout: str | None = Field(default=None, description="Its canary Rollout.")
 
 

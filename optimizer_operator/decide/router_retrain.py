@@ -69,14 +69,17 @@ def effective_spec(
 ) -> OptimizationPolicySpec:
     """The spec the search works with: once a router this policy retrained is stable (its
     artifact in the policy's own ConfigMap), the router choice it came from uses that
-    artifact (the spec itself, a person's, is never written); otherwise the spec as
-    given."""
-    ref = stable.router.artifact if stable.router is not None else None
-    if ref is None or ref.name != artifact_name(policy, ref.digest):
+    artifact and its threshold, the retrained router's scores being on a scale of their
+    own (the spec itself, a person's, is never written); otherwise the spec as given."""
+    if stable.router is None:
+        return spec
+    ref = stable.router.artifact
+    if ref.name != artifact_name(policy, ref.digest):
         return spec
     key = config_key(stable)
+    update = {"artifact": ref, "threshold": stable.router.threshold}
     models = [
-        m.model_copy(update={"router": m.router.model_copy(update={"artifact": ref})})
+        m.model_copy(update={"router": m.router.model_copy(update=update)})
         if m.router is not None and choice_key(m) == key
         else m
         for m in spec.search_space.models

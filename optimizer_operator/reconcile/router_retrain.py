@@ -90,8 +90,9 @@ def retrain(c: CycleState, training: Training) -> bool:
     s = c.status
     previous = s.router_training or RouterTrainingStatus()
     st = previous.model_copy(
-        update={"last_run": format_ts(c.now), "requests": None, "auc": {}, "rollout": None}
-    )
+        update={"last_run": format_ts(c.now), "requests": None, "auc": {}, "rollout": None,
+                "threshold": None}
+    )  # fmt: skip
 
     def done(outcome: str, message: str, kind: str = "Normal") -> bool:
         st.outcome, st.message = outcome, message
@@ -138,6 +139,7 @@ def retrain(c: CycleState, training: Training) -> bool:
                 "good": found.good,
                 "answers": found.answers,
                 "current": current,
+                "threshold": float(stable.router.threshold),
             },
             training.timeout,
         )
@@ -151,7 +153,18 @@ def retrain(c: CycleState, training: Training) -> bool:
     verdict = router_retrain.judge(auc, t.min_auc_gain)
     if not verdict.canary:
         return done(verdict.outcome, f"{verdict.message} ({found.summary()})")
-    return _publish(c, st, str(answer["artifact"]), verdict.message, done)
+    threshold = answer.get("threshold")
+    st.threshold = str(threshold) if threshold is not None else stable.router.threshold
+    share = answer.get("escalated")
+    if isinstance(share, int | float):
+        verdict_message = (
+            f"{verdict.message}; at threshold {st.threshold} it escalates "
+            f"{100 * share:.1f}% of the recorded requests, as the current one does at "
+            f"{stable.router.threshold}"
+        )
+    else:
+        verdict_message = verdict.message
+    return _publish(c, st, str(answer["artifact"]), verdict_message, done)
 
 
 def _publish(
@@ -178,9 +191,10 @@ def _publish(
         return done("Failed", f"ConfigMap {name} not written: {exc.reason}", "Warning")
     st.digest, st.config_map = digest, name
     ref = RouterArtifactRef(name=name, digest=digest)
-    candidate = stable.model_copy(
-        update={"router": stable.router.model_copy(update={"artifact": ref})}
+    router = stable.router.model_copy(
+        update={"artifact": ref, "threshold": st.threshold or stable.router.threshold}
     )
+    candidate = stable.model_copy(update={"router": router})
     said = f"{verdict}, on {st.requests} answers; the artifact is ConfigMap {name}"
     if c.spec.mode == "recommend":
         return done("Recommended", f"{said} (mode recommend: no Rollout)")

@@ -84,11 +84,13 @@ def test_the_search_uses_the_retrained_artifact_once_it_is_stable() -> None:
     assert name == "tune-router-bbbbbbbbbbbb"
     stable = ModelConfig.model_validate({
         "provider": "replay", "model": "mixtral",
-        "router": {**ROUTER, "artifact": {"name": name, "digest": digest}},
+        "router": {**ROUTER, "threshold": "0.3125", "artifact": {"name": name, "digest": digest}},
     })  # fmt: skip
     used = router_retrain.effective_spec(spec, stable, "tune")
     assert used.search_space.models[1].router is not None
     assert used.search_space.models[1].router.artifact.digest == digest
+    # ... at the threshold it was canaried at: its scores are on a scale of their own.
+    assert used.search_space.models[1].router.threshold == "0.3125"
     assert used.search_space.models[0] == spec.search_space.models[0]
     assert spec.search_space.models[1].router.artifact.digest == "a" * 64  # never written
     # A router someone else put there (not this policy's ConfigMap) changes nothing.
@@ -105,10 +107,16 @@ def test_more_labelled_answers_make_a_router_that_beats_one_trained_on_few() -> 
     cheap = "mistralai/Mixtral-8x7B-Instruct-v0.1"
     good = ds.correct[cheap]
     weak = Router.train("prompt", ds.prompts[:60], good[:60], cheap=cheap, strong="gpt-4", c=1.0)
-    answer = retrain({"prompts": ds.prompts, "good": good, "current": weak.dumps()})
+    answer = retrain({"prompts": ds.prompts, "good": good, "current": weak.dumps(),
+                      "threshold": 0.55})  # fmt: skip
     assert answer["rows"] == len(ds.prompts) and answer["heldOut"] > 200
     assert answer["auc"]["retrained"] > answer["auc"]["current"] + 0.05, answer["auc"]
     retrained = Router.loads(answer["artifact"])
+    # Its threshold escalates the share of these requests the current router does at 0.55.
+    share = float(np.mean(weak.scores(ds.prompts) < 0.55))
+    assert 0.05 < share < 0.95 and answer["escalated"] == pytest.approx(share, abs=1e-4)
+    at = float(answer["threshold"])
+    assert float(np.mean(retrained.scores(ds.prompts) < at)) == pytest.approx(share, abs=0.01)
     assert (retrained.cheap, retrained.strong, retrained.mode) == (cheap, "gpt-4", "prompt")
     assert json.loads(answer["artifact"])["trainedOn"]["retrainedFrom"] == json.loads(
         weak.dumps())["digest"]  # fmt: skip
@@ -116,6 +124,16 @@ def test_more_labelled_answers_make_a_router_that_beats_one_trained_on_few() -> 
     same = retrain({"prompts": ds.prompts[:40], "good": [True] * 39 + [False],
                     "current": weak.dumps()})  # fmt: skip
     assert "auc" not in same
+
+
+def test_the_same_share_threshold_keeps_the_ends_and_the_quantile_between() -> None:
+    from optimizer_operator.routers.retrain import escalated, same_share_threshold
+
+    scores = np.linspace(0.0, 1.0, 101)
+    assert same_share_threshold(scores, 0.0) == 0.0  # nothing escalated: cheap always
+    assert same_share_threshold(scores, 1.0) == 1.0
+    assert escalated(scores, same_share_threshold(scores, 0.3)) == pytest.approx(0.3, abs=0.01)
+    assert escalated(np.asarray([]), 0.5) == 0.0
 
 
 def test_the_child_process_answers_json_and_says_what_is_wrong() -> None:

@@ -2,8 +2,8 @@
 labels scored backwards) serves GSM8K through the real gateway, which records the answers with
 their labels; the policy's routerTraining reads the recordings, retrains in a child process,
 finds the new router better on held-out answers, writes it to a ConfigMap of its own and
-canaries it against the current router; the canary is promoted, and the LLMConfig's
-stable is the retrained router."""
+canaries it against the current router at the same share of escalations; the canary is
+promoted, and the LLMConfig's stable is the retrained router."""
 
 from __future__ import annotations
 
@@ -81,8 +81,15 @@ def _policy(ns: str, digest: str, threshold: str) -> dict[str, Any]:
             "routerTraining": {"every": "5s", "minRequests": 1000},
             "rolloutTemplate": {
                 "steps": [{"setWeight": 50}, {"analysis": {"measurements": 2}}],
+                # The retrained router escalates other questions than the backwards one,
+                # the long ones Mixtral gets wrong: at the same share, GPT-4's p95 latency
+                # shows more. This app trades latency for quality: the canary is judged on
+                # errors and on quality against the current router.
                 "analysis": {"interval": "3s", "window": "15s", "minSampleSize": 60,
-                             "inconclusiveLimit": 30},
+                             "inconclusiveLimit": 30, "metrics": [
+                                 {"name": "error_rate", "comparison": "sequential"},
+                                 {"name": "quality_score", "comparison": "mannWhitney",
+                                  "direction": "higherIsBetter"}]},
             },
         },
     }  # fmt: skip
@@ -135,13 +142,22 @@ async def test_a_router_retrained_on_its_recorded_traffic_is_canaried_and_promot
     assert json.loads(cm.data["router.json"])["digest"] == training["digest"]
     assert cm.metadata.owner_references[0].kind == "OptimizationPolicy"
     rollout = _read(api, ns, "rollouts", training["rollout"])
-    assert rollout["status"]["phase"] == "Promoted", rollout["status"]
+    assert rollout["status"]["phase"] == "Promoted", (
+        rollout["status"].get("message"), rollout["status"].get("stepResults"))
     assert rollout["metadata"]["labels"][f"{GROUP}/router-retrain"] == "true"
     newest = _read(api, ns, "llmconfigs", "bot")["status"]["history"][-1]
     assert newest["source"] == f"rollout/{training['rollout']}"
     assert newest["router"]["artifact"] == {"name": name, "key": "router.json",
                                             "digest": training["digest"]}  # fmt: skip
-    assert newest["router"]["threshold"] == threshold  # the same threshold, a new router
+    # A new router at a threshold of its own: the one escalating the share of the
+    # recorded requests the backwards one escalated (a fifth), so the canary compared
+    # the two at the same cost and latency.
+    assert newest["router"]["threshold"] == training["threshold"] != threshold
+    retrained = Router.loads(cm.data["router.json"])
+    ds = datasets.load(DEFAULT_DATASET)
+    scores = retrained.scores(ds.prompts, ds.responses[CHEAP])
+    share = np.mean(scores < float(training["threshold"]))
+    assert 0.12 < share < 0.28, share
     # Nothing of the person's: the policy's spec and the first artifact are as applied.
     policy = _read(api, ns, "optimizationpolicies", "tune")
     assert policy["spec"]["searchSpace"]["models"][1]["router"]["artifact"]["digest"] == digest
