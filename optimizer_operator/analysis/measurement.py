@@ -17,6 +17,7 @@ from ..observe.prometheus import (
     REQUESTS,
     MetricSource,
     MetricsUnavailable,
+    by_variant,
     chosen_evaluators,
     render,
 )
@@ -73,6 +74,54 @@ class Variants:
         )
 
 
+    def paired(self, template: str, window: str) -> tuple[str, bool] | None:
+        """``template`` for the canary and stable in one query (``by_variant``), rendered;
+        None when it is asked variant by variant."""
+        form = by_variant(chosen_evaluators(template, self.evaluators), (self.canary, self.stable))
+        if form is None:
+            return None
+        query, zero = form
+        return self.query(query, "", window), zero
+
+
+def pair_values(
+    source: MetricSource, variants: Variants, template: str, window: str
+) -> dict[str, float]:
+    """``template``'s value for the canary and for stable: one query when it can be, two
+    otherwise; a missing value raises MetricsUnavailable either way."""
+    pair = (variants.canary, variants.stable)
+    form = variants.paired(template, window)
+    if form is None:
+        return {v: source.value(variants.query(template, v, window)) for v in pair}
+    query, zero = form
+    found = {labels.get("variant", ""): value for labels, value in source.vector(query)}
+    out: dict[str, float] = {}
+    for v in pair:
+        if v in found:
+            out[v] = found[v]
+        elif zero:
+            out[v] = 0.0
+        else:
+            raise MetricsUnavailable(f"no data for variant {v} in {query}")
+    return out
+
+
+def pair_series(
+    source: MetricSource, variants: Variants, template: str, window: str, span: float, step: float
+) -> tuple[list[float], list[float]]:
+    """``template`` over ``span`` every ``step`` for the canary and for stable (one range
+    query when it can be: not for a template whose absent series count zero, zeros a
+    range query by variant would lose); a variant with no series gets an empty list."""
+    form = variants.paired(template, window)
+    if form is None or form[1]:
+        return (
+            source.series(variants.query(template, variants.canary, window), span, step),
+            source.series(variants.query(template, variants.stable, window), span, step),
+        )
+    found = source.series_by(form[0], span, step, "variant")
+    return found.get(variants.canary, []), found.get(variants.stable, [])
+
+
 @dataclass(frozen=True)
 class Measurement:
     results: list[MetricResult]
@@ -100,10 +149,9 @@ def measure(
     window = parse_duration(analysis.window)
     since = _fmt(min(since_seconds, 7 * 86400))
 
-    q = variants.query
-    # A minimum sample before any verdict: requests per variant since traffic began.
-    pair = (variants.canary, variants.stable)
-    counts = {v: source.value(q(variants.requests, v, since)) for v in pair}
+    # A minimum sample before any verdict: requests per variant since traffic began (one
+    # query for both when it can be, as for each metric below).
+    counts = pair_values(source, variants, variants.requests, since)
     if min(counts.values()) < analysis.min_sample_size:
         waiting = MetricResult(
             "sample_size",
@@ -136,13 +184,15 @@ def measure(
                 if metric.threshold and metric.threshold.max
                 else None
             )
+            events = pair_values(source, variants, events_t, since)
+            totals = pair_values(source, variants, total_t, since)
             results.append(
                 sequential_rate(
                     metric.name,
-                    source.value(q(events_t, variants.canary, since)),
-                    source.value(q(total_t, variants.canary, since)),
-                    source.value(q(events_t, variants.stable, since)),
-                    source.value(q(total_t, variants.stable, since)),
+                    events[variants.canary],
+                    totals[variants.canary],
+                    events[variants.stable],
+                    totals[variants.stable],
                     margin=margin,
                     max_rate=maximum,
                     min_total=analysis.min_sample_size,
@@ -155,8 +205,7 @@ def measure(
             # The sequential test sees every interval since traffic began (that is what
             # keeps it valid under repeated checks); Mann-Whitney sees the last window.
             span = min(since_seconds, 7 * 86400) if metric.comparison == "sequential" else window
-            canary = source.series(q(template, variants.canary, _fmt(2 * step)), span, step)
-            stable = source.series(q(template, variants.stable, _fmt(2 * step)), span, step)
+            canary, stable = pair_series(source, variants, template, _fmt(2 * step), span, step)
             compare = sequential_mean if metric.comparison == "sequential" else mann_whitney
             results.append(
                 compare(
@@ -293,8 +342,8 @@ def check_triggers(
         canary = evidence[0].estimate if evidence else source.value(q(template, variants.canary))
         stable = None
         if relative:
-            recent = source.value(q(template, variants.canary))
-            stable = source.value(q(template, variants.stable))
+            both = pair_values(source, variants, template, win)
+            recent, stable = both[variants.canary], both[variants.stable]
             inc, dec = _bound(t.max_increase), _bound(t.max_decrease)
             effect = relative_effect(recent, stable)
             if inc is not None and effect > inc:
@@ -353,9 +402,7 @@ def ab_decide(
     (a single test at a fixed horizon, so its error rate is the stated alpha)."""
     since = _fmt(min(since_seconds, 7 * 86400))
 
-    q = variants.query
-    pair = (variants.canary, variants.stable)
-    counts = [source.value(q(variants.requests, v, since)) for v in pair]
+    counts = pair_values(source, variants, variants.requests, since).values()
     if min(counts) < ab.min_samples:
         return None
     template = ab.query or BUILTIN.get(ab.metric, ("", ""))[0]
@@ -367,8 +414,7 @@ def ab_decide(
     )
     span = min(since_seconds, 7 * 86400)
     step = max(span / 30.0, 2.0)
-    canary = source.series(q(template, variants.canary, _fmt(step)), span, step)
-    stable = source.series(q(template, variants.stable, _fmt(step)), span, step)
+    canary, stable = pair_series(source, variants, template, _fmt(step), span, step)
     alpha = float(parse_decimal(ab.alpha))
     result = compare_two_sided(ab.metric, canary, stable, direction, alpha)
     if result.p_value is None or result.effect is None or result.p_value >= alpha:

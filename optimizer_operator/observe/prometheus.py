@@ -142,6 +142,36 @@ def chosen_evaluators(template: str, weights: tuple[tuple[str, float], ...]) -> 
     return f"sum({means} * on (evaluator) ({w})) / sum(({w}) and on (evaluator) {means})"
 
 
+# Built-in templates that can be asked for both variants of a comparison in one query.
+_PAIRABLE = frozenset(
+    {*(t for t, _ in BUILTIN.values()), *(t for pair in COUNTS.values() for t in pair), REQUESTS}
+)
+_VARIANT_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_ZERO = " or vector(0)"
+
+
+def by_variant(template: str, variants: tuple[str, ...]) -> tuple[str, bool] | None:
+    """A built-in ``template`` asked for several ``variants`` in one query: every sum keeps
+    the variant label and the selector matches any of them, so that a canary and its
+    stable cost Prometheus one evaluation instead of two. Also whether a variant absent
+    from the answer counts 0 (a template ending ``or vector(0)``: error series appear
+    only with the first error). None for what it does not rewrite: the user's own
+    templates, the chosen-evaluator quality mean, vector(0) inside an expression, ids
+    that are not plain (they go into a regex)."""
+    if template not in _PAIRABLE or not all(_VARIANT_ID.match(v) for v in variants):
+        return None
+    zero = template.endswith(_ZERO)
+    body = template.removesuffix(_ZERO)
+    if "vector(" in body or " by (" in body.replace("sum by (le) (", ""):
+        return None
+    grouped = (
+        body.replace('variant="{{variant}}"', 'variant=~"{{variant}}"')
+        .replace("sum by (le) (", "sum by (le, variant) (")
+        .replace("sum(", "sum by (variant) (")
+    )
+    return grouped.replace("{{variant}}", "|".join(variants)), zero
+
+
 class MetricsUnavailable(RuntimeError):
     """No trustworthy number could be had; the caller must hold, not decide."""
 
@@ -166,6 +196,10 @@ class MetricSource(Protocol):
     ) -> list[float]: ...
 
     def vector(self, query: str) -> list[tuple[dict[str, str], float]]: ...
+
+    def series_by(
+        self, query: str, seconds: float, step_seconds: float, label: str
+    ) -> dict[str, list[float]]: ...
 
 
 _STATUS = re.compile(r"HTTP Status Code (\d{3})")
@@ -304,8 +338,32 @@ class PrometheusSource:
     ) -> list[float]:
         """Finite values of a range query over ``seconds`` ending at ``end`` (default now);
         NaN points dropped."""
+        result = self._range(query, seconds, step_seconds, end)
+        if not result:
+            return []
+        if len(result) > 1:
+            raise MetricsUnavailable(f"{len(result)} series for {query}; expected one")
+        return _finite(result[0])
+
+    def series_by(
+        self, query: str, seconds: float, step_seconds: float, label: str
+    ) -> dict[str, list[float]]:
+        """A range query's series by the value of ``label`` (finite values, as
+        ``series``); a label value with no series is absent."""
+        result = self._range(query, seconds, step_seconds, None)
+        out: dict[str, list[float]] = {}
+        for item in result or []:
+            key = str((item.get("metric") or {}).get(label, ""))
+            if key in out:
+                raise MetricsUnavailable(f"two series with {label}={key} for {query}")
+            out[key] = _finite(item)
+        return out
+
+    def _range(
+        self, query: str, seconds: float, step_seconds: float, end: datetime | None
+    ) -> Any:
         end = end or datetime.now(UTC)
-        result = self._call(
+        return self._call(
             self._client.custom_query_range,
             query,
             start_time=end - timedelta(seconds=seconds),
@@ -313,12 +371,11 @@ class PrometheusSource:
             step=f"{step_seconds:g}s",
             params={"timeout": f"{self.timeout:g}s"},
         )
-        if not result:
-            return []
-        if len(result) > 1:
-            raise MetricsUnavailable(f"{len(result)} series for {query}; expected one")
-        values = [float(v) for _, v in result[0]["values"]]
-        return [v for v in values if math.isfinite(v)]
+
+
+def _finite(item: dict[str, Any]) -> list[float]:
+    values = [float(v) for _, v in item["values"]]
+    return [v for v in values if math.isfinite(v)]
 
 
 def _short(exc: Exception) -> str:
