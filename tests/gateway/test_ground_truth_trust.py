@@ -56,13 +56,21 @@ async def test_only_a_marked_endpoint_of_ours_gives_ground_truth(stream: bool) -
 
 
 async def test_the_plain_simulator_sends_no_llmopt_field() -> None:
-    app = build_app(SimulatorProvider(load_fleet(None), time_scale=0), plain=True)
+    simulator = SimulatorProvider(load_fleet(None), time_scale=0)
+    app = build_app(simulator, plain=True)
     runner, base = await serve(app)
     ask = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}
+    # The simulator answers 1% of sim-small's requests with a simulated 503, drawn from
+    # the request id: a fixed id whose draw is an answer (without one, a random id failed
+    # this test one run in a hundred).
+    draw = simulator.draw(ChatRequest(model="sim-small", messages=ask["messages"],
+                                      parameters=Parameters(), request_id="plain-1"))  # fmt: skip
+    assert not draw.fails and not draw.hangs
     try:
         async with (
             aiohttp.ClientSession() as s,
-            s.post(base + "/v1/chat/completions", json=ask) as resp,
+            s.post(base + "/v1/chat/completions", json=ask,
+                   headers={"X-Request-Id": "plain-1"}) as resp,  # fmt: skip
         ):
             body = await resp.json()
     finally:
