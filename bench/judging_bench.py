@@ -55,16 +55,17 @@ import numpy as np
 from scipy import stats
 
 from optimizer_operator.analysis.canary import msprt_log_lambda
-from optimizer_operator.gateway.pairwise import combine
+from optimizer_operator.gateway.pairwise import GRADE_SCORE, WINNER_SCORE, pair_score
 from optimizer_operator.gateway.similarity import similarity
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k_responses.csv"
 STABLE_Q, DROP = 0.80, 0.05
-VERDICTS = ("A", "B", "tie")
-OUTCOME_VALUE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
-METHODS = ("absolute", "pairwise", "pairwise-one-order", "pairwise-graded")
+METHODS = (
+    "absolute", "absolute-1-5", "pairwise", "pairwise-one-order", "pairwise-winner",
+    "pairwise-winner-one-order", "pairwise-scores", "pairwise-scores-one-order",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,91 +89,118 @@ def _quality(rng: np.random.Generator, h: np.ndarray, world: World, mean: float)
 
 
 def absolute_scores(
-    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int]
+    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int], steps: int = 10
 ) -> np.ndarray:
-    """One judge call's 0-10 score (as 0..1) of answers of fresh prompts."""
+    """One judge call's score (as 0..1) of answers of fresh prompts, on a scale of
+    ``steps`` + 1 points: 0-10, or 1-5 (the gateway's ``llm_judge``) with 4."""
     h = rng.normal(0.0, math.sqrt(world.rho), shape)
     lenient = rng.normal(0.0, world.leniency, shape)
     seen = _quality(rng, h, world, mean) + lenient + rng.normal(0.0, world.judge_noise, shape)
-    return np.clip(np.round(seen * 10.0), 0.0, 10.0) / 10.0
+    return np.clip(np.round(seen * steps), 0.0, steps) / steps
 
 
-def _order(
-    rng: np.random.Generator, first: np.ndarray, second: np.ndarray, world: World
+# The first answer's score for each verdict code, per scale: graded codes 0..4 are
+# A>>B, A>B, A=B, B>A, B>>A; winner codes 0..2 are A, tie, B (the gateway's tables).
+FIRST_SCORE = {
+    "graded": np.array([GRADE_SCORE[v] for v in ("A>>B", "A>B", "A=B", "B>A", "B>>A")]),
+    "winner": np.array([WINNER_SCORE[v] for v in ("A", "tie", "B")]),
+}
+BIASED = {"graded": 1, "winner": 0}  # what a judge preferring the first answer says
+
+
+def _first_score(
+    rng: np.random.Generator, first: np.ndarray, second: np.ndarray, world: World, scale: str
 ) -> np.ndarray:
-    """One judge call on (first, second): 0 = "A", 1 = "B", 2 = "tie"."""
+    """One judge call on (first, second): the first answer's score."""
     d = (first + rng.normal(0.0, world.judge_noise, first.shape)) - (
         second + rng.normal(0.0, world.judge_noise, first.shape)
     )
-    verdict = np.where(d > world.tie_margin, 0, np.where(d < -world.tie_margin, 1, 2))
-    return np.where(rng.random(first.shape) < world.bias, 0, verdict)
-
-
-# The gateway's rule for two orders, as a table: OUTCOME[first][second].
-OUTCOME = np.array(
-    [[OUTCOME_VALUE[combine(a, b)] for b in VERDICTS] for a in VERDICTS]  # type: ignore[arg-type]
-)
-
-
-def pairwise_outcomes(
-    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int]
-) -> np.ndarray:
-    """The candidate's outcome per pair (1 win, 1/2 tie, 0 loss): both orders judged."""
-    h = rng.normal(0.0, math.sqrt(world.rho), shape)
-    lenient = rng.normal(0.0, world.leniency, shape)  # the same prompt: it cancels
-    cand = _quality(rng, h, world, mean) + lenient
-    stab = _quality(rng, h, world, STABLE_Q) + lenient
-    first = _order(rng, cand, stab, world)  # the candidate as A
-    second = _order(rng, stab, cand, world)  # the candidate as B
-    return np.asarray(OUTCOME[first, second])
-
-
-def one_order_outcomes(
-    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int]
-) -> np.ndarray:
-    """The candidate's outcome per pair judged once, in a random order."""
-    h = rng.normal(0.0, math.sqrt(world.rho), shape)
-    lenient = rng.normal(0.0, world.leniency, shape)
-    cand = _quality(rng, h, world, mean) + lenient
-    stab = _quality(rng, h, world, STABLE_Q) + lenient
-    flip = rng.random(shape) < 0.5
-    verdict = _order(rng, np.where(flip, stab, cand), np.where(flip, cand, stab), world)
-    won = np.where(flip, verdict == 1, verdict == 0)
-    lost = np.where(flip, verdict == 0, verdict == 1)
-    return np.where(won, 1.0, np.where(lost, 0.0, 0.5))
-
-
-GRADES = np.array([1.0, 0.75, 0.5, 0.25, 0.0])  # A>>B, A>B, A=B, B>A, B>>A for A
-
-
-def graded_outcomes(
-    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int]
-) -> np.ndarray:
-    """The candidate's score per pair from one graded judgement in a random order, on a
-    five-point scale (much better, better, tie, worse, much worse: "much" past
-    ``--strong-margin``); a biased call says "the first is better"."""
-    h = rng.normal(0.0, math.sqrt(world.rho), shape)
-    lenient = rng.normal(0.0, world.leniency, shape)
-    cand = _quality(rng, h, world, mean) + lenient
-    stab = _quality(rng, h, world, STABLE_Q) + lenient
-    flip = rng.random(shape) < 0.5
-    first, second = np.where(flip, stab, cand), np.where(flip, cand, stab)
-    d = (first + rng.normal(0.0, world.judge_noise, shape)) - (
-        second + rng.normal(0.0, world.judge_noise, shape)
-    )
     m, strong = world.tie_margin, world.strong_margin
-    grade = np.where(d > strong, 0, np.where(d > m, 1, np.where(d >= -m, 2,
-                     np.where(d >= -strong, 3, 4))))  # fmt: skip
-    grade = np.where(rng.random(shape) < world.bias, 1, grade)
-    score_first = GRADES[grade]
-    return np.where(flip, 1.0 - score_first, score_first)
+    if scale == "graded":
+        code = np.where(d > strong, 0, np.where(d > m, 1, np.where(d >= -m, 2,
+                        np.where(d >= -strong, 3, 4))))  # fmt: skip
+    else:
+        code = np.where(d > m, 0, np.where(d < -m, 2, 1))
+    code = np.where(rng.random(first.shape) < world.bias, BIASED[scale], code)
+    return np.asarray(FIRST_SCORE[scale][code])
+
+
+def _side_by_side(
+    rng: np.random.Generator, first: np.ndarray, second: np.ndarray, world: World
+) -> np.ndarray:
+    """One judge call scoring both answers 1-5 (``scale: scores``): the first answer's
+    score (4 + a - b) / 8 (``gateway.pairwise.first_score``); a biased call scores the
+    first above the second whatever they are."""
+    a, b = (
+        np.clip(np.round((x + rng.normal(0.0, world.judge_noise, x.shape)) * 4.0), 0, 4) + 1
+        for x in (first, second)
+    )
+    biased = rng.random(first.shape) < world.bias
+    a, b = (
+        np.where(biased, np.where(b < 5, np.maximum(a, b + 1), 5), a),
+        np.where(biased, np.minimum(b, 4), b),
+    )
+    return (4.0 + a - b) / 8.0
+
+
+def _pair(
+    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate's and stable's answer quality on the same prompts (the judge's
+    per-prompt leniency is shared by both, so it cancels in a comparison)."""
+    h = rng.normal(0.0, math.sqrt(world.rho), shape)
+    lenient = rng.normal(0.0, world.leniency, shape)
+    return (
+        _quality(rng, h, world, mean) + lenient,
+        _quality(rng, h, world, STABLE_Q) + lenient,
+    )
+
+
+def judged_scores(
+    rng: np.random.Generator, world: World, mean: float, shape: tuple[int, int],
+    scale: str, orders: int,
+) -> np.ndarray:  # fmt: skip
+    """The candidate's pair score per pair, by the gateway's rule
+    (``gateway.pairwise.pair_score``): both orders, or one drawn at random."""
+    cand, stab = _pair(rng, world, mean, shape)
+    if scale == "scores":
+        if orders == 2:
+            return (_side_by_side(rng, cand, stab, world)
+                    + 1.0 - _side_by_side(rng, stab, cand, world)) / 2.0  # fmt: skip
+        flip = rng.random(shape) < 0.5
+        a = _side_by_side(rng, np.where(flip, stab, cand), np.where(flip, cand, stab), world)
+        return np.where(flip, 1.0 - a, a)
+    if orders == 2:
+        as_first = _first_score(rng, cand, stab, world, scale)
+        as_second = _first_score(rng, stab, cand, world, scale)
+        return np.asarray(PAIR_SCORE[scale][_index(scale, as_first), _index(scale, as_second)])
+    flip = rng.random(shape) < 0.5
+    a_score = _first_score(rng, np.where(flip, stab, cand), np.where(flip, cand, stab), world,
+                           scale)  # fmt: skip
+    return np.where(flip, 1.0 - a_score, a_score)
+
+
+def _index(scale: str, score: np.ndarray) -> np.ndarray:
+    return np.searchsorted(LEVELS[scale], score)
+
+
+LEVELS = {k: np.sort(v) for k, v in FIRST_SCORE.items()}
+# The gateway's rule for two orders, as a table over the first-answer scores.
+PAIR_SCORE = {
+    k: np.array([[pair_score(float(a), float(b)) for b in levels] for a in levels])
+    for k, levels in LEVELS.items()
+}
 
 
 JUDGED = {
-    "pairwise": pairwise_outcomes,
-    "pairwise-one-order": one_order_outcomes,
-    "pairwise-graded": graded_outcomes,
+    "pairwise": ("graded", 2),
+    "pairwise-one-order": ("graded", 1),
+    "pairwise-winner": ("winner", 2),
+    "pairwise-winner-one-order": ("winner", 1),
+    "pairwise-scores": ("scores", 2),
+    "pairwise-scores-one-order": ("scores", 1),
 }
+ABSOLUTE = {"absolute": 10, "absolute-1-5": 4}  # steps of the judge's scale: 0-10, 1-5
 
 
 def _log_lambda(diff: np.ndarray, variance: np.ndarray, tau: float) -> np.ndarray:
@@ -195,13 +223,13 @@ def _cum_mean_var(x: np.ndarray, looks: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def absolute_evidence(
     rng: np.random.Generator, world: World, mean: float, runs: int, calls: int, look: int,
-    tau: float,
+    tau: float, steps: int = 10,
 ) -> np.ndarray:
     """log Lambda (stable better than the candidate) at each look, per run."""
     per_side = calls // 2
     looks = np.arange(look // 2, per_side + 1, look // 2)
-    c = absolute_scores(rng, world, mean, (runs, per_side))
-    s = absolute_scores(rng, world, STABLE_Q, (runs, per_side))
+    c = absolute_scores(rng, world, mean, (runs, per_side), steps)
+    s = absolute_scores(rng, world, STABLE_Q, (runs, per_side), steps)
     cm, cv = _cum_mean_var(c, looks)
     sm, sv = _cum_mean_var(s, looks)
     n = looks[None, :].astype(float)
@@ -213,11 +241,10 @@ def pairwise_evidence(
     tau: float, method: str = "pairwise",
 ) -> np.ndarray:
     """log Lambda (the candidate loses more than it wins) at each look, per run."""
-    per_call = 2 if method == "pairwise" else 1
-    judged = JUDGED[method]
+    scale, per_call = JUDGED[method]
     pairs = calls // per_call
     looks = np.arange(look // per_call, pairs + 1, look // per_call)
-    o = judged(rng, world, mean, (runs, pairs))
+    o = judged_scores(rng, world, mean, (runs, pairs), scale, per_call)
     om, ov = _cum_mean_var(o, looks)
     n = looks[None, :].astype(float)
     return _log_lambda((0.5 - om).ravel(), (ov / n).ravel(), tau).reshape(om.shape)
@@ -228,12 +255,14 @@ def true_effect(method: str, world: World, seed: int) -> float:
     1/2 minus the candidate's win rate (pairwise)."""
     rng = np.random.default_rng(seed)
     shape = (1, 400_000)
-    if method == "absolute":
+    if method in ABSOLUTE:
+        steps = ABSOLUTE[method]
         return float(
-            absolute_scores(rng, world, STABLE_Q, shape).mean()
-            - absolute_scores(rng, world, STABLE_Q - DROP, shape).mean()
+            absolute_scores(rng, world, STABLE_Q, shape, steps).mean()
+            - absolute_scores(rng, world, STABLE_Q - DROP, shape, steps).mean()
         )
-    return float(0.5 - JUDGED[method](rng, world, STABLE_Q - DROP, shape).mean())
+    scale, orders = JUDGED[method]
+    return float(0.5 - judged_scores(rng, world, STABLE_Q - DROP, shape, scale, orders).mean())
 
 
 def detect(
@@ -244,8 +273,10 @@ def detect(
     tau = max(effect, 1e-3)
 
     def evidence(rng: np.random.Generator, mean: float) -> np.ndarray:
-        if method == "absolute":
-            return absolute_evidence(rng, world, mean, args.runs, args.horizon, args.look, tau)
+        if method in ABSOLUTE:
+            return absolute_evidence(
+                rng, world, mean, args.runs, args.horizon, args.look, tau, ABSOLUTE[method]
+            )
         return pairwise_evidence(
             rng, world, mean, args.runs, args.horizon, args.look, tau, method
         )
@@ -265,7 +296,7 @@ def detect(
         "nominal_alpha": math.exp(-threshold),
         "false_rollback": float((peak > threshold).mean()),
         "detected": float(found.mean()),
-        "calls_per_pair": {"absolute": 0, "pairwise": 2}.get(method, 1),
+        "calls_per_pair": 0 if method in ABSOLUTE else JUDGED[method][1],
         "median_calls": float(np.median(calls)),
         "p80_calls": float(np.percentile(calls, 80)),
     }
@@ -341,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--judge-noise", type=float, default=0.1)
     p.add_argument("--bias", type=float, default=0.2)
     p.add_argument("--tie-margin", type=float, default=0.02)
+    p.add_argument(
+        "--strong-margin", type=float, default=0.15,
+        help="a graded verdict says 'much better' past this quality difference",
+    )
     p.add_argument("--rho", type=float, nargs="*", default=[0.0, 0.3, 0.5, 0.8])
     p.add_argument(
         "--leniency", type=float, nargs="*", default=[0.0, 0.1],
@@ -370,24 +405,25 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     cells = [(label, rho, le) for le in args.leniency for label, rho in rhos]
     for i, (label, rho, leniency) in enumerate(cells):
-        world = World(rho, args.judge_noise, args.bias, args.tie_margin, leniency)
+        world = World(
+            rho, args.judge_noise, args.bias, args.tie_margin, leniency, args.strong_margin
+        )
         label = f"{label}, leniency {leniency:g}"
         row: dict[str, Any] = {"world": label, "rho": rho, "leniency": leniency}
         for method in METHODS:
             row[method] = detect(method, world, args, args.seed + 10 * i)
-        row["ratio"] = row["pairwise"]["median_calls"] / row["absolute"]["median_calls"]
-        row["ratio_one_order"] = (
-            row["pairwise-one-order"]["median_calls"] / row["absolute"]["median_calls"]
-        )
-        row["ratio_graded"] = (
-            row["pairwise-graded"]["median_calls"] / row["absolute"]["median_calls"]
-        )
+        base = row["absolute"]["median_calls"]
+        row["ratios"] = {m: row[m]["median_calls"] / base for m in JUDGED}
+        row["ratios_1_5"] = {
+            m: row[m]["median_calls"] / row["absolute-1-5"]["median_calls"] for m in JUDGED
+        }
         rows.append(row)
         print(
-            f"{label}: absolute {row['absolute']['median_calls']:.0f} calls, pairwise "
-            f"{row['pairwise']['median_calls']:.0f} (x{row['ratio']:.2f}), one order "
-            f"{row['pairwise-one-order']['median_calls']:.0f} (x{row['ratio_one_order']:.2f}), "
-            f"graded {row['pairwise-graded']['median_calls']:.0f} (x{row['ratio_graded']:.2f})",
+            f"{label}: absolute {base:.0f} calls (1-5: "
+            f"{row['absolute-1-5']['median_calls']:.0f}); "
+            + ", ".join(
+                f"{m} {row[m]['median_calls']:.0f} (x{row['ratios'][m]:.2f})" for m in JUDGED
+            ),
             flush=True,
         )
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -414,12 +450,17 @@ def markdown(report: dict[str, Any]) -> str:
         f"{s['horizon']} calls; each method's threshold calibrated so that "
         f"{s['false_rollback']:.0%} of A/A runs roll back within the horizon. Judge noise "
         f"{s['judge_noise']} per answer, position bias {s['bias']}, tie margin "
-        f"{s['tie_margin']}. `pairwise`: two judge calls per pair (both orders, the "
-        "default); `pairwise-one-order`: one, in a random order (`orders: 1`); "
-        "`pairwise-graded`: one, on a five-point scale (a design not built). Each pair "
-        "also costs one shadow call to stable: the 'with shadow calls' column adds them. "
-        "`rho`: the correlation of stable's and the candidate's answer quality on the same "
-        "prompt; `leniency`: the sd of a judge's per-prompt offset on absolute scores.",
+        f"{s['tie_margin']}, 'much better' past {s.get('strong_margin', 0.15)}. "
+        "`absolute`: one score per judge call on 0-10; `absolute-1-5`: on 1-5, as the "
+        "gateway's `llm_judge` asks. `pairwise`: the gateway's default, a graded five-point "
+        "verdict in both orders (two judge calls per pair); `pairwise-one-order`: graded, "
+        "one order drawn at random (`orders: 1`, one call); `pairwise-winner`, "
+        "`pairwise-winner-one-order`: A, B or tie (`scale: winner`); `pairwise-scores`, "
+        "`pairwise-scores-one-order`: both answers scored 1-5 side by side in one call "
+        "(`scale: scores`). Each pair also costs "
+        "one shadow call to stable: the 'with shadow calls' column adds them. `rho`: the "
+        "correlation of stable's and the candidate's answer quality on the same prompt; "
+        "`leniency`: the sd of a judge's per-prompt offset on absolute scores.",
         "",
         "| world | method | median judge calls | p80 | with shadow calls (median) | detected"
         " | false rollback (A/A) | effect seen |",
@@ -435,33 +476,38 @@ def markdown(report: dict[str, Any]) -> str:
                 f" | {total:.0f} | {r['detected']:.1%} | {r['false_rollback']:.1%}"
                 f" | {r['effect']:.4f} |"
             )
+    judged = list(JUDGED)
     lines += [
         "",
-        "Pairwise / absolute, median judge calls (both orders; one order; graded, one "
-        "order):",
+        "Pairwise / absolute (0-10), median judge calls ("
+        + "; ".join(judged)
+        + "), and against absolute 1-5 (the same order):",
         "",
     ]
     lines += [
-        f"- {row['world']}: x{row['ratio']:.2f}; x{row['ratio_one_order']:.2f}; "
-        f"x{row.get('ratio_graded', float('nan')):.2f}"
+        f"- {row['world']}: "
+        + "; ".join(f"x{row['ratios'][m]:.2f}" for m in judged)
+        + " | 1-5: "
+        + "; ".join(f"x{row['ratios_1_5'][m]:.2f}" for m in judged)
         for row in report["rows"]
     ]
-    for label, key in (("win/tie/loss (as the gateway judges today)", ("ratio", "ratio_one_order")),
-                       ("a graded five-point verdict (not built)", ("ratio_graded",))):  # fmt: skip
-        met = [r["world"] for r in report["rows"]
-               if min(r.get(k, float("inf")) for k in key) <= 0.5]  # fmt: skip
+    for label, key in (("0-10 scores", "ratios"), ("1-5 scores (the gateway's llm_judge)",
+                                                   "ratios_1_5")):  # fmt: skip
+        met = [r["world"] for r in report["rows"] if min(r[key].values()) <= 0.5]
         missed = [r["world"] for r in report["rows"] if r["world"] not in met]
         lines += [
             "",
-            f"Target (pairwise needs at most half the judge calls), {label}: "
+            f"Target (some pairwise method needs at most half the judge calls of absolute "
+            f"{label}): "
             + (f"met in {'; '.join(met)}" if met else "met in no world measured")
             + (f"; not met in {'; '.join(missed)}." if missed else "."),
         ]
     lines += [
         "",
-        "Pairing cancels only what the two answers to one prompt share, so the gain grows "
-        "with rho; a win/tie/loss verdict keeps less of each difference than a score, so "
-        "with little shared (rho near 0) pairwise needs more calls.",
+        "One pairwise call sees both answers where absolute needs a call for each; pairing "
+        "cancels what the two answers to one prompt share, so the gain grows with rho; a "
+        "verdict keeps less of each difference than a score (a graded one more than A, B or "
+        "tie), and a position bias is noise in one order and costs a second call in two.",
     ]
     sim = report.get("similarity")
     if sim:

@@ -9,6 +9,9 @@ since the candidate's traffic began, and turned into two confidence sequences
   same requests their scores are not independent, so the sample counts as the total
   divided by the number of evaluators (never more than the distinct requests scored).
 * ``error_rate``: errors out of requests, a proportion.
+* ``win_rate``: the mean of the candidate's pair scores against stable (pairwise
+  judging), with their variance from their histogram, exact: each bucket is one value a
+  score can take. Ties and graded verdicts make it smaller than a proportion's.
 * ``latency_p95_seconds``: p95 <= L exactly when at most 5% of successful requests take
   longer than L; that share comes from the duration histogram, counted at the bucket
   edges either side of L (the side that cannot overstate the evidence for each decision).
@@ -24,11 +27,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..api.common import PAIRED_METRICS
 from ..observe.prometheus import (
     BUILTIN,
     COUNTS,
     LATENCY_BUCKETS,
+    PAIR_SCORE_BUCKETS,
+    PAIR_SCORE_COUNT,
+    PAIR_SCORE_SUM,
     QUALITY_BUCKETS,
     QUALITY_COUNTS,
     QUALITY_SUM,
@@ -42,6 +47,7 @@ from .confidence import (
     Side,
     bounded_variance,
     decide,
+    level_moment,
     mean_interval,
     proportion_interval,
     second_moment,
@@ -110,6 +116,20 @@ def _buckets(query: Query, source: MetricSource, template: str) -> list[tuple[fl
     return sorted(out)
 
 
+def _scores(
+    name: str, side: Side, bound: float, alphas: tuple[float, float], mean: float,
+    moment: float, n: float, unit: str = "requests",
+) -> BoundEvidence:  # fmt: skip
+    """A bound on the mean of ``n`` scores on [0, 1] with second moment ``moment``."""
+    mean = min(max(mean, 0.0), 1.0)
+    sd = math.sqrt(bounded_variance(mean, moment, n))
+    rollback, passing = (mean_interval(mean, sd, n, a) for a in alphas)
+    return BoundEvidence(
+        name, side, bound, mean, shown(side, rollback, passing), n,
+        decide(side, bound, rollback, passing), unit,
+    )  # fmt: skip
+
+
 def _quality(
     side: Side, bound: float, alphas: tuple[float, float], query: Query, source: MetricSource
 ) -> BoundEvidence:
@@ -117,20 +137,24 @@ def _quality(
     total = sum(counts)
     if total <= 0:
         raise MetricsUnavailable("no quality scores for the candidate yet")
-    n = total / len(counts)
-    mean = min(max(_one(query, source, QUALITY_SUM) / total, 0.0), 1.0)
+    mean = _one(query, source, QUALITY_SUM) / total
     moment = second_moment(_buckets(query, source, QUALITY_BUCKETS))
-    sd = math.sqrt(bounded_variance(mean, moment, n))
-    rollback, passing = (mean_interval(mean, sd, n, a) for a in alphas)
-    return BoundEvidence(
-        "quality_score",
-        side,
-        bound,
-        mean,
-        shown(side, rollback, passing),
-        n,
-        decide(side, bound, rollback, passing),
-    )
+    return _scores("quality_score", side, bound, alphas, mean, moment, total / len(counts))
+
+
+def _win_rate(
+    side: Side, bound: float, alphas: tuple[float, float], query: Query, source: MetricSource
+) -> BoundEvidence:
+    # No series yet is no pair judged yet, not a failure.
+    n = sum(v for _, v in source.vector(query(PAIR_SCORE_COUNT)))
+    if n <= 0:
+        raise MetricsUnavailable(
+            "no judged pairs for the candidate yet (win_rate: from the gateway's pairwise "
+            "evaluator; check that it is configured and under its spend cap)"
+        )
+    mean = _one(query, source, PAIR_SCORE_SUM) / n
+    moment = level_moment(_buckets(query, source, PAIR_SCORE_BUCKETS))
+    return _scores("win_rate", side, bound, alphas, mean, moment, n, "judged pairs")
 
 
 def _rate(
@@ -142,15 +166,7 @@ def _rate(
     source: MetricSource,
 ) -> BoundEvidence:
     events_t, total_t = COUNTS[name]
-    if name in PAIRED_METRICS:  # no series yet is no pair judged yet, not a failure
-        total = sum(v for _, v in source.vector(query(total_t)))
-    else:
-        total = _one(query, source, total_t)
-    if total <= 0 and name in PAIRED_METRICS:
-        raise MetricsUnavailable(
-            f"no judged pairs for the candidate yet ({name}: from the gateway's pairwise "
-            "evaluator; check that it is configured and under its spend cap)"
-        )
+    total = _one(query, source, total_t)
     if total <= 0:
         raise MetricsUnavailable(f"no requests for the candidate yet ({name})")
     events = _one(query, source, events_t)
@@ -238,6 +254,8 @@ def bound_evidence(
     template since traffic began (for batch means)."""
     if custom_query is None and name == "quality_score":
         return _quality(side, bound, alphas, query, source)
+    if custom_query is None and name == "win_rate":
+        return _win_rate(side, bound, alphas, query, source)
     if custom_query is None and name in COUNTS:
         return _rate(name, side, bound, alphas, query, source)
     if custom_query is None and name == "latency_p95_seconds" and side == "max":

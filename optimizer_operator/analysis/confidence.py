@@ -148,6 +148,20 @@ def second_moment(buckets: Sequence[tuple[float, float]], high: float = 1.0) -> 
     return acc / total if total > 0 else high * high
 
 
+def level_moment(buckets: Sequence[tuple[float, float]]) -> float:
+    """The mean of x^2 from cumulative histogram buckets ``(upper edge, count <= edge)``
+    of values that only ever take the edges' values (a pairwise pair score and its
+    buckets): each value at its bucket's edge, exact. 1 when there is nothing."""
+    total, acc, below = 0.0, 0.0, 0.0
+    for edge, cumulative in sorted(buckets):
+        inside = max(cumulative - below, 0.0)
+        if math.isfinite(edge):
+            acc += inside * edge * edge
+            total += inside
+        below = max(below, cumulative)
+    return acc / total if total > 0 else 1.0
+
+
 def decide(
     side: Side,
     bound: float,

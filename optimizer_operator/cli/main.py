@@ -256,7 +256,11 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
             provider = SimulatorProvider(
                 load_fleet(args.fleet),
                 time_scale=args.time_scale,
-                judge=JudgeSettings(bias=args.judge_bias, noise=args.judge_noise),
+                judge=JudgeSettings(
+                    bias=args.judge_bias,
+                    noise=args.judge_noise,
+                    strong_margin=args.judge_strong_margin,
+                ),
             )
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -475,6 +479,13 @@ exit codes: 0 ok, 1 refused by the API server, 2 cluster unreachable or bad usag
         default=0.1,
         help="model sim-judge: the standard deviation of the noise on the quality "
         "difference it sees (default 0.1)",
+    )
+    sim.add_argument(
+        "--judge-strong-margin",
+        type=float,
+        default=0.15,
+        help="model sim-judge, graded verdicts: the quality difference past which it says "
+        "one answer is much better (default 0.15)",
     )
     sim.set_defaults(func=_cmd_simulator)
 

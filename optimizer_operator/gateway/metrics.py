@@ -26,6 +26,9 @@ DURATION_BUCKETS = (*(round(0.01 * 2 ** (i / 3), 5) for i in range(45)), 300.0)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 30.0, 60.0)
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
 QUALITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+# Every value a pairwise pair score can take (means over one or two orders of a verdict
+# worth a multiple of 1/8: multiples of 1/16), one bucket each.
+PAIR_SCORE_BUCKETS = tuple(i / 16 for i in range(17))
 
 VARIANT = ("llm_config_namespace", "llm_config", "variant")
 GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
@@ -112,8 +115,17 @@ class GatewayMetrics:
             "llmopt_pairwise",
             "Pairwise verdicts on a candidate's answer against stable's answer to the same "
             "request (judged blind, in both orders or one drawn at random): win, loss or tie for "
-            "the candidate.",
+            "the candidate (its pair score above, below or at 1/2).",
             (*VARIANT, "baseline", "outcome"),
+            registry=r,
+        )
+        self.pairwise_score = Histogram(
+            "llmopt_pairwise_score",
+            "A candidate's score per judged pair against stable (0-1; 1/2 as good as stable): "
+            "the mean over the orders judged of the judge's grade for the candidate's answer. "
+            "Its mean is the win rate.",
+            (*VARIANT, "baseline"),
+            buckets=PAIR_SCORE_BUCKETS,
             registry=r,
         )
         self.stable_similarity = Histogram(

@@ -13,9 +13,18 @@ something that is not a verdict is counted and skipped: never a verdict.
 Each shadowed pair also gets a cheap reference-free number, the lexical similarity of
 the two answers (``gateway.similarity``), exported as ``llmopt_stable_similarity``.
 
-A pair's outcome for the candidate: win when one order prefers it and the other does
-not prefer stable (win+win, win+tie), loss the other way round, a tie otherwise
-(including the two orders disagreeing, which is what position bias looks like).
+The verdict is graded by default, on five points (much better, better, as good, worse,
+much worse: the first answer's score 1, 3/4, 1/2, 1/4, 0); with ``scale: winner`` a
+plain A, B or tie (1, 1/2, 0); with ``scale: scores`` the judge scores both answers
+side by side from 1 to 5 in one call (the first answer's score (4 + a - b) / 8: the
+most each call tells, see bench/results/judging.md). A pair's score for the candidate
+is the mean of its
+scores over the orders judged, so an answer much better in both orders scores 1 and
+two orders that disagree (what position bias looks like) meet in the middle. The
+scores are exported as the histogram ``llmopt_pairwise_score`` (its buckets at every
+value a score can take, so its variance is exact); ``win_rate`` is their mean. The
+outcome counter ``llmopt_pairwise_total`` says win (score above 1/2), loss (below) or
+tie.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ from .similarity import similarity
 log = logging.getLogger("llmopt.gateway.pairwise")
 Outcome = Literal["win", "loss", "tie"]
 Verdict = Literal["A", "B", "tie"]
+Scale = Literal["graded", "winner", "scores"]
+SCALES: tuple[Scale, ...] = ("graded", "winner", "scores")
 
 PAIRWISE_PROMPT = (
     "You compare two answers to the same user request. Which is better: more correct, "
@@ -48,7 +59,28 @@ PAIRWISE_PROMPT = (
     'Reply with JSON only: {{"winner": "A"}}, {{"winner": "B"}} or {{"winner": "tie"}}.'
     "\n\nUser request:\n{prompt}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}"
 )
+GRADED_PROMPT = (
+    "You compare two answers to the same user request. Which is better: more correct, "
+    "complete and clear, and by how much? The order in which they appear says nothing "
+    'about them. Reply with JSON only: {{"verdict": V}} where V is "A>>B" (A is much '
+    'better), "A>B" (A is better), "A=B" (as good), "B>A" (B is better) or "B>>A" (B '
+    "is much better).\n\nUser request:\n{prompt}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}"
+)
+SCORES_PROMPT = (
+    "You grade two answers to the same user request, side by side. Score each from 1 "
+    "(wrong or unhelpful) to 5 (correct, complete and clear). The order in which they "
+    'appear says nothing about them. Reply with JSON only: {{"A": <1-5>, "B": <1-5>}}.'
+    "\n\nUser request:\n{prompt}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}"
+)
+PROMPTS = {"graded": GRADED_PROMPT, "winner": PAIRWISE_PROMPT, "scores": SCORES_PROMPT}
 _WINNER = re.compile(r'"winner"\s*:\s*"(A|B|tie)"', re.IGNORECASE)
+_GRADE = re.compile(
+    r'"verdict"\s*:\s*"\s*(A\s*>>\s*B|A\s*>\s*B|A\s*=\s*B|B\s*>\s*A|B\s*>>\s*A)\s*"', re.IGNORECASE
+)
+_SIDE_SCORE = {side: re.compile(rf'"{side}"\s*:\s*"?([1-5])(?![0-9.])') for side in "AB"}
+# The first answer's score for each verdict.
+GRADE_SCORE = {"A>>B": 1.0, "A>B": 0.75, "A=B": 0.5, "B>A": 0.25, "B>>A": 0.0}
+WINNER_SCORE = {"A": 1.0, "tie": 0.5, "B": 0.0}
 
 
 class Garbage(ValueError):
@@ -68,6 +100,7 @@ class PairwiseSettings:
     max_pending: int = 32
     timeout: float = 60.0
     orders: int = 2  # 2: both orders per pair; 1: one, drawn at random (half the judge calls)
+    scale: Scale = "graded"  # five points; "winner": A, B or tie; "scores": 1-5 each
 
     @classmethod
     def from_options(cls, rate: float, options: dict[str, Any]) -> PairwiseSettings:
@@ -79,6 +112,11 @@ class PairwiseSettings:
         orders = options.get("orders", 2)
         if orders not in (1, 2, "1", "2"):
             raise ValueError(f"evaluator pairwise: orders must be 1 or 2, got {orders!r}")
+        scale = options.get("scale", "graded")
+        if scale not in SCALES:
+            raise ValueError(
+                f"evaluator pairwise: scale must be graded, winner or scores, got {scale!r}"
+            )
         return cls(
             provider=str(options.get("provider", "openai")),
             model=str(options["model"]),
@@ -90,11 +128,12 @@ class PairwiseSettings:
             max_pending=int(options.get("maxPending", 32)),
             timeout=float(options.get("timeout", 60.0)),
             orders=int(orders),
+            scale=scale,
         )
 
 
 def verdict_of(text: str) -> Verdict:
-    """The judge's verdict in its reply; Garbage when there is none."""
+    """The judge's verdict in its reply (scale winner); Garbage when there is none."""
     found = _WINNER.search(text)
     if found is None:
         raise Garbage(f"no verdict in the judge's reply ({text[:80]!r})")
@@ -102,19 +141,37 @@ def verdict_of(text: str) -> Verdict:
     return "tie" if word.lower() == "tie" else ("A" if word.upper() == "A" else "B")
 
 
-def combine(first: Verdict, second: Verdict) -> Outcome:
-    """The candidate's outcome from the two orders: ``first`` with the candidate as A,
-    ``second`` with the candidate as B."""
-    says = {"A": "win", "B": "loss", "tie": "tie"}[first], {
-        "A": "loss",
-        "B": "win",
-        "tie": "tie",
-    }[second]
-    if "win" in says and "loss" not in says:
-        return "win"
-    if "loss" in says and "win" not in says:
-        return "loss"
-    return "tie"
+def first_score(text: str, scale: Scale) -> float:
+    """The first answer's (A's) score in the judge's reply, on [0, 1]; Garbage when the
+    reply holds no verdict of that scale."""
+    if scale == "winner":
+        return WINNER_SCORE[verdict_of(text)]
+    if scale == "scores":
+        fa, fb = (_SIDE_SCORE[side].search(text) for side in "AB")
+        if fa is None or fb is None:
+            raise Garbage(f"no scores for A and B in the judge's reply ({text[:80]!r})")
+        a, b = int(fa.group(1)), int(fb.group(1))
+        return (4 + a - b) / 8  # 1 for 5 against 1, 1/2 for equal scores
+    found = _GRADE.search(text)
+    if found is None:
+        raise Garbage(f"no graded verdict in the judge's reply ({text[:80]!r})")
+    return GRADE_SCORE[re.sub(r"\s+", "", found.group(1)).upper()]
+
+
+def pair_score(as_first: float | None, as_second: float | None) -> float:
+    """The candidate's score for a pair: the mean over the orders judged of its own
+    score, from ``as_first`` (A's score with the candidate as A) and ``as_second`` (A's
+    score with stable as A)."""
+    own = [s for s in (as_first, None if as_second is None else 1.0 - as_second)
+           if s is not None]  # fmt: skip
+    if not own:
+        raise ValueError("a pair needs at least one order judged")
+    return sum(own) / len(own)
+
+
+def outcome_of(score: float) -> Outcome:
+    """Win, loss or tie for the candidate, from its pair score."""
+    return "win" if score > 0.5 else "loss" if score < 0.5 else "tie"
 
 
 class SpendMeter:
@@ -155,12 +212,12 @@ class PairwiseJudge:
         self.s, self.metrics, self.pricing, self.provider = settings, metrics, pricing, provider
         self._rng = random.Random(seed)
         self.spend = SpendMeter(clock)
-        self._tasks: set[asyncio.Task[Outcome | None]] = set()
+        self._tasks: set[asyncio.Task[float | None]] = set()
 
     def offer(
         self, creq: ChatRequest, candidate: Variant, answer: ChatResult, stable: Variant | None,
         llm_config: str, client_params: Parameters | None = None,
-    ) -> asyncio.Task[Outcome | None] | None:  # fmt: skip
+    ) -> asyncio.Task[float | None] | None:  # fmt: skip
         """Maybe judge this answer of ``candidate`` against ``stable``'s, in the
         background; the task, or None when not sampled or skipped (counted).
         ``client_params``: what the client asked for, under stable's own parameters."""
@@ -204,9 +261,9 @@ class PairwiseJudge:
     async def judge_pair(
         self, creq: ChatRequest, shadow_req: ChatRequest, candidate: Variant,
         answer: ChatResult, stable: Variant, llm_config: str,
-    ) -> Outcome | None:  # fmt: skip
-        """Stable's answer to the same request (``shadow_req``), then the two
-        judgements; the outcome (counted), or None when the pair could not be judged
+    ) -> float | None:  # fmt: skip
+        """Stable's answer to the same request (``shadow_req``), then the judgements;
+        the candidate's pair score (counted), or None when the pair could not be judged
         (counted as skipped)."""
         try:
             async with asyncio.timeout(self.s.timeout):
@@ -220,15 +277,22 @@ class PairwiseJudge:
             self.metrics.ns, llm_config, candidate.id, stable.id
         ).observe(similarity(answer.text, theirs.text))
         prompt = prompt_text(creq.messages)
+        rid = creq.request_id
+        # orders 1: one order drawn at random, so that a judge's preference for a
+        # position favours each side equally often (noise, not bias).
+        ab = self.s.orders == 2 or self._rng.random() < 0.5
+        ba = self.s.orders == 2 or not ab
         try:
-            if self.s.orders == 1:
-                outcome = await self._once(creq.request_id, prompt, answer, theirs, llm_config)
-            else:
-                first = await self._ask(creq.request_id + "-ab", prompt, answer.text,
-                                        theirs.text, llm_config)  # fmt: skip
-                second = await self._ask(creq.request_id + "-ba", prompt, theirs.text,
-                                         answer.text, llm_config)  # fmt: skip
-                outcome = combine(first, second)
+            as_first = (
+                await self._ask(rid + "-ab", prompt, answer.text, theirs.text, llm_config)
+                if ab
+                else None
+            )
+            as_second = (
+                await self._ask(rid + "-ba", prompt, theirs.text, answer.text, llm_config)
+                if ba
+                else None
+            )
         except Garbage as exc:
             log.debug("pairwise judge: %s", exc)
             self._skip(llm_config, "judge_garbage")
@@ -237,32 +301,21 @@ class PairwiseJudge:
             log.debug("pairwise judge failed: %s", exc)
             self._skip(llm_config, "judge_error")
             return None
-        self.metrics.pairwise.labels(
-            self.metrics.ns, llm_config, candidate.id, stable.id, outcome
-        ).inc()
-        return outcome
+        score = pair_score(as_first, as_second)
+        labels = (self.metrics.ns, llm_config, candidate.id, stable.id)
+        self.metrics.pairwise.labels(*labels, outcome_of(score)).inc()
+        self.metrics.pairwise_score.labels(*labels).observe(score)
+        return score
 
-    async def _once(
-        self, rid: str, prompt: str, answer: ChatResult, theirs: ChatResult, llm_config: str
-    ) -> Outcome:
-        """One judgement in an order drawn at random: a judge's preference for a
-        position adds noise to the win rate but no bias (it favours each side equally
-        often)."""
-        if self._rng.random() < 0.5:
-            verdict = await self._ask(rid + "-ab", prompt, answer.text, theirs.text, llm_config)
-            return {"A": "win", "B": "loss", "tie": "tie"}[verdict]  # type: ignore[return-value]
-        verdict = await self._ask(rid + "-ba", prompt, theirs.text, answer.text, llm_config)
-        return {"A": "loss", "B": "win", "tie": "tie"}[verdict]  # type: ignore[return-value]
-
-    async def _ask(self, rid: str, prompt: str, a: str, b: str, llm_config: str) -> Verdict:
+    async def _ask(self, rid: str, prompt: str, a: str, b: str, llm_config: str) -> float:
+        """One judgement of (A, B): A's score."""
+        template = PROMPTS[self.s.scale]
         request = ChatRequest(
             model=self.s.model,
             messages=[
                 {
                     "role": "user",
-                    "content": PAIRWISE_PROMPT.format(
-                        prompt=prompt[:4000], a=a[:6000], b=b[:6000]
-                    ),
+                    "content": template.format(prompt=prompt[:4000], a=a[:6000], b=b[:6000]),
                 }
             ],
             parameters=Parameters(temperature="0", max_tokens=20),
@@ -272,4 +325,4 @@ class PairwiseJudge:
         async with asyncio.timeout(self.s.timeout):
             reply = await self.provider(self.s.provider).complete(request)
         self._cost(llm_config, "judge", self.s.model, reply)
-        return verdict_of(reply.text)
+        return first_score(reply.text, self.s.scale)

@@ -52,14 +52,12 @@ BUILTIN: dict[str, tuple[str, str]] = {
         "sum(rate(llmopt_quality_score_count{" + SELECTOR + "}[{{window}}]))",
         "higherIsBetter",
     ),
-    # Pairwise judging against stable (the gateway's pairwise evaluator): the share of the
-    # candidate's judged pairs it won, ties counted half. Absolute (0.5: as good as
-    # stable), so it is judged against a bound (min), not against stable's value.
+    # Pairwise judging against stable (the gateway's pairwise evaluator): the candidate's
+    # mean pair score (a win 1, a tie 1/2, graded verdicts in between). Absolute (0.5: as
+    # good as stable), so it is judged against a bound (min), not against stable's value.
     "win_rate": (
-        "((sum(rate(llmopt_pairwise_total{" + SELECTOR + ',outcome="win"}[{{window}}])) '
-        "or vector(0)) + 0.5 * (sum(rate(llmopt_pairwise_total{" + SELECTOR
-        + ',outcome="tie"}[{{window}}])) or vector(0))) / '
-        "sum(rate(llmopt_pairwise_total{" + SELECTOR + "}[{{window}}]))",
+        "sum(rate(llmopt_pairwise_score_sum{" + SELECTOR + "}[{{window}}])) / "
+        "sum(rate(llmopt_pairwise_score_count{" + SELECTOR + "}[{{window}}]))",
         "higherIsBetter",
     ),
     # The mean lexical similarity of the candidate's answers to stable's on the shadowed
@@ -82,16 +80,16 @@ COUNTS: dict[str, tuple[str, str]] = {
         "sum(increase(llmopt_errors_total{" + SELECTOR + "}[{{window}}])) or vector(0)",
         "sum(increase(llmopt_requests_total{" + SELECTOR + "}[{{window}}]))",
     ),
-    # Wins (ties half) among the judged pairs: a confidence sequence on it is the
-    # sequential non-inferiority test (a bound min 0.45: not worse than stable by more
-    # than 0.05).
-    "win_rate": (
-        "(sum(increase(llmopt_pairwise_total{" + SELECTOR + ',outcome="win"}[{{window}}])) '
-        "or vector(0)) + 0.5 * (sum(increase(llmopt_pairwise_total{" + SELECTOR
-        + ',outcome="tie"}[{{window}}])) or vector(0))',
-        "sum(increase(llmopt_pairwise_total{" + SELECTOR + "}[{{window}}]))",
-    ),
 }
+# The pair scores of pairwise judging, cumulative (analysis.bounds): their sum, their
+# count, and their buckets (one per value a score can take, so the variance is exact).
+# A confidence sequence on their mean is the sequential non-inferiority test of
+# win_rate (a bound min 0.45: not worse than stable by more than 0.05).
+PAIR_SCORE_SUM = "sum(increase(llmopt_pairwise_score_sum{" + SELECTOR + "}[{{window}}]))"
+PAIR_SCORE_COUNT = "sum(increase(llmopt_pairwise_score_count{" + SELECTOR + "}[{{window}}]))"
+PAIR_SCORE_BUCKETS = (
+    "sum by (le) (increase(llmopt_pairwise_score_bucket{" + SELECTOR + "}[{{window}}]))"
+)
 
 # Evidence for absolute bounds (analysis.bounds), cumulative over {{window}} = the time
 # since the candidate's traffic began: per-request counts and histogram buckets, so a

@@ -40,12 +40,15 @@ _ANSWERS = re.compile(r"Answer A:\n(?P<a>.*?)\n\s*Answer B:\n(?P<b>.*)", re.S)
 
 @dataclass(frozen=True)
 class JudgeSettings:
-    """How the simulator's judge errs: P(it answers "A" whatever the answers), the
-    noise on the quality difference it sees, and the difference below which it ties."""
+    """How the simulator's judge errs: P(it prefers A whatever the answers: "A", or
+    "A>B" when asked for a graded verdict), the noise on the quality difference it sees,
+    the difference below which it ties, and (graded) the one past which it says "much
+    better"."""
 
     bias: float = 0.0
     noise: float = 0.1
     tie_margin: float = 0.02
+    strong_margin: float = 0.15
 
 
 _FILLER = (
@@ -260,8 +263,11 @@ class SimulatorProvider:
 
     def judge(self, request: ChatRequest) -> ChatResult:
         """A pairwise verdict on the two answers in the prompt ("Answer A:" ...
-        "Answer B:"), as JSON ``{"winner": "A" | "B" | "tie"}``; a prompt without two
-        answers it served gets a reply with no verdict (as a confused judge would)."""
+        "Answer B:"): as JSON ``{"winner": "A" | "B" | "tie"}``; graded when the prompt
+        asks for a ``"verdict"`` (``"A>>B"``, ``"A>B"``, ``"A=B"``, ``"B>A"``,
+        ``"B>>A"``); or both answers scored 1-5 when it asks for ``{"A": <1-5>, ...}``.
+        A prompt without two answers it served gets a reply with no verdict (as a
+        confused judge would)."""
         prompt = "\n".join(str(m.get("content", "")) for m in request.messages)
         found = _ANSWERS.search(prompt)
         qa = self.quality_of(found.group("a")) if found else None
@@ -272,6 +278,28 @@ class SimulatorProvider:
         noise = rng.gauss(0.0, self.judge_settings.noise)
         if qa is None or qb is None:
             text = "I cannot tell which answer is which."
+        elif '"A": <1-5>' in prompt:
+            # Side by side, each answer scored 1-5 from its quality as seen (the noise
+            # split between the two, so their difference has the noise asked for).
+            sd = self.judge_settings.noise / math.sqrt(2.0)
+            a, b = (
+                min(max(round((q + rng.gauss(0.0, sd)) * 4.0), 0), 4) + 1 for q in (qa, qb)
+            )
+            if biased:  # A scored above B, whatever they are
+                a, b = max(a, b + 1) if b < 5 else 5, min(b, 4)
+            text = json.dumps({"A": a, "B": b})
+        elif '"verdict"' in prompt:
+            d = qa - qb + noise
+            margin, strong = self.judge_settings.tie_margin, self.judge_settings.strong_margin
+            grade = (
+                "A>B" if biased
+                else "A>>B" if d > strong
+                else "A>B" if d > margin
+                else "B>>A" if d < -strong
+                else "B>A" if d < -margin
+                else "A=B"
+            )  # fmt: skip
+            text = json.dumps({"verdict": grade})
         else:
             d = qa - qb + noise
             margin = self.judge_settings.tie_margin

@@ -87,7 +87,8 @@ async def test_each_interop_query_returns_the_gateways_own_count_for_the_candida
     )  # fmt: skip
     names = {"requests": "llmopt_requests_total", "errors": "llmopt_errors_total",
              "cost": "llmopt_cost_usd_total", "qsum": "llmopt_quality_score_sum",
-             "qcount": "llmopt_quality_score_count"}  # fmt: skip
+             "qcount": "llmopt_quality_score_count", "psum": "llmopt_pairwise_score_sum",
+             "pcount": "llmopt_pairwise_score_count"}  # fmt: skip
 
     def counts() -> dict[str, float]:
         out = {k: metric_value(gateway, n, variant="c1") for k, n in names.items()}
@@ -124,7 +125,7 @@ async def test_each_interop_query_returns_the_gateways_own_count_for_the_candida
             "error": d["errors"] / d["requests"],
             "cost": d["cost"] / d["ok"],
             "quality": d["qsum"] / d["qcount"],
-            "win": (d["win"] + 0.5 * d["tie"]) / (d["win"] + d["tie"] + d["loss"]),
+            "win": d["psum"] / d["pcount"],
         }
         for queries in (argo_queries(), flagger_queries()):
             assert len(queries) == 4

@@ -22,7 +22,10 @@ from optimizer_operator.gateway.pairwise import (
     Garbage,
     PairwiseJudge,
     PairwiseSettings,
-    combine,
+    Scale,
+    first_score,
+    outcome_of,
+    pair_score,
     verdict_of,
 )
 from optimizer_operator.local.cluster import free_port
@@ -58,25 +61,43 @@ def _variant(vid: str, role: str, temperature: str) -> Variant:
 def test_a_verdict_is_read_only_from_a_verdict_and_both_orders_decide() -> None:
     assert verdict_of('{"winner": "A"}') == "A"
     assert verdict_of('Sure. {"winner":"tie"}') == "tie"
-    for garbage in ("A is better", '{"score": 4}', ""):
+    assert first_score('{"winner": "B"}', "winner") == 0.0
+    assert first_score('{"verdict": "A>>B"}', "graded") == 1.0
+    assert first_score('Here: {"verdict":" b > a "}', "graded") == 0.25
+    assert first_score('{"verdict": "A=B"}', "graded") == 0.5
+    assert first_score('{"A": 5, "B": 1}', "scores") == 1.0
+    assert first_score('{"A": 2, "B": 4}', "scores") == 0.25
+    assert first_score('{"B": "3", "A": "3"}', "scores") == 0.5
+    for garbage in ('{"A": 4}', '{"A": 10, "B": 3}', '{"A": 4.5, "B": 3}', '{"A": 0, "B": 3}'):
         with pytest.raises(Garbage):
-            verdict_of(garbage)
-    # first: the candidate as A; second: the candidate as B.
-    assert combine("A", "B") == "win" and combine("A", "tie") == "win"
-    assert combine("B", "A") == "loss" and combine("tie", "A") == "loss"
-    assert combine("A", "A") == "tie"  # the two orders disagree: position, not quality
-    assert combine("tie", "tie") == "tie"
+            first_score(garbage, "scores")
+    for garbage in ("A is better", '{"score": 4}', "", '{"verdict": "A>>>B"}'):
+        with pytest.raises(Garbage):
+            first_score(garbage, "graded")
+    for garbage in ("A is better", '{"score": 4}', "", '{"verdict": "A>B"}'):
+        with pytest.raises(Garbage):
+            first_score(garbage, "winner")
+    # as_first: A's score with the candidate as A; as_second: with stable as A.
+    assert pair_score(1.0, 0.0) == 1.0 and pair_score(1.0, 0.5) == 0.75
+    assert pair_score(0.0, 1.0) == 0.0 and pair_score(0.5, 1.0) == 0.25
+    assert pair_score(1.0, 1.0) == 0.5  # the orders disagree: position, not quality
+    assert pair_score(0.75, None) == 0.75 and pair_score(None, 0.75) == 0.25
+    assert [outcome_of(x) for x in (0.625, 0.5, 0.375)] == ["win", "tie", "loss"]
+    with pytest.raises(ValueError, match="scale must be graded, winner or scores"):
+        PairwiseSettings.from_options(0.1, {"model": "j", "scale": "likert"})
 
 
-async def _rates(sim: SimulatorProvider, bias: float, orders: int = 2) -> tuple[float, float]:
-    """The candidate's win rate over PAIRS pairs judged in ``orders`` orders (one: drawn
-    at random, the same draws every call), and what the first order alone says; wins 1,
-    ties 1/2."""
+async def _rates(
+    sim: SimulatorProvider, bias: float, orders: int = 2, scale: Scale = "graded"
+) -> tuple[float, float]:
+    """The candidate's win rate (mean pair score) over PAIRS pairs judged in ``orders``
+    orders (one: drawn at random, the same draws every call), and what the first order
+    alone says."""
     sim.judge_settings = JudgeSettings(bias=bias, noise=0.1)
     metrics = GatewayMetrics()
     judge = PairwiseJudge(
         PairwiseSettings(provider="simulator", model="sim-judge", rate=1.0,
-                         max_usd_per_hour=1e9, max_pending=PAIRS, orders=orders),
+                         max_usd_per_hour=1e9, max_pending=PAIRS, orders=orders, scale=scale),
         metrics, price_catalog(None), lambda _: sim, seed=5,
     )  # fmt: skip
     candidate, stable = _variant("c1", "candidate", "0.5"), _variant("v1", "stable", "0.3")
@@ -93,34 +114,45 @@ async def _rates(sim: SimulatorProvider, bias: float, orders: int = 2) -> tuple[
             model="sim-medium", messages=creq.messages, parameters=Parameters(temperature="0.3"),
             request_id=f"q{i}-pairwise",
         )  # fmt: skip
-        outcome = await judge.judge_pair(creq, shadow, candidate, answer, stable, "bot")
-        assert outcome is not None
-        both.append({"win": 1.0, "tie": 0.5, "loss": 0.0}[outcome])
+        score = await judge.judge_pair(creq, shadow, candidate, answer, stable, "bot")
+        assert score is not None
+        both.append(score)
         theirs = await sim.complete(shadow)
         first = await judge._ask(f"q{i}-ab", f"question {i}", answer.text, theirs.text, "bot")
-        first_only.append({"A": 1.0, "tie": 0.5, "B": 0.0}[first])
+        first_only.append(first)
+    # What the gateway exported is what it returned.
+    exported = sum(x.value for family in metrics.registry.collect() for x in family.samples
+                   if x.name == "llmopt_pairwise_score_sum")  # fmt: skip
+    assert exported == pytest.approx(sum(both))
     return sum(both) / PAIRS, sum(first_only) / PAIRS
 
 
-async def test_judging_both_orders_cancels_a_position_bias() -> None:
+@pytest.mark.parametrize("scale", ["graded", "winner", "scores"])
+async def test_judging_both_orders_cancels_a_position_bias(scale: Scale) -> None:
     """With a judge that prefers the first answer one time in five, the win rate over
     2,000 pairs judged both ways is within 0.02 of what the same judge without the
-    bias measures on the same pairs; one order alone is far off."""
+    bias measures on the same pairs; one order alone is far off. On each scale."""
     sim = _reliable()
-    truth, truth_first = await _rates(sim, 0.0)
-    biased, biased_first = await _rates(sim, 0.2)
+    truth, truth_first = await _rates(sim, 0.0, scale=scale)
+    biased, biased_first = await _rates(sim, 0.2, scale=scale)
     assert 0.3 < truth < 0.7  # candidate and stable close: the case that needs judging
     assert abs(biased - truth) <= 0.02, (biased, truth)
-    assert biased_first - truth_first > 0.05, (biased_first, truth_first)
+    # One order alone is pulled toward the first answer (on scores a biased call puts A
+    # one step of four above B, often from level: less of a pull).
+    shown = 0.02 if scale == "scores" else 0.05
+    assert biased_first - truth_first > shown, (biased_first, truth_first)
 
 
-async def test_one_order_drawn_at_random_cancels_a_position_bias_with_half_the_calls() -> None:
+@pytest.mark.parametrize("scale", ["graded", "scores"])
+async def test_one_order_drawn_at_random_cancels_a_position_bias_with_half_the_calls(
+    scale: Scale,
+) -> None:
     """orders: 1 judges each pair once, in a random order: the same bias favours each
     side equally often, so the win rate stays within 0.02 of the unbiased judge's; and
     the judge is asked once per pair, not twice."""
     sim = _reliable()
-    truth, _ = await _rates(sim, 0.0, orders=1)
-    biased, _ = await _rates(sim, 0.2, orders=1)
+    truth, _ = await _rates(sim, 0.0, orders=1, scale=scale)
+    biased, _ = await _rates(sim, 0.2, orders=1, scale=scale)
     assert 0.3 < truth < 0.7
     assert abs(biased - truth) <= 0.02, (biased, truth)
     asked: list[str] = []
@@ -143,7 +175,7 @@ async def test_one_order_drawn_at_random_cancels_a_position_bias_with_half_the_c
         shadow = ChatRequest(model="sim-medium", messages=creq.messages,
                              parameters=Parameters(temperature="0.3"), request_id=f"q{i}-p")
         answer = await sim.complete(creq)
-        assert await judge.judge_pair(creq, shadow, candidate, answer, stable, "bot")
+        assert await judge.judge_pair(creq, shadow, candidate, answer, stable, "bot") is not None
     assert len(asked) == PAIRS and len({a[:-3] for a in asked}) == PAIRS
     assert {a[-3:] for a in asked} == {"-ab", "-ba"}  # both orders occur
     with pytest.raises(ValueError, match="orders must be 1 or 2"):

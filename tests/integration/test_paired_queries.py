@@ -93,9 +93,9 @@ async def test_one_query_for_both_variants_gives_what_each_query_gives(
     await _scraped(source, 14)
     variants = Variants("bot", "team", stable="v1", canary="canary-0123abcd")
     paired = [t for t in sorted(_PAIRABLE) if variants.paired(t, "10s") is not None]
-    # Everything but the two templates with vector(0) inside (error_rate's and win_rate's
-    # ratios) is asked in one query.
-    assert len(paired) == len(_PAIRABLE) - 3, [t for t in _PAIRABLE if t not in paired]
+    # Everything but the template with vector(0) inside (error_rate's ratio) is asked in
+    # one query.
+    assert len(paired) == len(_PAIRABLE) - 1, [t for t in _PAIRABLE if t not in paired]
     assert by_variant(BUILTIN["error_rate"][0], ("v1", "canary-0123abcd")) is None
     checked = 0
     for template in paired:
