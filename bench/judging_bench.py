@@ -10,19 +10,22 @@ The world (every number below is a flag):
   prompt. Stable's mean quality is 0.80, the candidate's 0.75 (the drop) or 0.80 (A/A
   runs, for the false-rollback rate).
 * The judge sees an answer's quality with noise (``--judge-noise``, per answer and per
-  call). **Absolute**: it scores one answer on a 0-10 scale (its perception rounded:
-  LLM judges' absolute scores bunch on a few values). Stable's and the candidate's
-  scored requests are different requests, as a traffic split serves them; one judge call
-  per score, half the calls on each side. **Pairwise** (the gateway's evaluator
-  ``pairwise``): the candidate's and stable's answers to the *same* request, judged in
-  both orders (two judge calls per pair) by a judge that says "first" regardless with
-  probability ``--bias`` and ties differences under ``--tie-margin``; the two orders are
-  combined by the gateway's own rule (``gateway.pairwise.combine``): win 1, tie 1/2,
-  loss 0; or judged once in a random order (the evaluator's ``orders: 1``), one judge
-  call per pair; or (``pairwise-graded``, a design the gateway does not ship) one
-  judgement in a random order on a five-point scale (much better, better, tie, worse,
-  much worse: 1, 3/4, 1/2, 1/4, 0; "much" past ``--strong-margin``). Pairwise also
-  costs one shadow call to stable per pair (reported beside, not a judge call).
+  call). **Absolute**: it scores one answer, on 0-10 (``absolute``) or on 1-5 as the
+  gateway's ``llm_judge`` asks (``absolute-1-5``), its perception rounded: LLM judges'
+  absolute scores bunch on a few values. Stable's and the candidate's scored requests
+  are different requests, as a traffic split serves them; one judge call per score,
+  half the calls on each side. **Pairwise** (the gateway's evaluator ``pairwise``): the
+  candidate's and stable's answers to the *same* request, judged by a judge that
+  prefers the first answer regardless with probability ``--bias``, on one of the
+  gateway's scales: graded (five points: much better, better, as good, worse, much
+  worse; "much" past ``--strong-margin``, ties under ``--tie-margin``; a biased call
+  says "A>B"), winner (A, B or tie; a biased call says "A") or scores (both answers
+  scored 1-5 side by side in one call; a biased call puts A above B). Each pair is
+  judged in both orders (two judge calls, the gateway's default) or once in an order
+  drawn at random (``orders: 1``), and scored by the gateway's own rule
+  (``gateway.pairwise.pair_score``: the mean of the candidate's scores over the orders
+  judged). Pairwise also costs one shadow call to stable per pair (reported beside, not
+  a judge call).
 * Both methods are decided by the same anytime-valid test the operator uses for a
   mean (the normal-mixture mSPRT, ``analysis.canary.msprt_log_lambda``) with its
   variance estimated from the data, checked every ``--look`` judge calls; each method's
@@ -30,11 +33,13 @@ The world (every number below is a flag):
   method's threshold is calibrated on A/A runs so that exactly ``--false-rollback`` of
   them roll back within the horizon. Detection is compared at that equal rate.
 
-The share of difficulty the prompt carries decides how much pairing buys: with
-``rho = 0`` nothing cancels and pairwise, which throws away the size of each
-difference, can need more calls. The rows sweep ``rho``; the GSM8K row uses the
-correlation measured on the two real models of ``../shared/data/gsm8k_responses.csv``
-(tetrachoric, on their correct/incorrect labels), when that file is present.
+One pairwise call sees both answers where absolute scores need a call each (at best
+half the calls); the share of difficulty the prompt carries decides how much pairing
+adds: with ``rho = 0`` nothing cancels, and a verdict that keeps less of each difference
+than a score, or a second order to cancel a bias, can need more calls. The rows sweep
+``rho``; the GSM8K row uses the correlation measured on the two real models of
+``../shared/data/gsm8k_responses.csv`` (tetrachoric, on their correct/incorrect
+labels), when that file is present.
 Results: bench/results/judging.{md,json}.
 """
 
