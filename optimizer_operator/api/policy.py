@@ -49,9 +49,9 @@ class Constraints(ApiModel):
     min_quality: DecimalString | None = Field(default=None, description="Quality floor, 0..1.")
     min_win_rate: DecimalString | None = Field(
         default=None,
-        description="Floor on a trial's win rate against stable (pairwise judging: wins plus "
-        'half the ties), 0..1; e.g. "0.45": not worse than stable by more than 0.05. Needs '
-        "the gateway's pairwise evaluator; stable's own is 0.5.",
+        description="Floor on a trial's win rate against stable (pairwise judging: the mean "
+        'pair score, a win 1 and a tie 1/2), 0..1; e.g. "0.45": not worse than stable by more '
+        "than 0.05. Needs the gateway's pairwise evaluator; stable's own is 0.5.",
     )
     max_cost_per_request_usd: DecimalString | None = Field(default=None)
     max_daily_cost_usd: DecimalString | None = Field(
