@@ -86,3 +86,19 @@ async def test_gateway_panels_show_each_variant_under_load(
 def test_the_chart_ships_the_same_dashboard() -> None:
     chart_copy = REPO / "charts" / "llm-optimizer" / "dashboards" / "llm-optimizer.json"
     assert chart_copy.read_text() == DASHBOARD.read_text()
+
+
+def test_every_panel_has_a_place_of_its_own_on_the_grid() -> None:
+    """Grafana lays panels out by gridPos: whole numbers on a 24-column grid. Three panels
+    once carried their description in ``h``; none overlaps another."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        g = panel["gridPos"]
+        assert all(isinstance(g[k], int) and g[k] >= 0 for k in "xywh"), (panel["title"], g)
+        assert g["w"] > 0 and g["h"] > 0 and g["x"] + g["w"] <= 24, (panel["title"], g)
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, (panel["title"], cells.get((x, y)))
+                cells[(x, y)] = panel["title"]
+    assert len({p["id"] for p in panels}) == len(panels)
