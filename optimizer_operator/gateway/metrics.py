@@ -14,7 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    disable_created_metrics,
+)
 
 # `_created` series double the series count and no query of ours uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -126,6 +133,14 @@ class GatewayMetrics:
             "Its mean is the win rate.",
             (*VARIANT, "baseline"),
             buckets=PAIR_SCORE_BUCKETS,
+            registry=r,
+        )
+        self.pairwise_first = Summary(
+            "llmopt_pairwise_first_answer_score",
+            "The judge's score for whichever answer it was shown first (0-1), per judge call: "
+            "a mean above 1/2 is a preference for the first position (the orders cancel it "
+            "in the win rate, but it shrinks the win rate toward 1/2).",
+            ("llm_config_namespace", "llm_config"),
             registry=r,
         )
         self.stable_similarity = Histogram(

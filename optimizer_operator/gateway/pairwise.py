@@ -325,4 +325,6 @@ class PairwiseJudge:
         async with asyncio.timeout(self.s.timeout):
             reply = await self.provider(self.s.provider).complete(request)
         self._cost(llm_config, "judge", self.s.model, reply)
-        return first_score(reply.text, self.s.scale)
+        score = first_score(reply.text, self.s.scale)
+        self.metrics.pairwise_first.labels(self.metrics.ns, llm_config).observe(score)
+        return score

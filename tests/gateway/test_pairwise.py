@@ -121,9 +121,18 @@ async def _rates(
         first = await judge._ask(f"q{i}-ab", f"question {i}", answer.text, theirs.text, "bot")
         first_only.append(first)
     # What the gateway exported is what it returned.
-    exported = sum(x.value for family in metrics.registry.collect() for x in family.samples
-                   if x.name == "llmopt_pairwise_score_sum")  # fmt: skip
-    assert exported == pytest.approx(sum(both))
+    def exported(name: str) -> float:
+        return sum(x.value for family in metrics.registry.collect() for x in family.samples
+                   if x.name == name)  # fmt: skip
+
+    assert exported("llmopt_pairwise_score_sum") == pytest.approx(sum(both))
+    # The judge's preference for the first position, as a user sees it: the mean score of
+    # the first answer over every judge call; 1/2 without a bias.
+    position = exported("llmopt_pairwise_first_answer_score_sum") / exported(
+        "llmopt_pairwise_first_answer_score_count"
+    )
+    assert (position > 0.51) == (bias > 0), (position, bias)
+    assert abs(position - 0.5) < 0.01 or bias > 0, position
     return sum(both) / PAIRS, sum(first_only) / PAIRS
 
 
