@@ -1,7 +1,8 @@
 """Pairwise judging against stable: for a sampled share of the requests a candidate
 answers, stable's answer to the same request is obtained off the user's path and a
-judge model is asked, blind, which of the two is better — in both orders, so a judge's
-preference for the first (or second) answer cancels — ties allowed.
+judge model is asked, blind, which of the two is better — in both orders by default, so
+a judge's preference for the first (or second) answer cancels, or (``orders: 1``) in one
+drawn at random, where it cancels on average — ties allowed.
 
 The user gets the candidate's answer as always: the pair is judged in the background
 after the response went out, bounded in concurrency, and within a spend cap (USD per
@@ -16,11 +17,11 @@ the two answers (``gateway.similarity``), exported as ``llmopt_stable_similarity
 The verdict is graded by default, on five points (much better, better, as good, worse,
 much worse: the first answer's score 1, 3/4, 1/2, 1/4, 0); with ``scale: winner`` a
 plain A, B or tie (1, 1/2, 0); with ``scale: scores`` the judge scores both answers
-side by side from 1 to 5 in one call (the first answer's score (4 + a - b) / 8: the
-most each call tells, see bench/results/judging.md). A pair's score for the candidate
-is the mean of its
-scores over the orders judged, so an answer much better in both orders scores 1 and
-two orders that disagree (what position bias looks like) meet in the middle. The
+side by side from 1 to 5 in one call (the first answer's score (4 + a - b) / 8; in
+bench/results/judging.md it needed the fewest judge calls in most worlds). A pair's
+score for the candidate is the mean of its scores over the orders judged, so an answer
+much better in both orders scores 1 and two orders that disagree (what position bias
+looks like) meet in the middle. The
 scores are exported as the histogram ``llmopt_pairwise_score`` (its buckets at every
 value a score can take, so its variance is exact); ``win_rate`` is their mean. The
 outcome counter ``llmopt_pairwise_total`` says win (score above 1/2), loss (below) or
