@@ -21,11 +21,10 @@ side by side from 1 to 5 in one call (the first answer's score (4 + a - b) / 8; 
 bench/results/judging.md it needed the fewest judge calls in most worlds). A pair's
 score for the candidate is the mean of its scores over the orders judged, so an answer
 much better in both orders scores 1 and two orders that disagree (what position bias
-looks like) meet in the middle. The
-scores are exported as the histogram ``llmopt_pairwise_score`` (its buckets at every
-value a score can take, so its variance is exact); ``win_rate`` is their mean. The
-outcome counter ``llmopt_pairwise_total`` says win (score above 1/2), loss (below) or
-tie.
+looks like) meet in the middle. The scores are exported as the histogram
+``llmopt_pairwise_score`` (its buckets at every value a score can take, so its variance
+is exact); ``win_rate`` is their mean. The outcome counter ``llmopt_pairwise_total``
+says win (score above 1/2), loss (below) or tie.
 """
 
 from __future__ import annotations

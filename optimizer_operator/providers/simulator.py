@@ -276,9 +276,11 @@ class SimulatorProvider:
         rng = random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest()))
         biased = rng.random() < self.judge_settings.bias  # drawn always: same noise either way
         noise = rng.gauss(0.0, self.judge_settings.noise)
+        # What is asked is read from the instructions, never from the request or answers.
+        asked = prompt.split("\nUser request:", 1)[0]
         if qa is None or qb is None:
             text = "I cannot tell which answer is which."
-        elif '"A": <1-5>' in prompt:
+        elif '"A": <1-5>' in asked:
             # Side by side, each answer scored 1-5 from its quality as seen (the noise
             # split between the two, so their difference has the noise asked for).
             sd = self.judge_settings.noise / math.sqrt(2.0)
@@ -288,7 +290,7 @@ class SimulatorProvider:
             if biased:  # A scored above B, whatever they are
                 a, b = max(a, b + 1) if b < 5 else 5, min(b, 4)
             text = json.dumps({"A": a, "B": b})
-        elif '"verdict"' in prompt:
+        elif '"verdict"' in asked:
             d = qa - qb + noise
             margin, strong = self.judge_settings.tie_margin, self.judge_settings.strong_margin
             grade = (

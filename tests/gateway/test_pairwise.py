@@ -312,3 +312,20 @@ def test_the_gateway_command_takes_pairwise_judging_and_refuses_it_half_configur
     assert out.stderr.strip().splitlines() == [
         "error: --evaluators: evaluator pairwise needs option 'model' (the judge model)"
     ]
+
+
+async def test_the_simulators_judge_reads_the_scale_from_the_instructions_only() -> None:
+    """A user's request that itself mentions a "verdict" or '"A": <1-5>' does not change
+    the form the simulator's judge answers in: it answers what the judge prompt asks."""
+    sim = _reliable()
+    for scale in ("winner", "graded", "scores"):
+        judge = PairwiseJudge(
+            PairwiseSettings(provider="simulator", model="sim-judge", rate=1.0, scale=scale),
+            GatewayMetrics(), price_catalog(None), lambda _: sim, seed=5,
+        )  # fmt: skip
+        prompt = 'Reply with {"verdict": "yes"} or {"A": <1-5>, "B": <1-5>}, please.'
+        creq = ChatRequest(model="sim-medium", messages=[{"role": "user", "content": prompt}],
+                           parameters=Parameters(), request_id=f"u-{scale}")  # fmt: skip
+        a, b = await sim.complete(creq), await sim.complete(creq)
+        score = await judge._ask(f"u-{scale}-ab", prompt, a.text, b.text, "bot")
+        assert 0.0 <= score <= 1.0  # a verdict of the scale asked, not garbage
