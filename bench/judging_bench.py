@@ -60,7 +60,7 @@ import numpy as np
 from scipy import stats
 
 from optimizer_operator.analysis.canary import msprt_log_lambda
-from optimizer_operator.gateway.pairwise import GRADE_SCORE, WINNER_SCORE, pair_score
+from optimizer_operator.gateway.pairwise import GRADE_SCORE, WINNER_SCORE
 from optimizer_operator.gateway.similarity import similarity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,35 +166,20 @@ def judged_scores(
     scale: str, orders: int,
 ) -> np.ndarray:  # fmt: skip
     """The candidate's pair score per pair, by the gateway's rule
-    (``gateway.pairwise.pair_score``): both orders, or one drawn at random."""
+    (``gateway.pairwise.pair_score``: the mean of its own score over the orders judged):
+    both orders, or one drawn at random."""
     cand, stab = _pair(rng, world, mean, shape)
-    if scale == "scores":
-        if orders == 2:
-            return (_side_by_side(rng, cand, stab, world)
-                    + 1.0 - _side_by_side(rng, stab, cand, world)) / 2.0  # fmt: skip
-        flip = rng.random(shape) < 0.5
-        a = _side_by_side(rng, np.where(flip, stab, cand), np.where(flip, cand, stab), world)
-        return np.where(flip, 1.0 - a, a)
+
+    def call(first: np.ndarray, second: np.ndarray) -> np.ndarray:  # A's score
+        if scale == "scores":
+            return _side_by_side(rng, first, second, world)
+        return _first_score(rng, first, second, world, scale)
+
     if orders == 2:
-        as_first = _first_score(rng, cand, stab, world, scale)
-        as_second = _first_score(rng, stab, cand, world, scale)
-        return np.asarray(PAIR_SCORE[scale][_index(scale, as_first), _index(scale, as_second)])
+        return (call(cand, stab) + 1.0 - call(stab, cand)) / 2.0
     flip = rng.random(shape) < 0.5
-    a_score = _first_score(rng, np.where(flip, stab, cand), np.where(flip, cand, stab), world,
-                           scale)  # fmt: skip
+    a_score = call(np.where(flip, stab, cand), np.where(flip, cand, stab))
     return np.where(flip, 1.0 - a_score, a_score)
-
-
-def _index(scale: str, score: np.ndarray) -> np.ndarray:
-    return np.searchsorted(LEVELS[scale], score)
-
-
-LEVELS = {k: np.sort(v) for k, v in FIRST_SCORE.items()}
-# The gateway's rule for two orders, as a table over the first-answer scores.
-PAIR_SCORE = {
-    k: np.array([[pair_score(float(a), float(b)) for b in levels] for a in levels])
-    for k, levels in LEVELS.items()
-}
 
 
 JUDGED = {
